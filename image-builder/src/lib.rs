@@ -1,0 +1,1 @@
+//! image-builder (being written).

@@ -1,0 +1,1 @@
+//! kernel-init (being written).

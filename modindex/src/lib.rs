@@ -1,0 +1,1 @@
+//! modindex (being written).
