@@ -1,1 +1,30 @@
-//! image-builder (being written).
+//! The NullOS image builder.
+//!
+//! `image-builder` turns a build config (kernel, modules, init, command line, keys) into a
+//! release folder: `kernel`, `initrd`, `cmdline`, the signed `release.manifest`, and the PXE
+//! bundle `pxe/`. Every output is reproducible bit for bit: nothing depends on the build
+//! machine's clock, umask, paths, locale or core count.
+//!
+//! Modules, each with its own error type:
+//! - [`config`]: the TOML build config.
+//! - [`kernel`]: a Debian kernel package or its unpacked tree.
+//! - [`modules`]: the module closure and coldplug index (format in the `modindex` crate).
+//! - [`initrd`]: the file tree and its cpio (newc) archive.
+//! - [`compress`]: initramfs compression, checked against the kernel's config.
+//! - [`release`]: manifest, signing, co-signing, verification of a release folder.
+//! - [`pxe`]: the iPXE bundle.
+//! - [`keys`]: key and trust files on disk.
+//! - [`inspect`]: human-readable listings.
+//! - [`build`]: the whole pipeline.
+
+pub mod build;
+pub mod compress;
+pub mod config;
+pub mod elf;
+pub mod initrd;
+pub mod inspect;
+pub mod kernel;
+pub mod keys;
+pub mod modules;
+pub mod pxe;
+pub mod release;

@@ -1,0 +1,82 @@
+# NullOS developer entry points. `make run` boots the dev image; `make test` runs every test.
+#
+#   make deps                 host packages (qemu, iPXE ROMs, OVMF, zstd) via apt-get
+#   make image [PROFILE=dev]  build/$(PROFILE)/: kernel, initrd, cmdline, release.manifest, pxe/
+#   make run                  boot build/dev in QEMU, console on this terminal (RUN_ARGS=--pxe for PXE)
+#   make test                 unit, property and full-system tests (real kernels in real QEMU)
+#   make bench                benchmarks, printed as ratios against their baselines
+
+SHELL := /bin/bash
+PROFILE ?= dev
+TARGET := x86_64-unknown-linux-gnu
+# One target dir whatever the caller's environment: the profiles name paths inside it.
+export CARGO_TARGET_DIR := $(CURDIR)/target
+CARGO ?= cargo
+STATIC_RUSTFLAGS := -C target-feature=+crt-static
+HOST_PACKAGES := qemu-system-x86 ipxe-qemu ovmf systemd-boot-efi zstd cpio
+
+INIT_BIN := target/$(TARGET)/release/init
+BUILDER := target/release/image-builder
+QEMU_RUNNER := target/release/nullos-qemu
+BENCH := target/release/nullos-bench
+DEV_KEY := build/keys/dev.key
+
+KERNEL_PACKAGE_dev := linux-image-cloud-amd64
+KERNEL_DIR_dev := build/kernels/cloud
+KERNEL_PACKAGE_metal := linux-image-amd64
+KERNEL_DIR_metal := build/kernels/metal
+
+.PHONY: all deps kernel init tools keys image run test bench fmt clippy clean
+
+all: image
+
+deps:
+	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "make deps: installing $$missing"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# The kernel is fetched once and cached under build/kernels/.
+build/kernels/%/DEBIAN/control:
+	scripts/fetch-kernel.sh $(KERNEL_PACKAGE_$(notdir $*)) build/kernels/$*
+
+kernel: $(KERNEL_DIR_$(PROFILE))/DEBIAN/control
+
+# PID 1 must be static: the initramfs has no libc and no loader.
+init:
+	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) -p kernel-init --bin init
+
+tools:
+	$(CARGO) build --release --locked -p image-builder -p qemu -p bench
+
+# The development key pair is generated once and never committed (build/ is ignored).
+$(DEV_KEY): | tools
+	$(BUILDER) keygen --out $(DEV_KEY) --comment "NullOS development key (not for production)"
+
+keys: $(DEV_KEY)
+
+image: kernel init tools keys
+	$(BUILDER) build profiles/$(PROFILE).toml --out build/$(PROFILE)
+
+run: deps
+	@$(MAKE) --no-print-directory image PROFILE=dev
+	$(QEMU_RUNNER) run build/dev $(RUN_ARGS)
+
+test: deps
+	@$(MAKE) --no-print-directory image PROFILE=dev
+	$(CARGO) test --workspace --locked --release
+
+bench: deps
+	@$(MAKE) --no-print-directory image PROFILE=dev
+	$(BENCH) all --image build/dev --config profiles/dev.toml
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+clean:
+	rm -rf build/dev build/metal

@@ -1,0 +1,263 @@
+//! `image-builder build`: from a config to the release folder.
+
+use std::path::{Path, PathBuf};
+
+use trust::{BuildInputs, Digest};
+
+use crate::config::BuildConfig;
+use crate::initrd::InitrdTree;
+use crate::kernel::KernelSource;
+use crate::release::{CMDLINE_FILE, INITRD_FILE, KERNEL_FILE, MANIFEST_FILE};
+use crate::{compress, initrd, keys, modules, pxe, release};
+
+/// Where the module index goes in the image (read by `init`).
+pub const MODULE_INDEX_PATH: &str = "/lib/modules/nullos.index";
+/// Where the node description goes in the image (read by `init`).
+pub const NODE_CONFIG_PATH: &str = "/etc/nullos/node.toml";
+
+/// Why a build failed. Each variant names the step.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Reading the kernel.
+    #[error("kernel")]
+    Kernel(#[from] crate::kernel::KernelError),
+    /// The compression is not possible with this kernel.
+    #[error("initrd compression")]
+    Compression(#[from] compress::CompressError),
+    /// A signing key.
+    #[error("signing key")]
+    Key(#[from] keys::KeyFileError),
+    /// The init binary.
+    #[error("init binary {path}: {problem}")]
+    Init {
+        /// The binary.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// An extra file.
+    #[error("cannot read extra file {path}")]
+    ExtraFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Choosing modules.
+    #[error("modules")]
+    Modules(#[from] modules::ModulesError),
+    /// Assembling the initramfs.
+    #[error("initramfs")]
+    Initrd(#[from] initrd::InitrdError),
+    /// Signing the release.
+    #[error("release")]
+    Release(#[from] release::ReleaseError),
+    /// Writing the PXE bundle.
+    #[error("pxe bundle")]
+    Pxe(#[from] pxe::PxeError),
+    /// Writing an output.
+    #[error("cannot write {path}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Reports progress of the long steps (the binary shows it on a terminal).
+pub trait Progress {
+    /// A new step starts.
+    fn step(&self, message: &str);
+}
+
+/// Progress that goes nowhere.
+#[derive(Debug)]
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn step(&self, _: &str) {}
+}
+
+/// One file the build wrote.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// Where.
+    pub path: PathBuf,
+    /// How many bytes.
+    pub size: u64,
+    /// BLAKE3 of the bytes.
+    pub digest: Digest,
+}
+
+/// What a build produced.
+#[derive(Debug)]
+pub struct BuildReport {
+    /// The files written, in order.
+    pub written: Vec<Written>,
+    /// The kernel release.
+    pub kernel_release: String,
+    /// How many modules went into the image.
+    pub module_count: usize,
+    /// Size of the uncompressed initramfs.
+    pub initrd_uncompressed: u64,
+}
+
+/// Builds the image described by `config` into `out`. `mtime` is the timestamp every archive
+/// entry carries (`SOURCE_DATE_EPOCH`, or 0).
+pub fn build(
+    config: &BuildConfig,
+    out: &Path,
+    mtime: u32,
+    progress: &dyn Progress,
+) -> Result<BuildReport, BuildError> {
+    // Cheap checks first, so a bad key or init fails before the slow steps.
+    let signing_keys = config
+        .signing_keys
+        .iter()
+        .map(|p| keys::load_secret(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let init = read_init(&config.init)?;
+
+    progress.step("reading kernel");
+    let kernel = KernelSource::open(&config.kernel)?;
+    config.compression.check_kernel_config(&kernel.config)?;
+
+    progress.step("resolving modules");
+    let selected = modules::select(&kernel, &config.modules)?;
+    let module_count = selected.files.len();
+
+    progress.step("assembling initramfs");
+    let mut tree = InitrdTree::new();
+    tree.add_file("/init", init, 0o755)?;
+    tree.add_char_device("/dev/console", 5, 1, 0o600)?;
+    for dir in ["/proc", "/sys", "/run", "/tmp", "/root", "/var"] {
+        tree.add_dir(dir)?;
+    }
+    tree.add_file(NODE_CONFIG_PATH, node_config(config).into_bytes(), 0o644)?;
+    tree.add_file(
+        MODULE_INDEX_PATH,
+        selected.index.to_text().into_bytes(),
+        0o644,
+    )?;
+    for (path, bytes) in selected.files {
+        tree.add_file(&path, bytes, 0o644)?;
+    }
+    for file in &config.files {
+        let data = std::fs::read(&file.source).map_err(|source| BuildError::ExtraFile {
+            path: file.source.clone(),
+            source,
+        })?;
+        tree.add_file(&file.dest, data, file.mode)?;
+    }
+    let cpio = tree.to_cpio(mtime)?;
+
+    progress.step(&format!(
+        "compressing initramfs ({} KiB, {}{})",
+        cpio.len() / 1024,
+        config.compression.name(),
+        config
+            .compression
+            .level()
+            .map(|l| format!(" -{l}"))
+            .unwrap_or_default()
+    ));
+    let initrd = config.compression.compress(&cpio)?;
+    let cmdline = config.cmdline.as_bytes();
+
+    progress.step("signing release");
+    let manifest = release::manifest(
+        config.release.version,
+        &config.release.profile,
+        &config.release.target,
+        &kernel.bzimage,
+        &initrd,
+        cmdline,
+        BuildInputs {
+            kernel_package: kernel.package.clone(),
+            kernel_version: kernel.version.clone(),
+        },
+    );
+    let signed = release::sign(&manifest, &signing_keys)?;
+
+    progress.step("writing outputs");
+    std::fs::create_dir_all(out).map_err(|source| BuildError::Write {
+        path: out.to_owned(),
+        source,
+    })?;
+    let mut written = Vec::new();
+    for (name, bytes) in [
+        (KERNEL_FILE, kernel.bzimage.as_slice()),
+        (INITRD_FILE, initrd.as_slice()),
+        (CMDLINE_FILE, cmdline),
+        (MANIFEST_FILE, signed.as_slice()),
+    ] {
+        let path = out.join(name);
+        write_atomically(&path, bytes)?;
+        written.push(Written {
+            path,
+            size: bytes.len() as u64,
+            digest: Digest::of(bytes),
+        });
+    }
+    for path in pxe::write_bundle(out, &config.cmdline, &kernel.bzimage, &initrd)? {
+        let bytes = std::fs::read(&path).map_err(|source| BuildError::Write {
+            path: path.clone(),
+            source,
+        })?;
+        written.push(Written {
+            path,
+            size: bytes.len() as u64,
+            digest: Digest::of(&bytes),
+        });
+    }
+    Ok(BuildReport {
+        written,
+        kernel_release: kernel.release,
+        module_count,
+        initrd_uncompressed: cpio.len() as u64,
+    })
+}
+
+/// `/etc/nullos/node.toml`: what `init` knows about the release it belongs to.
+fn node_config(config: &BuildConfig) -> String {
+    let mut text = format!(
+        "# Written by image-builder; read by init.\nversion = {}\nprofile = \"{}\"\n",
+        config.release.version, config.release.profile
+    );
+    if let Some(control) = &config.control {
+        text.push_str(&format!("control = \"{control}\"\n"));
+    }
+    text
+}
+
+/// Reads the init binary and refuses one that cannot run in an initramfs without libc.
+fn read_init(path: &Path) -> Result<Vec<u8>, BuildError> {
+    let problem = |problem: String| BuildError::Init {
+        path: path.to_owned(),
+        problem,
+    };
+    let bytes = std::fs::read(path).map_err(|e| {
+        problem(format!(
+            "cannot read it ({e}); build it with `make init` (static, for x86_64-unknown-linux-gnu)"
+        ))
+    })?;
+    match crate::elf::check_static_executable(&bytes) {
+        Ok(()) => Ok(bytes),
+        Err(why) => Err(problem(why)),
+    }
+}
+
+/// Writes through a temporary file and a rename, so an interrupted build never leaves a
+/// half-written artifact under the final name.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|source| BuildError::Write {
+            path: path.to_owned(),
+            source,
+        })
+}

@@ -1,0 +1,354 @@
+//! The build configuration file (`image-builder build <config.toml>`).
+//!
+//! Relative paths in the file are relative to the file's own folder, so a config means the same
+//! thing whatever directory the builder runs from. Unknown keys are errors: a typo must not
+//! silently change what goes into a signed image.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::compress::Compression;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema.
+    #[error("config {path} is malformed: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// The TOML parser's message, with the line and column.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("config {path}: {problem}")]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// The whole build configuration, paths resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildConfig {
+    /// The release being built.
+    pub release: ReleaseSection,
+    /// A Debian `linux-image-*.deb` or its unpacked tree (`dpkg-deb -R`/`-x`).
+    pub kernel: PathBuf,
+    /// Modules wanted in the image.
+    pub modules: ModulesSection,
+    /// The `init` binary that becomes `/init`.
+    pub init: PathBuf,
+    /// Extra files copied into the initramfs.
+    pub files: Vec<ExtraFile>,
+    /// The kernel command line.
+    pub cmdline: String,
+    /// How the initramfs is compressed.
+    pub compression: Compression,
+    /// Secret key files that sign the release (at least one).
+    pub signing_keys: Vec<PathBuf>,
+    /// The node's control endpoint (`host:port`), written into `/etc/nullos/node.toml`.
+    pub control: Option<String>,
+}
+
+/// `[release]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseSection {
+    /// Monotonic release version; verifiers refuse lower versions than they have seen.
+    pub version: u64,
+    /// Profile name (`dev`, `metal`, ...).
+    pub profile: String,
+    /// Target architecture.
+    #[serde(default = "default_target")]
+    pub target: String,
+}
+
+fn default_target() -> String {
+    "x86_64".to_owned()
+}
+
+/// `[modules]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModulesSection {
+    /// Modules wanted by name (dependencies are added).
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// Folders under `lib/modules/<release>/kernel/` whose every module is wanted,
+    /// e.g. `drivers/net/ethernet`.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Modules `init` loads unconditionally at boot (they must be in the image).
+    #[serde(default)]
+    pub boot: Vec<String>,
+}
+
+/// One `[[file]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraFile {
+    /// File on the build machine.
+    pub source: PathBuf,
+    /// Absolute path inside the initramfs.
+    pub dest: String,
+    /// Permission bits (the source's own mode is ignored: it depends on the umask).
+    pub mode: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    release: ReleaseSection,
+    kernel: RawKernel,
+    #[serde(default)]
+    modules: ModulesSection,
+    init: RawInit,
+    #[serde(default, rename = "file")]
+    files: Vec<RawFile>,
+    boot: RawBoot,
+    #[serde(default)]
+    initrd: RawInitrd,
+    signing: RawSigning,
+    #[serde(default)]
+    node: RawNode,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKernel {
+    path: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInit {
+    path: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    source: PathBuf,
+    dest: String,
+    #[serde(default = "default_mode")]
+    mode: String,
+}
+
+fn default_mode() -> String {
+    "0644".to_owned()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBoot {
+    cmdline: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawInitrd {
+    compression: Option<String>,
+    level: Option<i32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSigning {
+    keys: Vec<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    control: Option<String>,
+}
+
+impl BuildConfig {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<BuildConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        BuildConfig::parse(&text, base).map_err(|e| match e {
+            ParseProblem::Toml(message) => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            ParseProblem::Invalid(problem) => ConfigError::Invalid {
+                path: path.to_owned(),
+                problem,
+            },
+        })
+    }
+
+    fn parse(text: &str, base: &Path) -> Result<BuildConfig, ParseProblem> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ParseProblem::Toml(one_line(&e.to_string())))?;
+        let invalid = |s: String| Err(ParseProblem::Invalid(s));
+        if raw.release.profile.is_empty() || raw.release.profile.contains(char::is_whitespace) {
+            return invalid("release.profile must be a non-empty word".into());
+        }
+        if raw.signing.keys.is_empty() {
+            return invalid(
+                "signing.keys is empty: a release needs at least one signing key".into(),
+            );
+        }
+        if raw.boot.cmdline.contains('\n') {
+            return invalid("boot.cmdline must be one line".into());
+        }
+        let compression = Compression::from_config(
+            raw.initrd.compression.as_deref().unwrap_or("zstd"),
+            raw.initrd.level,
+        )
+        .map_err(|e| ParseProblem::Invalid(e.to_string()))?;
+        let mut files = Vec::new();
+        for f in raw.files {
+            if !f.dest.starts_with('/') || f.dest.split('/').any(|c| c == "..") {
+                return invalid(format!(
+                    "file dest '{}' must be an absolute path without '..'",
+                    f.dest
+                ));
+            }
+            let mode = u32::from_str_radix(f.mode.trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|m| *m <= 0o7777);
+            let Some(mode) = mode else {
+                return invalid(format!(
+                    "file mode '{}' is not an octal permission like \"0644\"",
+                    f.mode
+                ));
+            };
+            files.push(ExtraFile {
+                source: base.join(f.source),
+                dest: f.dest,
+                mode,
+            });
+        }
+        if let Some(control) = &raw.node.control {
+            if control
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                return invalid(format!("node.control '{control}' is not host:port"));
+            }
+        }
+        Ok(BuildConfig {
+            release: raw.release,
+            kernel: base.join(raw.kernel.path),
+            modules: raw.modules,
+            init: base.join(raw.init.path),
+            files,
+            cmdline: raw.boot.cmdline.trim().to_owned(),
+            compression,
+            signing_keys: raw.signing.keys.into_iter().map(|k| base.join(k)).collect(),
+            control: raw.node.control,
+        })
+    }
+}
+
+enum ParseProblem {
+    Toml(String),
+    Invalid(String),
+}
+
+/// TOML errors are multi-line with a source excerpt; a build error is one line.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with('|') && !l.chars().all(|c| c == '^' || c == ' ')
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[release]
+version = 3
+profile = "dev"
+
+[kernel]
+path = "../build/kernels/cloud"
+
+[modules]
+names = ["virtio_net"]
+groups = ["drivers/net/ethernet"]
+
+[init]
+path = "init"
+
+[[file]]
+source = "motd"
+dest = "/etc/motd"
+
+[boot]
+cmdline = "console=ttyS0 quiet"
+
+[initrd]
+compression = "gzip"
+
+[signing]
+keys = ["dev.key"]
+
+[node]
+control = "10.0.2.2:7878"
+"#;
+
+    #[test]
+    fn parses_and_resolves_paths() {
+        let c = BuildConfig::parse(GOOD, Path::new("/cfg")).unwrap_or_else(|_| panic!("parse"));
+        assert_eq!(c.release.version, 3);
+        assert_eq!(c.release.target, "x86_64");
+        assert_eq!(c.kernel, Path::new("/cfg/../build/kernels/cloud"));
+        assert_eq!(c.signing_keys, [PathBuf::from("/cfg/dev.key")]);
+        assert_eq!(c.files[0].mode, 0o644);
+        assert_eq!(c.compression.name(), "gzip");
+        assert_eq!(c.control.as_deref(), Some("10.0.2.2:7878"));
+    }
+
+    fn problem(text: &str) -> String {
+        match BuildConfig::parse(text, Path::new("/")) {
+            Ok(_) => panic!("accepted bad config"),
+            Err(ParseProblem::Toml(m) | ParseProblem::Invalid(m)) => m,
+        }
+    }
+
+    #[test]
+    fn rejects_bad_configs_with_one_line() {
+        let typo = GOOD.replace("[boot]", "[boot]\ncmdlin = \"x\"");
+        assert!(problem(&typo).contains("cmdlin"), "{}", problem(&typo));
+        assert!(!problem(&typo).contains('\n'));
+        let lz = GOOD.replace("\"gzip\"", "\"lzo\"");
+        assert!(problem(&lz).contains("lzo"));
+        let nokeys = GOOD.replace("keys = [\"dev.key\"]", "keys = []");
+        assert!(problem(&nokeys).contains("signing key"));
+        let badport = GOOD.replace("10.0.2.2:7878", "10.0.2.2");
+        assert!(problem(&badport).contains("host:port"));
+        let mode = GOOD.replace(
+            "dest = \"/etc/motd\"",
+            "dest = \"/etc/motd\"\nmode = \"rw\"",
+        );
+        assert!(problem(&mode).contains("octal"));
+        assert!(problem("not toml [").contains("TOML") || !problem("not toml [").is_empty());
+    }
+}

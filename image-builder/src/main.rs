@@ -1,0 +1,184 @@
+//! `image-builder`: build, sign, verify and inspect NullOS images.
+//!
+//! Exit status: 0 success, 1 the operation failed (one line on stderr names what), 2 usage error.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use image_builder::build::{self, Progress};
+use image_builder::{config::BuildConfig, inspect, keys, release};
+
+#[derive(Parser)]
+#[command(
+    name = "image-builder",
+    version,
+    about = "Build, sign, verify and inspect NullOS images"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate an ed25519 key pair: <out> (secret, mode 0600) and <out>.pub (public, one line).
+    Keygen {
+        /// Secret key file to create (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// A comment stored in the key file (who or what the key is for).
+        #[arg(long, default_value = "nullos signing key")]
+        comment: String,
+    },
+    /// Build the image a config describes into a release folder.
+    Build {
+        /// The build config (TOML).
+        config: PathBuf,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Add a co-signature to the release in <dir> (nothing is rebuilt).
+    Sign {
+        /// Release folder holding release.manifest.
+        dir: PathBuf,
+        /// Secret key file.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Verify the release in <dir>: signatures against the trust policy, and every artifact.
+    Verify {
+        /// Release folder.
+        dir: PathBuf,
+        /// A public key file or a signer policy file.
+        #[arg(long)]
+        trust: PathBuf,
+    },
+    /// Show what a release folder, release.manifest or initramfs contains (does not verify).
+    Inspect {
+        /// Folder or file.
+        path: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let chain: Vec<String> = err.chain().map(|e| e.to_string()).collect();
+            eprintln!("image-builder: error: {}", chain.join(": "));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Keygen { out, comment } => {
+            let (public_path, public) = keys::generate(&out, &comment)?;
+            println!("wrote {} (secret key, keep it private)", out.display());
+            println!("wrote {} (public key)", public_path.display());
+            println!("{public}");
+        }
+        Command::Build { config, out } => {
+            let started = Instant::now();
+            let cfg = BuildConfig::load(&config)?;
+            let mtime = source_date_epoch()?;
+            let progress = TerminalProgress::new();
+            let report = build::build(&cfg, &out, mtime, &progress)
+                .with_context(|| format!("building {}", config.display()))?;
+            progress.done();
+            println!(
+                "built release {} ({}) for kernel {} with {} modules in {:.1} s",
+                cfg.release.version,
+                cfg.release.profile,
+                report.kernel_release,
+                report.module_count,
+                started.elapsed().as_secs_f64()
+            );
+            for w in &report.written {
+                println!(
+                    "wrote {} ({} bytes, blake3 {})",
+                    w.path.display(),
+                    w.size,
+                    w.digest
+                );
+            }
+        }
+        Command::Sign { dir, key } => {
+            let key = keys::load_secret(&key)?;
+            release::cosign(&dir, &key)?;
+            println!(
+                "added signature by {} to {}",
+                key.public(),
+                dir.join(release::MANIFEST_FILE).display()
+            );
+        }
+        Command::Verify { dir, trust } => {
+            let policy = keys::load_trust(&trust)?;
+            let verified = release::verify_dir(&dir, &policy).context("verification failed")?;
+            let m = &verified.manifest;
+            println!(
+                "verified release {} ({}, {}) in {}",
+                m.version,
+                m.profile,
+                m.target,
+                dir.display()
+            );
+            for s in &verified.signers {
+                println!("  signed by {s}");
+            }
+            for p in &verified.checked {
+                println!("  ok {}", p.display());
+            }
+        }
+        Command::Inspect { path } => print!("{}", inspect::describe(&path)?),
+    }
+    Ok(())
+}
+
+/// `SOURCE_DATE_EPOCH` (reproducible-builds.org), or 0 when unset.
+fn source_date_epoch() -> Result<u32> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Err(_) => Ok(0),
+        Ok(v) => match v.trim().parse::<u32>() {
+            Ok(t) => Ok(t),
+            Err(_) => bail!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970 (fitting the cpio format's 32 bits)"),
+        },
+    }
+}
+
+/// A spinner with the current step, shown only when stderr is a terminal.
+struct TerminalProgress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl TerminalProgress {
+    fn new() -> TerminalProgress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        TerminalProgress { bar }
+    }
+
+    fn done(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for TerminalProgress {
+    fn step(&self, message: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(message.to_owned());
+        }
+    }
+}

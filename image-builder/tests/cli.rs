@@ -1,0 +1,291 @@
+//! The `image-builder` binary end to end on a small fake kernel: build, reproducibility, verify,
+//! tamper detection, co-signing, inspect, and one clear error line for each kind of bad input.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::*;
+
+fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn build_writes_every_output_and_verifies() {
+    let f = Fixture::new();
+    let out = f.builder(&["build", "image.toml", "--out", "out"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out);
+    for name in [
+        "kernel",
+        "initrd",
+        "cmdline",
+        "release.manifest",
+        "pxe/boot.ipxe",
+        "pxe/kernel",
+        "pxe/initrd",
+    ] {
+        assert!(f.path("out").join(name).is_file(), "{name} missing");
+        assert!(
+            printed.contains(&format!("out/{name} (")),
+            "build did not print {name}: {printed}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(f.path("out/cmdline")).unwrap(),
+        "console=ttyS0 quiet"
+    );
+
+    let out = f.builder(&["verify", "out", "--trust", "keys/dev.pub"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("verified release 7 (test, x86_64)"));
+}
+
+#[test]
+fn initramfs_holds_init_modules_closure_and_index_and_no_shell() {
+    let f = Fixture::new();
+    assert!(f
+        .builder(&["build", "image.toml", "--out", "out"])
+        .status
+        .success());
+    let out = f.builder(&["inspect", "out/initrd"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listing = stdout(&out);
+    let k = format!("/lib/modules/{RELEASE}/kernel");
+    for path in [
+        "/init".to_owned(),
+        "/dev/console".to_owned(),
+        "/etc/motd".to_owned(),
+        "/etc/nullos/node.toml".to_owned(),
+        "/lib/modules/nullos.index".to_owned(),
+        // By name, with its dependency closure.
+        format!("{k}/drivers/net/virtio_net.ko"),
+        format!("{k}/drivers/net/net_failover.ko"),
+        format!("{k}/net/core/failover.ko"),
+        format!("{k}/drivers/virtio/virtio.ko"),
+        // By group, with dependencies outside the group.
+        format!("{k}/drivers/net/ethernet/intel/e1000e.ko"),
+        format!("{k}/drivers/net/ethernet/realtek/r8169.ko"),
+        format!("{k}/drivers/ptp/ptp.ko"),
+        format!("{k}/drivers/pps/pps_core.ko"),
+    ] {
+        assert!(
+            listing.contains(&format!(" {path}\n")),
+            "{path} missing from:\n{listing}"
+        );
+    }
+    assert!(
+        !listing.contains("needs_missing"),
+        "unwanted module included"
+    );
+    for shell in ["/bin/sh", "busybox", "bash"] {
+        assert!(!listing.contains(shell));
+    }
+}
+
+#[test]
+fn two_builds_are_identical_whatever_the_folder_clock_umask_or_locale() {
+    let f = Fixture::new();
+    let a = builder_in(
+        f.dir.path(),
+        &["build", "image.toml", "--out", "a"],
+        &[("TZ", "UTC"), ("LANG", "C")],
+    );
+    assert!(a.status.success(), "{}", stderr(&a));
+    // Another working directory, a relative config path, another time zone, locale and umask.
+    std::fs::create_dir_all(f.path("elsewhere")).unwrap();
+    let b = builder_with_umask(
+        &f.path("elsewhere"),
+        &["build", "../image.toml", "--out", "../b"],
+        &[
+            ("TZ", "Pacific/Kiritimati"),
+            ("LANG", "de_DE.UTF-8"),
+            ("LC_ALL", "de_DE.UTF-8"),
+        ],
+        Some("077"),
+    );
+    assert!(b.status.success(), "{}", stderr(&b));
+    let (ta, tb) = (read_tree(&f.path("a")), read_tree(&f.path("b")));
+    assert_eq!(ta.keys().collect::<Vec<_>>(), tb.keys().collect::<Vec<_>>());
+    for (name, bytes) in &ta {
+        assert!(bytes == &tb[name], "{name} differs between two builds");
+    }
+    // SOURCE_DATE_EPOCH is honoured: it changes the initramfs (every entry's mtime), nothing else.
+    let c = builder_in(
+        f.dir.path(),
+        &["build", "image.toml", "--out", "c"],
+        &[("SOURCE_DATE_EPOCH", "1700000000")],
+    );
+    assert!(c.status.success(), "{}", stderr(&c));
+    let tc = read_tree(&f.path("c"));
+    assert_ne!(ta["initrd"], tc["initrd"]);
+    assert_eq!(ta["kernel"], tc["kernel"]);
+}
+
+#[test]
+fn every_flipped_byte_of_the_manifest_fails_verification_with_a_reason() {
+    let f = Fixture::new();
+    assert!(f
+        .builder(&["build", "image.toml", "--out", "out"])
+        .status
+        .success());
+    let manifest = f.path("out/release.manifest");
+    let original = std::fs::read(&manifest).unwrap();
+    for i in 0..original.len() {
+        let mut bad = original.clone();
+        bad[i] ^= 0x01;
+        std::fs::write(&manifest, &bad).unwrap();
+        let out = f.builder(&["verify", "out", "--trust", "keys/dev.pub"]);
+        assert_eq!(out.status.code(), Some(1), "flip at byte {i} was accepted");
+        let err = stderr(&out);
+        assert!(
+            err.contains("release.manifest"),
+            "flip at byte {i}: error does not name the manifest: {err}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+    std::fs::write(&manifest, &original).unwrap();
+    assert!(f
+        .builder(&["verify", "out", "--trust", "keys/dev.pub"])
+        .status
+        .success());
+}
+
+#[test]
+fn tampered_artifacts_are_named_with_both_digests() {
+    let f = Fixture::new();
+    assert!(f
+        .builder(&["build", "image.toml", "--out", "out"])
+        .status
+        .success());
+    for artifact in ["kernel", "initrd", "cmdline", "pxe/initrd"] {
+        let path = f.path("out").join(artifact);
+        let original = std::fs::read(&path).unwrap();
+        let mut bad = original.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0x80;
+        std::fs::write(&path, &bad).unwrap();
+        let out = f.builder(&["verify", "out", "--trust", "keys/dev.pub"]);
+        let expected = trust::Digest::of(&original).to_hex();
+        let actual = trust::Digest::of(&bad).to_hex();
+        assert_one_error_line(&out, &[artifact, &expected, &actual]);
+        std::fs::write(&path, &original).unwrap();
+    }
+}
+
+#[test]
+fn wrong_key_and_co_signing_under_a_threshold_policy() {
+    let f = Fixture::new();
+    assert!(f
+        .builder(&["build", "image.toml", "--out", "out"])
+        .status
+        .success());
+    assert!(f
+        .builder(&["keygen", "--out", "keys/second.key"])
+        .status
+        .success());
+    // Signed by dev only: the second key alone does not trust it.
+    let out = f.builder(&["verify", "out", "--trust", "keys/second.pub"]);
+    assert_one_error_line(&out, &["release.manifest"]);
+
+    let dev = std::fs::read_to_string(f.path("keys/dev.pub")).unwrap();
+    let second = std::fs::read_to_string(f.path("keys/second.pub")).unwrap();
+    let policy = format!(
+        "nullos-signer-policy v1\nthreshold 2\nmember dev weight=1 required {}\nmember second weight=1 {}\n",
+        dev.trim(),
+        second.trim()
+    );
+    std::fs::write(f.path("policy"), policy).unwrap();
+    let out = f.builder(&["verify", "out", "--trust", "policy"]);
+    assert_one_error_line(&out, &["threshold"]);
+
+    let out = f.builder(&["sign", "out", "--key", "keys/second.key"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = f.builder(&["verify", "out", "--trust", "policy"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).matches("signed by").count(), 2);
+}
+
+#[test]
+fn bad_inputs_are_one_clear_error_line() {
+    let f = Fixture::new();
+    let base = f.config_text();
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            base.replace("path = \"kernel\"", "path = \"no-such-kernel\""),
+            vec!["no-such-kernel", "does not exist"],
+        ),
+        (
+            base.replace("[\"virtio-net\"]", "[\"virtio_nett\"]"),
+            vec!["unknown module 'virtio_nett'"],
+        ),
+        (
+            base.replace("[\"virtio-net\"]", "[\"needs_missing\"]"),
+            vec!["needs_missing", "not_shipped"],
+        ),
+        (
+            base.replace("[\"drivers/net/ethernet\"]", "[\"drivers/none\"]"),
+            vec!["group 'drivers/none'"],
+        ),
+        (
+            base.replace("keys/dev.key", "keys/absent.key"),
+            vec!["absent.key"],
+        ),
+        (
+            base.replace("keys/dev.key", "motd"),
+            vec!["motd", "secret key"],
+        ),
+        (
+            base.replace("compression = \"zstd\"", "compression = \"lzo\""),
+            vec!["unsupported initrd compression 'lzo'"],
+        ),
+        (
+            base.replace("path = \"init\"", "path = \"motd\""),
+            vec!["init binary", "motd"],
+        ),
+        (
+            base.replace("[boot]", "[boot]\ncmdlne = \"x\""),
+            vec!["image.toml", "cmdlne"],
+        ),
+        (
+            "this is [ not toml".to_owned(),
+            vec!["image.toml", "malformed"],
+        ),
+    ];
+    for (config, needles) in cases {
+        f.write_config(&config);
+        let out = f.builder(&["build", "image.toml", "--out", "out"]);
+        assert_one_error_line(&out, &needles);
+    }
+
+    // A kernel whose config cannot unpack zstd.
+    kernel_tree(
+        &f.path("kernel-nozstd"),
+        "CONFIG_RD_GZIP=y\n# CONFIG_RD_ZSTD is not set\n",
+    );
+    f.write_config(&base.replace("path = \"kernel\"", "path = \"kernel-nozstd\""));
+    let out = f.builder(&["build", "image.toml", "--out", "out"]);
+    assert_one_error_line(&out, &["CONFIG_RD_ZSTD"]);
+
+    // Keys are never overwritten.
+    let out = f.builder(&["keygen", "--out", "keys/dev.key"]);
+    assert_one_error_line(&out, &["already exists"]);
+    // A missing release.
+    let out = f.builder(&["verify", "nowhere", "--trust", "keys/dev.pub"]);
+    assert_one_error_line(&out, &["nowhere/release.manifest"]);
+}
