@@ -1,0 +1,576 @@
+//! ed25519 keys and their plain-text file formats.
+//!
+//! # Public key: one line
+//!
+//! ```text
+//! nullos-ed25519 d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a
+//! ```
+//!
+//! The type word `nullos-ed25519`, one space, and the 32-byte ed25519 public key as 64 hex
+//! characters (written lowercase; either case is read). Surrounding whitespace, such as a final
+//! newline, is ignored when reading; anything else on the line is an error. This is what
+//! [`PublicKey`]'s `Display` prints, so a key can be pasted into a policy file, a chat, or a
+//! command line as it is. Keys that are not valid curve points, or are weak (small-order) points,
+//! are refused at load time.
+//!
+//! # Secret key file
+//!
+//! ```text
+//! nullos-ed25519-secret v1
+//! comment release key on build-host-1
+//! seed 9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60
+//! public nullos-ed25519 d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a
+//! ```
+//!
+//! - line 1 is exactly `nullos-ed25519-secret v1`;
+//! - then `field value` lines, each field at most once: `seed` (required: the 32-byte RFC 8032
+//!   secret seed as 64 hex), `public` (required: the public key line above; it must match the key
+//!   derived from the seed, which catches a corrupted or hand-edited file), `comment` (optional,
+//!   free text to the end of the line, at most 256 bytes);
+//! - blank lines and lines starting with `#` are ignored; lines may end in `\n` or `\r\n`;
+//! - the whole file is at most 4 KiB.
+//!
+//! The seed is the secret: whoever has it can sign. The binary that generates keys supplies the
+//! 32 random seed bytes (from the OS RNG); this crate has no randomness of its own.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::{String, ToString};
+use core::fmt;
+use core::str::FromStr;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use thiserror::Error;
+
+use crate::hexfmt::{self, HexError};
+use crate::limits::{MAX_KEY_COMMENT_BYTES, MAX_KEY_TEXT_BYTES};
+
+/// The type word that starts a public key line.
+pub const PUBLIC_KEY_PREFIX: &str = "nullos-ed25519";
+/// The first line of a secret key file.
+pub const SECRET_KEY_HEADER: &str = "nullos-ed25519-secret v1";
+
+/// Hex characters of the key shown by [`PublicKey::short`].
+const SHORT_HEX: usize = 12;
+
+/// Why a key could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum KeyError {
+    /// The text is larger than any key file.
+    #[error("key text is {len} bytes, over the {max}-byte limit")]
+    TooLarge {
+        /// Text length.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// A public key line does not have the shape `nullos-ed25519 <64 hex>`.
+    #[error("public key must be one line 'nullos-ed25519 <64 hex digits>', found {words} words")]
+    PublicShape {
+        /// Number of whitespace-separated words found.
+        words: usize,
+    },
+    /// A public key line starts with another type word.
+    #[error("public key type is '{found}', expected 'nullos-ed25519'")]
+    PublicType {
+        /// The type word found (cut to 32 characters).
+        found: String,
+    },
+    /// The public key hex is not 64 hex characters.
+    #[error("public key hex is invalid")]
+    PublicHex(#[source] HexError),
+    /// The 32 bytes are not an ed25519 curve point.
+    #[error("public key is not a valid ed25519 point")]
+    NotAPoint,
+    /// The key is a small-order point: signatures under it prove nothing.
+    #[error("public key is a weak (small-order) ed25519 point")]
+    WeakKey,
+    /// The secret key file does not start with the header line.
+    #[error("secret key file must start with '{SECRET_KEY_HEADER}'")]
+    SecretHeader,
+    /// A secret key file line is not `field value`.
+    #[error("secret key file line {line}: expected 'field value'")]
+    SecretLine {
+        /// One-based line number.
+        line: usize,
+    },
+    /// A secret key file line has an unknown field name.
+    #[error("secret key file line {line}: unknown field '{field}'")]
+    SecretUnknownField {
+        /// One-based line number.
+        line: usize,
+        /// The field name (cut to 32 characters).
+        field: String,
+    },
+    /// A field appears twice.
+    #[error("secret key file line {line}: field '{field}' appears twice")]
+    SecretDuplicateField {
+        /// One-based line number.
+        line: usize,
+        /// The repeated field.
+        field: &'static str,
+    },
+    /// A required field is missing.
+    #[error("secret key file has no '{field}' line")]
+    SecretMissingField {
+        /// The missing field.
+        field: &'static str,
+    },
+    /// The seed is not 64 hex characters.
+    #[error("secret key file line {line}: seed hex is invalid")]
+    SeedHex {
+        /// One-based line number.
+        line: usize,
+        /// What is wrong with the hex.
+        #[source]
+        source: HexError,
+    },
+    /// The `public` line does not parse.
+    #[error("secret key file line {line}: public key is invalid")]
+    SecretPublic {
+        /// One-based line number.
+        line: usize,
+        /// Why the public key line was refused.
+        #[source]
+        source: Box<KeyError>,
+    },
+    /// The comment is over its limit.
+    #[error("secret key file line {line}: comment is {len} bytes, over the {max}-byte limit")]
+    CommentTooLong {
+        /// One-based line number.
+        line: usize,
+        /// Comment length.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// The `public` line is not the key derived from `seed`.
+    #[error(
+        "secret key file: public key {public} does not match the seed (which gives {derived})"
+    )]
+    PublicMismatch {
+        /// The key in the file.
+        public: PublicKey,
+        /// The key derived from the seed.
+        derived: PublicKey,
+    },
+}
+
+/// An ed25519 public key (verifying key), printable as one line of text.
+///
+/// Holds the 32 compressed bytes, checked at construction to be a valid, non-weak point; the
+/// curve point is recomputed when verifying, which keeps the type small and cheap to copy.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PublicKey([u8; 32]);
+
+impl PublicKey {
+    /// Reads a key from its 32 bytes, refusing invalid and weak (small-order) points.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<PublicKey, KeyError> {
+        let key = VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::NotAPoint)?;
+        if key.is_weak() {
+            return Err(KeyError::WeakKey);
+        }
+        Ok(PublicKey(key.to_bytes()))
+    }
+
+    /// The 32 key bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The one-line text form, `nullos-ed25519 <64 hex>` (no newline).
+    pub fn to_text(&self) -> String {
+        format!("{PUBLIC_KEY_PREFIX} {}", hexfmt::encode(self.as_bytes()))
+    }
+
+    /// Reads the one-line text form; surrounding whitespace is ignored.
+    pub fn from_text(text: &str) -> Result<PublicKey, KeyError> {
+        if text.len() > MAX_KEY_TEXT_BYTES {
+            return Err(KeyError::TooLarge {
+                len: text.len(),
+                max: MAX_KEY_TEXT_BYTES,
+            });
+        }
+        let mut words = text.split_ascii_whitespace();
+        let (Some(kind), Some(hex), None) = (words.next(), words.next(), words.next()) else {
+            return Err(KeyError::PublicShape {
+                words: text.split_ascii_whitespace().count(),
+            });
+        };
+        if kind != PUBLIC_KEY_PREFIX {
+            return Err(KeyError::PublicType { found: cut(kind) });
+        }
+        let bytes = hexfmt::decode::<32>(hex).map_err(KeyError::PublicHex)?;
+        PublicKey::from_bytes(&bytes)
+    }
+
+    /// A short form for messages: `nullos-ed25519 d75a980182b1…`.
+    pub fn short(&self) -> String {
+        let hex = hexfmt::encode(self.as_bytes());
+        format!("{PUBLIC_KEY_PREFIX} {}…", &hex[..SHORT_HEX])
+    }
+
+    /// Verifies `signature` over `message` with the strict rules (no malleable or small-order
+    /// components), the only verification this crate performs.
+    pub(crate) fn verify_strict(&self, message: &[u8], signature: &[u8; 64]) -> bool {
+        // The bytes were checked to decompress when this key was built, so the `Err` arm is
+        // unreachable; it fails closed all the same.
+        match VerifyingKey::from_bytes(&self.0) {
+            Ok(key) => key
+                .verify_strict(message, &Signature::from_bytes(signature))
+                .is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_text())
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({self})")
+    }
+}
+
+impl FromStr for PublicKey {
+    type Err = KeyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PublicKey::from_text(s)
+    }
+}
+
+/// An ed25519 secret key (signing key). Zeroed when dropped; `Debug` shows only the public half.
+pub struct SecretKey(SigningKey);
+
+impl SecretKey {
+    /// The key whose RFC 8032 secret seed is `seed`. Callers generate keys by passing 32 bytes
+    /// from the operating system's RNG.
+    pub fn from_seed(seed: [u8; 32]) -> SecretKey {
+        SecretKey(SigningKey::from_bytes(&seed))
+    }
+
+    /// The matching public key.
+    pub fn public(&self) -> PublicKey {
+        PublicKey(self.0.verifying_key().to_bytes())
+    }
+
+    /// The secret key file text (see the module docs), ending in a newline. Control characters in
+    /// `comment` become spaces, and it is cut to 256 bytes; an empty comment writes no line.
+    pub fn to_text(&self, comment: &str) -> String {
+        let mut clean: String = comment
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let mut end = clean.trim_end().len().min(MAX_KEY_COMMENT_BYTES);
+        while !clean.is_char_boundary(end) {
+            end -= 1;
+        }
+        clean.truncate(end);
+        let clean = clean.trim();
+        let mut out = format!("{SECRET_KEY_HEADER}\n");
+        if !clean.is_empty() {
+            out.push_str(&format!("comment {clean}\n"));
+        }
+        out.push_str(&format!("seed {}\n", hexfmt::encode(self.0.as_bytes())));
+        out.push_str(&format!("public {}\n", self.public()));
+        out
+    }
+
+    /// Reads a secret key file (see the module docs).
+    pub fn from_text(text: &str) -> Result<SecretKey, KeyError> {
+        SecretKey::from_text_with_comment(text).map(|(key, _)| key)
+    }
+
+    /// Reads a secret key file and also returns its comment (empty when there is none).
+    pub fn from_text_with_comment(text: &str) -> Result<(SecretKey, String), KeyError> {
+        if text.len() > MAX_KEY_TEXT_BYTES {
+            return Err(KeyError::TooLarge {
+                len: text.len(),
+                max: MAX_KEY_TEXT_BYTES,
+            });
+        }
+        let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
+        match lines.next() {
+            Some((_, first)) if first.trim_end() == SECRET_KEY_HEADER => {}
+            _ => return Err(KeyError::SecretHeader),
+        }
+        let mut seed: Option<SecretKey> = None;
+        let mut public: Option<PublicKey> = None;
+        let mut comment: Option<String> = None;
+        for (line, raw) in lines {
+            let content = raw.trim();
+            if content.is_empty() || content.starts_with('#') {
+                continue;
+            }
+            let Some((field, value)) = content.split_once(|c: char| c.is_ascii_whitespace()) else {
+                return Err(KeyError::SecretLine { line });
+            };
+            let value = value.trim();
+            match field {
+                "seed" => {
+                    if seed.is_some() {
+                        return Err(KeyError::SecretDuplicateField {
+                            line,
+                            field: "seed",
+                        });
+                    }
+                    let bytes = hexfmt::decode::<32>(value)
+                        .map_err(|source| KeyError::SeedHex { line, source })?;
+                    seed = Some(SecretKey::from_seed(bytes));
+                }
+                "public" => {
+                    if public.is_some() {
+                        return Err(KeyError::SecretDuplicateField {
+                            line,
+                            field: "public",
+                        });
+                    }
+                    public =
+                        Some(
+                            PublicKey::from_text(value).map_err(|e| KeyError::SecretPublic {
+                                line,
+                                source: Box::new(e),
+                            })?,
+                        );
+                }
+                "comment" => {
+                    if comment.is_some() {
+                        return Err(KeyError::SecretDuplicateField {
+                            line,
+                            field: "comment",
+                        });
+                    }
+                    if value.len() > MAX_KEY_COMMENT_BYTES {
+                        return Err(KeyError::CommentTooLong {
+                            line,
+                            len: value.len(),
+                            max: MAX_KEY_COMMENT_BYTES,
+                        });
+                    }
+                    comment = Some(value.to_string());
+                }
+                other => {
+                    return Err(KeyError::SecretUnknownField {
+                        line,
+                        field: cut(other),
+                    });
+                }
+            }
+        }
+        let key = seed.ok_or(KeyError::SecretMissingField { field: "seed" })?;
+        let public = public.ok_or(KeyError::SecretMissingField { field: "public" })?;
+        if public != key.public() {
+            return Err(KeyError::PublicMismatch {
+                public,
+                derived: key.public(),
+            });
+        }
+        Ok((key, comment.unwrap_or_default()))
+    }
+
+    /// Signs `message` as it is. Only the document module calls this, always with a domain tag
+    /// in front, so that no raw signing primitive is exposed.
+    pub(crate) fn sign_bytes(&self, message: &[u8]) -> [u8; 64] {
+        self.0.sign(message).to_bytes()
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretKey(public: {})", self.public())
+    }
+}
+
+/// At most 32 characters of untrusted text, for error messages.
+fn cut(text: &str) -> String {
+    text.chars().take(32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 8032 section 7.1, TEST 1 (empty message).
+    const RFC1_SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+    const RFC1_PUBLIC: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    const RFC1_SIGNATURE: &str = "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
+    /// RFC 8032 section 7.1, TEST 3 (message af82).
+    const RFC3_SEED: &str = "c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7";
+    const RFC3_PUBLIC: &str = "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025";
+    const RFC3_SIGNATURE: &str = "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a";
+
+    fn key_file(seed: &str, public: &str) -> String {
+        format!("{SECRET_KEY_HEADER}\nseed {seed}\npublic nullos-ed25519 {public}\n")
+    }
+
+    #[test]
+    fn rfc8032_vectors_through_the_text_formats() {
+        for (seed, public, message, signature) in [
+            (RFC1_SEED, RFC1_PUBLIC, &b""[..], RFC1_SIGNATURE),
+            (RFC3_SEED, RFC3_PUBLIC, &[0xaf, 0x82][..], RFC3_SIGNATURE),
+        ] {
+            let secret = SecretKey::from_text(&key_file(seed, public)).expect("RFC key file");
+            let pk = PublicKey::from_text(&format!("nullos-ed25519 {public}")).expect("RFC key");
+            assert_eq!(secret.public(), pk);
+            let expected = hexfmt::decode::<64>(signature).expect("RFC signature hex");
+            assert_eq!(secret.sign_bytes(message), expected);
+            assert!(pk.verify_strict(message, &expected));
+            let mut tampered = expected;
+            tampered[63] ^= 0x01;
+            assert!(!pk.verify_strict(message, &tampered));
+            assert!(!pk.verify_strict(b"other", &expected));
+        }
+    }
+
+    #[test]
+    fn public_text_round_trip() {
+        let key = SecretKey::from_seed([7; 32]).public();
+        let text = key.to_text();
+        assert!(!text.contains('\n'));
+        assert_eq!(text, key.to_string());
+        assert_eq!(PublicKey::from_text(&text), Ok(key));
+        assert_eq!(PublicKey::from_text(&format!("  {text}\r\n")), Ok(key));
+        assert_eq!(text.parse::<PublicKey>(), Ok(key));
+        assert_eq!(key.short(), format!("nullos-ed25519 {}…", &text[15..27]));
+    }
+
+    #[test]
+    fn malformed_public_text_is_refused_with_a_reason() {
+        let good = SecretKey::from_seed([7; 32]).public().to_text();
+        let hex = &good[15..];
+        assert_eq!(
+            PublicKey::from_text(""),
+            Err(KeyError::PublicShape { words: 0 })
+        );
+        assert_eq!(
+            PublicKey::from_text(hex),
+            Err(KeyError::PublicShape { words: 1 })
+        );
+        assert_eq!(
+            PublicKey::from_text(&format!("{good} extra")),
+            Err(KeyError::PublicShape { words: 3 })
+        );
+        assert_eq!(
+            PublicKey::from_text(&format!("ssh-ed25519 {hex}")),
+            Err(KeyError::PublicType {
+                found: "ssh-ed25519".into()
+            })
+        );
+        assert!(matches!(
+            PublicKey::from_text(&format!("nullos-ed25519 {}", &hex[2..])),
+            Err(KeyError::PublicHex(HexError::Length {
+                expected: 64,
+                found: 62
+            }))
+        ));
+        // The identity point (y = 1) decodes but has small order.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert_eq!(PublicKey::from_bytes(&identity), Err(KeyError::WeakKey));
+        // y = 2 is not on the curve.
+        let mut off_curve = [0u8; 32];
+        off_curve[0] = 2;
+        assert_eq!(PublicKey::from_bytes(&off_curve), Err(KeyError::NotAPoint));
+        let huge = "a".repeat(MAX_KEY_TEXT_BYTES + 1);
+        assert!(matches!(
+            PublicKey::from_text(&huge),
+            Err(KeyError::TooLarge { .. })
+        ));
+        assert_eq!(
+            KeyError::WeakKey.to_string(),
+            "public key is a weak (small-order) ed25519 point"
+        );
+    }
+
+    #[test]
+    fn secret_text_round_trip_with_comment() {
+        let key = SecretKey::from_seed([9; 32]);
+        let text = key.to_text("release key\non host\u{7}1");
+        assert!(text.starts_with("nullos-ed25519-secret v1\ncomment release key on host 1\nseed "));
+        let (back, comment) = SecretKey::from_text_with_comment(&text).expect("round trip");
+        assert_eq!(back.public(), key.public());
+        assert_eq!(comment, "release key on host 1");
+        assert_eq!(back.sign_bytes(b"m"), key.sign_bytes(b"m"));
+        // No comment line at all when the comment is empty; CRLF and '#' lines are fine.
+        let bare = key.to_text("  ");
+        assert!(!bare.contains("comment"));
+        let crlf = format!("# my key\r\n{}", bare.replace('\n', "\r\n"));
+        assert!(
+            SecretKey::from_text(&crlf).is_err(),
+            "header must be the first line"
+        );
+        let with_notes = bare.replacen('\n', "\n# note\n\n", 1).replace('\n', "\r\n");
+        assert_eq!(
+            SecretKey::from_text(&with_notes).map(|k| k.public()),
+            Ok(key.public())
+        );
+        // Comments are cut to the limit, on a character boundary.
+        let long = key.to_text(&"é".repeat(200));
+        let (_, comment) = SecretKey::from_text_with_comment(&long).expect("long comment");
+        assert_eq!(comment.len(), MAX_KEY_COMMENT_BYTES);
+    }
+
+    #[test]
+    fn malformed_secret_text_is_refused_with_a_reason() {
+        let good = key_file(RFC1_SEED, RFC1_PUBLIC);
+        let other = SecretKey::from_seed([1; 32]).public();
+        let cases: [(String, &str); 9] = [
+            (
+                String::new(),
+                "secret key file must start with 'nullos-ed25519-secret v1'",
+            ),
+            (
+                good.replace(" v1", " v2"),
+                "secret key file must start with 'nullos-ed25519-secret v1'",
+            ),
+            (
+                good.replace("seed ", "seed\n"),
+                "secret key file line 2: expected 'field value'",
+            ),
+            (
+                good.replace("seed ", "sed "),
+                "secret key file line 2: unknown field 'sed'",
+            ),
+            (
+                format!("{good}seed {RFC1_SEED}\n"),
+                "secret key file line 4: field 'seed' appears twice",
+            ),
+            (
+                good.replace(&format!("seed {RFC1_SEED}\n"), ""),
+                "secret key file has no 'seed' line",
+            ),
+            (
+                good.replace(&RFC1_SEED[..2], "zz"),
+                "secret key file line 2: seed hex is invalid",
+            ),
+            (
+                good.replace("public nullos-ed25519", "public ssh-ed25519"),
+                "secret key file line 3: public key is invalid",
+            ),
+            (
+                good.replace(&format!("nullos-ed25519 {RFC1_PUBLIC}"), &other.to_text()),
+                "does not match the seed",
+            ),
+        ];
+        for (text, message) in cases {
+            let err = SecretKey::from_text(&text).expect_err(&text);
+            assert!(
+                err.to_string().contains(message),
+                "{err} should contain {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn secret_debug_does_not_leak_the_seed() {
+        let key = SecretKey::from_text(&key_file(RFC1_SEED, RFC1_PUBLIC)).expect("key");
+        let shown = format!("{key:?}");
+        assert!(shown.contains(RFC1_PUBLIC));
+        assert!(!shown.contains(RFC1_SEED));
+    }
+}
