@@ -1,1 +1,146 @@
-//! Shared helpers for the full-system tests.
+//! The harness that makes a full-system test a few lines long.
+//!
+//! The tests boot the images `make image` built (they do not build them: `make test` does that
+//! first, and a missing image is a failure that says so, never a skip). QEMU runs with the
+//! accelerator `qemu::Accel::detect` picks, which is TCG on machines whose `/dev/kvm` cannot run
+//! Linux at useful speed.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use qemu::{Accel, Boot, Vm, VmConfig};
+
+/// How long a TCG boot may take to reach `nullos: ready`. Generous: the machines are shared,
+/// and two VMs may run at once on two cores.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// The port dev images use for their control endpoint (`10.0.2.2:7878` inside QEMU's user
+/// network is `127.0.0.1:7878` on the host).
+pub const CONTROL_PORT: u16 = 7878;
+
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// `build/` (or `$NULLOS_BUILD_DIR`).
+pub fn build_dir() -> PathBuf {
+    std::env::var_os("NULLOS_BUILD_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("build"))
+}
+
+/// The built dev image folder; panics with the fix if it is missing.
+pub fn dev_image() -> PathBuf {
+    let dir = build_dir().join("dev");
+    assert!(
+        dir.join("release.manifest").is_file(),
+        "{} has no built image: run `make image` (make test does it first)",
+        dir.display()
+    );
+    dir
+}
+
+/// A TCP server on the host standing in for the control endpoint. One per test process (the
+/// port is fixed); it accepts and counts connections.
+#[derive(Debug)]
+pub struct ControlServer {
+    accepted: Arc<AtomicUsize>,
+}
+
+impl ControlServer {
+    /// The process's server, started on first use.
+    pub fn get() -> &'static ControlServer {
+        static SERVER: OnceLock<ControlServer> = OnceLock::new();
+        SERVER.get_or_init(|| {
+            let listener = TcpListener::bind(("127.0.0.1", CONTROL_PORT)).unwrap_or_else(|e| {
+                panic!("cannot listen on 127.0.0.1:{CONTROL_PORT} for the control-endpoint test server: {e}")
+            });
+            let accepted = Arc::new(AtomicUsize::new(0));
+            let counter = accepted.clone();
+            std::thread::spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    // Drain whatever the node says, then let it go.
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut sink = [0u8; 256];
+                    let _ = (&stream).read(&mut sink);
+                }
+            });
+            ControlServer { accepted }
+        })
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+/// Starts a VM with the project's defaults for `boot`.
+pub fn start_vm(boot: Boot) -> Vm {
+    let accel = Accel::detect().unwrap_or_else(|e| panic!("{e}"));
+    Vm::start(VmConfig::new(boot, accel)).unwrap_or_else(|e| panic!("starting QEMU: {e}"))
+}
+
+/// The `key=value` fields of a console line such as `nullos: ready version=1 ...`.
+pub fn fields(line: &str) -> BTreeMap<String, String> {
+    line.split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Waits for the ready line and returns its fields.
+pub fn wait_ready(vm: &Vm) -> BTreeMap<String, String> {
+    let line = vm
+        .wait_for_line("nullos: ready", READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    fields(&line)
+}
+
+/// Everything a node booted from the dev image must show once ready, whichever way it booted:
+/// the ready line's facts, the drivers coldplug loaded, the DHCP lease from QEMU, the control
+/// endpoint reached, no listening sockets; then a clean power-off on the ACPI power button.
+pub fn assert_dev_node_lifecycle(vm: &Vm) {
+    let server = ControlServer::get();
+    let ready = wait_ready(vm);
+    let console = vm.serial_text().unwrap_or_default();
+    let field = |k: &str| ready.get(k).map(String::as_str).unwrap_or("<missing>");
+
+    assert_eq!(field("version"), "1", "ready line: {ready:?}");
+    assert_eq!(field("profile"), "dev", "ready line: {ready:?}");
+    // QEMU's user network hands out 10.0.2.15/24 by DHCP.
+    assert_eq!(field("address"), "10.0.2.15/24", "ready line: {ready:?}\n{console}");
+    assert_eq!(field("control"), "reachable", "ready line: {ready:?}\n{console}");
+    assert_eq!(field("listening"), "0", "the node must not listen on any socket: {ready:?}");
+    let uptime: u64 = field("uptime_ms").parse().unwrap_or_else(|_| panic!("uptime_ms: {ready:?}"));
+    assert!(uptime > 0);
+
+    for module in ["virtio_net", "kvm_amd"] {
+        let needle = format!("init: info: module loaded: {module}");
+        assert!(console.contains(&needle), "no '{needle}' on the console:\n{console}");
+    }
+    assert!(
+        console.contains("init: info: dhcp: ") && console.contains("leased 10.0.2.15/24"),
+        "no DHCP lease line:\n{console}"
+    );
+    assert!(server.accepted() >= 1, "the control server on the host saw no connection");
+    assert!(!console.contains("Kernel panic"), "{console}");
+
+    vm.powerdown().unwrap_or_else(|e| panic!("system_powerdown: {e}"));
+    vm.wait_for_line("nullos: poweroff", Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = vm
+        .wait_exit(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "QEMU exit status after power-off: {status:?}");
+}

@@ -1,0 +1,81 @@
+//! Properties of the built dev image itself: no shell, verifiable, reproducible.
+
+use std::path::Path;
+
+use image_builder::build::{build, Quiet};
+use image_builder::compress::decompress_any;
+use image_builder::config::BuildConfig;
+use image_builder::initrd::list_entries;
+use image_builder::{keys, release};
+use system_tests::*;
+
+/// Names of interactive programs and remote-access daemons that must never be in an image.
+const FORBIDDEN: &[&str] = &[
+    "sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "busybox", "toybox",
+    "login", "getty", "agetty", "su", "sudo", "sshd", "dropbear", "telnetd",
+];
+
+#[test]
+fn dev_initramfs_contains_no_shell_and_only_init_is_executable() {
+    let initrd = std::fs::read(dev_image().join("initrd")).unwrap();
+    let cpio = decompress_any(&initrd, 1 << 30).unwrap();
+    let entries = list_entries(&cpio).unwrap();
+    assert!(entries.iter().any(|e| e.path == "init"), "no /init");
+    for e in &entries {
+        let name = e.path.rsplit('/').next().unwrap_or(&e.path);
+        assert!(!FORBIDDEN.contains(&name), "the initramfs contains /{}", e.path);
+        assert!(!e.magic.starts_with(b"#!"), "the initramfs contains a script: /{}", e.path);
+        if e.is_executable() {
+            assert_eq!(e.path, "init", "unexpected executable /{}", e.path);
+        }
+    }
+}
+
+#[test]
+fn dev_release_verifies_and_every_flipped_manifest_byte_is_refused() {
+    let dev = dev_image();
+    let policy = keys::load_trust(&build_dir().join("keys/dev.pub")).unwrap();
+    let verified = release::verify_dir(&dev, &policy).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(verified.manifest.profile, "dev");
+    assert!(verified.manifest.build.kernel_package.starts_with("linux-image-"));
+
+    let copy = tempfile::tempdir().unwrap();
+    for f in ["kernel", "initrd", "cmdline"] {
+        std::fs::copy(dev.join(f), copy.path().join(f)).unwrap();
+    }
+    let manifest = std::fs::read(dev.join("release.manifest")).unwrap();
+    for i in 0..manifest.len() {
+        let mut bad = manifest.clone();
+        bad[i] ^= 0xff;
+        std::fs::write(copy.path().join("release.manifest"), &bad).unwrap();
+        assert!(
+            release::verify_dir(copy.path(), &policy).is_err(),
+            "flipping byte {i} of release.manifest was not detected"
+        );
+    }
+}
+
+fn read_outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    ["kernel", "initrd", "cmdline", "release.manifest", "pxe/boot.ipxe", "pxe/kernel", "pxe/initrd"]
+        .iter()
+        .map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap()))
+        .collect()
+}
+
+#[test]
+fn rebuilding_the_dev_image_gives_identical_bytes() {
+    // `make image` built build/dev with the CLI; build the same config twice more here, into other
+    // folders, and compare every output byte for byte.
+    let config = BuildConfig::load(&repo_root().join("profiles/dev.toml")).unwrap();
+    let reference = read_outputs(&dev_image());
+    // The same timestamp `image-builder` used (it reads SOURCE_DATE_EPOCH, default 0).
+    let mtime = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    for _ in 0..2 {
+        let out = tempfile::tempdir().unwrap();
+        build(&config, out.path(), mtime, &Quiet).unwrap_or_else(|e| panic!("{e}"));
+        for (name, bytes) in read_outputs(out.path()) {
+            let expected = &reference.iter().find(|(n, _)| *n == name).unwrap().1;
+            assert!(&bytes == expected, "{name} differs from build/dev/{name}");
+        }
+    }
+}
