@@ -31,22 +31,50 @@ pub enum ImageError {
     },
 }
 
+/// The direct-boot triple of an image directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectImage {
+    /// `<dir>/kernel`.
+    pub kernel: PathBuf,
+    /// `<dir>/initrd`.
+    pub initrd: PathBuf,
+    /// Contents of `<dir>/cmdline`, surrounding whitespace trimmed.
+    pub cmdline: String,
+}
+
+impl DirectImage {
+    /// Checks that `<dir>/kernel`, `<dir>/initrd` and `<dir>/cmdline` exist and reads the
+    /// command line.
+    pub fn load(dir: &Path) -> Result<DirectImage, ImageError> {
+        let kernel = existing(dir.join("kernel"))?;
+        let initrd = existing(dir.join("initrd"))?;
+        let cmdline_path = existing(dir.join("cmdline"))?;
+        let cmdline =
+            std::fs::read_to_string(&cmdline_path).map_err(|source| ImageError::ReadCmdline {
+                path: cmdline_path,
+                source,
+            })?;
+        Ok(DirectImage {
+            kernel,
+            initrd,
+            cmdline: cmdline.trim().to_string(),
+        })
+    }
+
+    /// The direct boot profile for this triple.
+    pub fn boot(&self) -> Boot {
+        Boot::Direct {
+            kernel: self.kernel.clone(),
+            initrd: self.initrd.clone(),
+            cmdline: self.cmdline.clone(),
+        }
+    }
+}
+
 /// Direct boot of `<dir>/kernel` + `<dir>/initrd` with the command line in `<dir>/cmdline`
 /// (surrounding whitespace trimmed).
 pub fn direct_boot(dir: &Path) -> Result<Boot, ImageError> {
-    let kernel = existing(dir.join("kernel"))?;
-    let initrd = existing(dir.join("initrd"))?;
-    let cmdline_path = existing(dir.join("cmdline"))?;
-    let cmdline =
-        std::fs::read_to_string(&cmdline_path).map_err(|source| ImageError::ReadCmdline {
-            path: cmdline_path,
-            source,
-        })?;
-    Ok(Boot::Direct {
-        kernel,
-        initrd,
-        cmdline: cmdline.trim().to_string(),
-    })
+    DirectImage::load(dir).map(|image| image.boot())
 }
 
 /// PXE boot from `<dir>/pxe/` with `boot.ipxe` as the first file.

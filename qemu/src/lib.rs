@@ -41,7 +41,7 @@ mod vm;
 pub use accel::{Accel, ParseAccelError};
 pub use config::{qemu_program, Boot, ConfigError, Console, Machine, NicModel, VmConfig};
 pub use error::QemuError;
-pub use image::ImageError;
+pub use image::{DirectImage, ImageError};
 pub use serde_json::Value as QmpValue;
 pub use vm::Vm;
 

@@ -121,3 +121,32 @@ fn kernel_console_lines_arrive_and_exit_ends_the_wait_early() {
     assert!(vm.serial_text().unwrap().contains("Linux version"));
     assert!(vm.wait_exit(Duration::from_secs(5)).unwrap().success());
 }
+
+/// PXE end to end: the NIC's iPXE ROM DHCPs from slirp, TFTP-fetches boot.ipxe, then the kernel
+/// and initrd it names, and boots them. The kernel banner on ttyS0 proves the chain worked.
+#[test]
+fn pxe_boots_the_kernel_through_ipxe_and_tftp() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(cloud_kernel(), dir.path().join("kernel")).unwrap();
+    std::fs::write(dir.path().join("initrd"), [0u8; 512]).unwrap();
+    std::fs::write(
+        dir.path().join("boot.ipxe"),
+        "#!ipxe\nkernel kernel console=ttyS0 panic=-1\ninitrd initrd\nboot\n",
+    )
+    .unwrap();
+    let config = VmConfig::new(
+        Boot::Pxe {
+            tftp_root: dir.path().to_path_buf(),
+            bootfile: "boot.ipxe".into(),
+        },
+        Accel::Tcg,
+    );
+    let vm = Vm::start(config).unwrap();
+    let cmdline = vm
+        .wait_for_line("Command line:", Duration::from_secs(120))
+        .unwrap();
+    assert!(cmdline.contains("console=ttyS0 panic=-1"), "{cmdline}");
+    vm.wait_for_line("Kernel panic", Duration::from_secs(120))
+        .unwrap();
+    assert!(vm.wait_exit(Duration::from_secs(30)).unwrap().success());
+}
