@@ -1,0 +1,13 @@
+//! Side-by-side benchmarks for NullOS (`make bench`). They compare, in one run and with the same
+//! QEMU settings, NullOS against a yardstick, and print ratios; they are not tests.
+//!
+//! - [`boot`]: boot-to-ready of a built image against the same kernel booting
+//!   [`baseline-init`](baseline), a PID 1 that only prints one line and powers off;
+//! - [`stats`]: pure helpers (console line parsing, medians, report lines).
+//!
+//! Add a benchmark as a module here plus a subcommand in `src/main.rs` (e.g. `build`: image-builder
+//! against `find | cpio | zstd`).
+
+pub mod baseline;
+pub mod boot;
+pub mod stats;

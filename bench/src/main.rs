@@ -1,0 +1,109 @@
+//! `nullos-bench`: side-by-side benchmarks (`make bench`). Prints ratios; not a test.
+//!
+//! `nullos-bench boot --image <dir> [--runs N] [--accel kvm|tcg] [--timeout-secs S]
+//!  [--baseline-init <path>]`
+//!
+//! Exit status: 0 when every run finished (whatever the ratio), 1 when a run failed, 2 for usage
+//! errors.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use bench::baseline::find_baseline_init;
+use bench::boot::{self, BootBench, Side};
+use clap::{Args, Parser, Subcommand};
+use qemu::{Accel, DirectImage};
+
+#[derive(Parser)]
+#[command(
+    name = "nullos-bench",
+    about = "NullOS benchmarks: side by side, with ratios"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+/// One subcommand per benchmark (next: `build`, image-builder against find | cpio | zstd).
+#[derive(Subcommand)]
+enum Cmd {
+    /// Boot-to-ready of an image against the same kernel running only baseline-init.
+    Boot(BootArgs),
+}
+
+#[derive(Args)]
+struct BootArgs {
+    /// Built image directory (kernel, initrd, cmdline), e.g. build/dev.
+    #[arg(long)]
+    image: PathBuf,
+    /// Boots per side.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    runs: u64,
+    /// Accelerator; default: detected (NULLOS_ACCEL, else KVM only on bare metal).
+    #[arg(long)]
+    accel: Option<Accel>,
+    /// Longest one boot may take to print its line.
+    #[arg(long, default_value_t = 180)]
+    timeout_secs: u64,
+    /// The static baseline-init binary; default: NULLOS_BASELINE_INIT, else
+    /// <target>/x86_64-unknown-linux-gnu/release/baseline-init.
+    #[arg(long)]
+    baseline_init: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Boot(args) => boot_bench(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nullos-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn boot_bench(args: BootArgs) -> anyhow::Result<()> {
+    let baseline_init = match args.baseline_init {
+        Some(path) => path,
+        None => find_baseline_init()?,
+    };
+    let accel = match args.accel {
+        Some(accel) => accel,
+        None => Accel::detect()?,
+    };
+    let image = DirectImage::load(&args.image)?;
+    let runs = usize::try_from(args.runs).context("--runs")?;
+    println!(
+        "boot bench: {runs} run(s) per side, accel {accel}, kernel {}, cmdline {:?}, baseline {}",
+        image.kernel.display(),
+        image.cmdline,
+        baseline_init.display()
+    );
+    let bench = BootBench {
+        image_dir: args.image,
+        baseline_init,
+        runs,
+        accel,
+        timeout: Duration::from_secs(args.timeout_secs),
+    };
+    let report = boot::run(&bench, |run, side, sample| {
+        let what = match side {
+            Side::Nullos => "ready",
+            Side::Baseline => "init reached",
+        };
+        println!(
+            "run {run}/{runs}: {side:<8} {what} at uptime {} ms (host wall {:.2} s)",
+            sample.uptime_ms,
+            sample.wall.as_secs_f64()
+        );
+    })?;
+    if let Some(summary) = report.summary() {
+        println!("{summary}");
+    }
+    Ok(())
+}
