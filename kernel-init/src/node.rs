@@ -1,0 +1,207 @@
+//! The node role: boot the node OS to `ready`, then serve as PID 1 until power-off.
+//!
+//! Boot sequence (each step bounded in time, none fatal): node.toml, kernel modules (boot
+//! modules, then coldplug), power button, network (DHCP), control endpoint check, open socket
+//! count, the ready line. Pending power-off signals are honoured between steps. Then the main
+//! loop: signals (reap children, power off) and power-button events.
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use modindex::ModuleIndex;
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::config::{self, Cmdline, NodeConfig};
+use crate::input::PowerButtons;
+use crate::modules::{self, Loader, SysKmod};
+use crate::ready::{ControlStatus, Ready};
+use crate::signals::{self, Action, Signals};
+use crate::{coldplug, control, net, power, sockets, InitError};
+
+/// How often the main loop looks for new input devices.
+const INPUT_RESCAN: Duration = Duration::from_secs(5);
+/// Pause before re-scanning modaliases, so devices created by the last round's drivers
+/// (asynchronous probes) show up.
+const COLDPLUG_SETTLE: Duration = Duration::from_millis(50);
+
+/// Boots the node and never returns except with an error for the fatal-reboot path.
+pub fn run(cmdline: &Cmdline, signals: &Signals) -> Result<Infallible, InitError> {
+    let node = match NodeConfig::load() {
+        Ok(node) => {
+            crate::info!("node: version {} profile {}", node.version, node.profile);
+            Some(node)
+        }
+        Err(e) => {
+            crate::error!("node config: {}", crate::error_chain(&e));
+            None
+        }
+    };
+    handle_signals(signals);
+
+    load_modules();
+    handle_signals(signals);
+
+    let mut buttons = PowerButtons::new();
+    buttons.rescan();
+
+    let configured = match net::bring_up() {
+        Ok(configured) => configured,
+        Err(e) => {
+            crate::error!("network: {}", crate::error_chain(&e));
+            Vec::new()
+        }
+    };
+    handle_signals(signals);
+
+    let control = match config::control_endpoint(cmdline, node.as_ref()) {
+        Some(endpoint) => control::check(endpoint),
+        None => {
+            crate::info!("control: no endpoint configured");
+            ControlStatus::None
+        }
+    };
+    handle_signals(signals);
+
+    let listening = match sockets::open_sockets() {
+        Ok(open) => {
+            for socket in &open {
+                crate::warn!("socket open to inbound traffic: {socket}");
+            }
+            open.len()
+        }
+        Err(e) => {
+            crate::error!("count listening sockets: {}", crate::error_chain(&e));
+            0
+        }
+    };
+
+    buttons.rescan();
+    let ready = Ready {
+        version: node.as_ref().map(|n| n.version),
+        profile: node.map(|n| n.profile),
+        address: configured
+            .first()
+            .map(|c| (c.lease.address, c.lease.prefix_len, c.iface.clone())),
+        uptime_ms: crate::ready::uptime_ms(),
+        control,
+        listening,
+    };
+    crate::log::interface_line(&ready.to_string());
+    main_loop(signals, buttons)
+}
+
+/// Loads the boot modules and coldplugs drivers from the index. Never fatal.
+fn load_modules() {
+    let text = match std::fs::read_to_string(modules::INDEX_PATH) {
+        Ok(text) => text,
+        Err(e) => {
+            crate::warn!(
+                "modules: no index at {}: {e}; loading none",
+                modules::INDEX_PATH
+            );
+            return;
+        }
+    };
+    let index = match ModuleIndex::parse(&text) {
+        Ok(index) => index,
+        Err(e) => {
+            crate::error!(
+                "modules: {}: {}",
+                modules::INDEX_PATH,
+                crate::error_chain(&e)
+            );
+            return;
+        }
+    };
+    if let Ok(uname) = nix::sys::utsname::uname() {
+        let running = uname.release().to_string_lossy();
+        if running != index.kernel_release.as_str() {
+            crate::warn!(
+                "modules: index is for kernel {}, running {running}",
+                index.kernel_release
+            );
+        }
+    }
+    let start = Instant::now();
+    let mut loader = Loader::new();
+    let mut first = true;
+    let scan = || {
+        if !first {
+            std::thread::sleep(COLDPLUG_SETTLE);
+        }
+        first = false;
+        coldplug::scan_system()
+    };
+    let report = coldplug::run(&index, &mut loader, &mut SysKmod, scan, modules::log_event);
+    if report.unfinished {
+        crate::warn!(
+            "coldplug: still finding new modules after {} rounds; stopped",
+            report.rounds
+        );
+    }
+    crate::info!(
+        "coldplug: {} modules loaded in {} rounds ({} ms)",
+        loader.loaded().count(),
+        report.rounds,
+        start.elapsed().as_millis()
+    );
+}
+
+/// Acts on pending signals: reaps, or powers off (does not return then).
+fn handle_signals(signals: &Signals) {
+    for signo in signals.drain() {
+        match signals::classify(signo) {
+            Action::Reap => {
+                signals::reap_zombies();
+            }
+            Action::PowerOff(reason) => power::power_off(reason),
+            Action::Ignore => crate::info!("ignoring signal {signo}"),
+        }
+    }
+}
+
+/// Waits for signals and power-button presses forever.
+fn main_loop(signals: &Signals, mut buttons: PowerButtons) -> Result<Infallible, InitError> {
+    let mut last_rescan = Instant::now();
+    loop {
+        let devices: Vec<PathBuf>;
+        let (signal_ready, device_ready) = {
+            let button_fds = buttons.fds();
+            devices = button_fds.iter().map(|(p, _)| p.clone()).collect();
+            let mut fds = vec![PollFd::new(signals.fd(), PollFlags::POLLIN)];
+            fds.extend(
+                button_fds
+                    .iter()
+                    .map(|(_, fd)| PollFd::new(*fd, PollFlags::POLLIN)),
+            );
+            let timeout = PollTimeout::try_from(INPUT_RESCAN).unwrap_or(PollTimeout::NONE);
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(InitError::Poll(e)),
+            }
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
+            let signal_ready = ready.first().copied().unwrap_or(false);
+            (
+                signal_ready,
+                ready.into_iter().skip(1).collect::<Vec<bool>>(),
+            )
+        };
+        if signal_ready {
+            handle_signals(signals);
+        }
+        for (path, ready) in devices.iter().zip(device_ready) {
+            if ready && buttons.read(Path::new(path)) {
+                power::power_off("power button");
+            }
+        }
+        if last_rescan.elapsed() >= INPUT_RESCAN {
+            buttons.rescan();
+            last_rescan = Instant::now();
+        }
+    }
+}
