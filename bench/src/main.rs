@@ -48,7 +48,7 @@ struct BootArgs {
     #[arg(long, default_value_t = 180)]
     timeout_secs: u64,
     /// The static baseline-init binary; default: NULLOS_BASELINE_INIT, else
-    /// <target>/x86_64-unknown-linux-gnu/release/baseline-init.
+    /// TARGET_DIR/x86_64-unknown-linux-gnu/release/baseline-init.
     #[arg(long)]
     baseline_init: Option<PathBuf>,
 }

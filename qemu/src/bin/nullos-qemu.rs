@@ -25,7 +25,7 @@ enum Cmd {
     Run {
         /// Output folder of `image-builder build`, e.g. build/dev.
         image_dir: PathBuf,
-        /// Boot through the NIC's iPXE ROM and QEMU's TFTP server from <image-dir>/pxe/.
+        /// Boot through the NIC's iPXE ROM and QEMU's TFTP server from IMAGE_DIR/pxe/.
         #[arg(long)]
         pxe: bool,
         /// Accelerator; default: detected (NULLOS_ACCEL, else KVM only on bare metal).
