@@ -2,7 +2,7 @@
 //!
 //! Every binary format in this crate is a sequence of postcard values (varints for integers and
 //! lengths, raw bytes for fixed arrays, length-prefixed UTF-8 for text). Decoders read it field by
-//! field through [`Reader`], which
+//! field through a bounded reader, which
 //! - refuses the whole input up front when it is larger than the format's cap,
 //! - reads counts and lengths first and refuses them when they exceed their cap, before anything
 //!   is allocated (text and byte fields are borrowed from the input, never copied unchecked),
