@@ -37,24 +37,67 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let team = SignerPolicy {
         threshold: 2,
         members: vec![
-            PolicyMember { name: "alice".into(), key: key(1).public(), weight: 1, required: true },
-            PolicyMember { name: "bob".into(), key: key(2).public(), weight: 1, required: false },
-            PolicyMember { name: "ci@build".into(), key: key(3).public(), weight: 0, required: false },
+            PolicyMember {
+                name: "alice".into(),
+                key: key(1).public(),
+                weight: 1,
+                required: true,
+            },
+            PolicyMember {
+                name: "bob".into(),
+                key: key(2).public(),
+                weight: 1,
+                required: false,
+            },
+            PolicyMember {
+                name: "ci@build".into(),
+                key: key(3).public(),
+                weight: 0,
+                required: false,
+            },
         ],
     };
     let single = SignerPolicy::single(key(1).public());
     vec![
         ("signed_document_decode", "seed-release", release.encode()),
-        ("signed_document_decode", "seed-workload-cosigned", workload.encode()),
+        (
+            "signed_document_decode",
+            "seed-workload-cosigned",
+            workload.encode(),
+        ),
         ("signed_document_decode", "seed-unsigned", unsigned.encode()),
-        ("release_manifest_decode", "seed-manifest-body", manifest.encode()),
-        ("release_manifest_decode", "seed-release-file", release.encode()),
-        ("signer_policy_text", "seed-single", single.to_text().into_bytes()),
-        ("signer_policy_text", "seed-team", team.to_text().into_bytes()),
+        (
+            "release_manifest_decode",
+            "seed-manifest-body",
+            manifest.encode(),
+        ),
+        (
+            "release_manifest_decode",
+            "seed-release-file",
+            release.encode(),
+        ),
+        (
+            "signer_policy_text",
+            "seed-single",
+            single.to_text().into_bytes(),
+        ),
+        (
+            "signer_policy_text",
+            "seed-team",
+            team.to_text().into_bytes(),
+        ),
         ("signer_policy_decode", "seed-single", single.encode()),
         ("signer_policy_decode", "seed-team", team.encode()),
-        ("key_text", "seed-public", key(1).public().to_text().into_bytes()),
-        ("key_text", "seed-secret", key(1).to_text("fuzz seed key").into_bytes()),
+        (
+            "key_text",
+            "seed-public",
+            key(1).public().to_text().into_bytes(),
+        ),
+        (
+            "key_text",
+            "seed-secret",
+            key(1).to_text("fuzz seed key").into_bytes(),
+        ),
     ]
 }
 
