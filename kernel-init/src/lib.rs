@@ -75,6 +75,7 @@ pub fn run() -> Result<Infallible, InitError> {
         cmdline.role.as_str(),
         cmdline.loglevel
     );
+    debug!("mounts and logging up at uptime {} ms", ready::uptime_ms());
     for outcome in mounted {
         match outcome {
             mounts::MountOutcome::Mounted(target) => debug!("mounted {target}"),

@@ -134,9 +134,19 @@ pub fn parse_console_loglevel(text: &str) -> Option<u8> {
     text.split_whitespace().next()?.parse().ok()
 }
 
-/// One line per record: control characters become spaces, and the length is bounded.
+/// One line per record: a line break and the indentation after it become one space, other
+/// control characters a space each, and the length is bounded.
 fn sanitize(message: &str) -> String {
-    let mut out: String = message
+    let mut out = String::with_capacity(message.len());
+    let mut lines = message.lines();
+    if let Some(first) = lines.next() {
+        out.push_str(first);
+    }
+    for line in lines {
+        out.push(' ');
+        out.push_str(line.trim_start());
+    }
+    let mut out: String = out
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
@@ -201,6 +211,10 @@ mod tests {
     #[test]
     fn sanitize_makes_one_bounded_line() {
         assert_eq!(sanitize("a\nb\tc"), "a b c");
+        assert_eq!(
+            sanitize("parse:\n   | 1 | x\n   |   ^ bad\n"),
+            "parse: | 1 | x |   ^ bad"
+        );
         let long = "é".repeat(1000);
         let s = sanitize(&long);
         assert!(s.len() <= MAX_MESSAGE + 3 && s.ends_with("..."));

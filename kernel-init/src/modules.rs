@@ -53,7 +53,10 @@ impl Kmod for SysKmod {
             path: path.to_owned(),
             errno: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
         })?;
-        nix::kmod::finit_module(&file, c"", ModuleInitFlags::empty()).map_err(LoadError::Finit)
+        let started = std::time::Instant::now();
+        let result = nix::kmod::finit_module(&file, c"", ModuleInitFlags::empty());
+        crate::debug!("finit_module {path}: {} ms", started.elapsed().as_millis());
+        result.map_err(LoadError::Finit)
     }
 }
 

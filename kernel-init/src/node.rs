@@ -42,6 +42,7 @@ pub fn run(cmdline: &Cmdline, signals: &Signals) -> Result<Infallible, InitError
 
     load_modules();
     handle_signals(signals);
+    phase_done("modules");
 
     let mut buttons = PowerButtons::new();
     buttons.rescan();
@@ -54,6 +55,7 @@ pub fn run(cmdline: &Cmdline, signals: &Signals) -> Result<Infallible, InitError
         }
     };
     handle_signals(signals);
+    phase_done("network");
 
     let control = match config::control_endpoint(cmdline, node.as_ref()) {
         Some(endpoint) => control::check(endpoint),
@@ -63,6 +65,7 @@ pub fn run(cmdline: &Cmdline, signals: &Signals) -> Result<Infallible, InitError
         }
     };
     handle_signals(signals);
+    phase_done("control check");
 
     let listening = match sockets::open_sockets() {
         Ok(open) => {
@@ -132,7 +135,14 @@ fn load_modules() {
             std::thread::sleep(COLDPLUG_SETTLE);
         }
         first = false;
-        coldplug::scan_system()
+        let started = Instant::now();
+        let found = coldplug::scan_system();
+        crate::debug!(
+            "coldplug: {} modaliases in {} ms",
+            found.len(),
+            started.elapsed().as_millis()
+        );
+        found
     };
     let report = coldplug::run(&index, &mut loader, &mut SysKmod, scan, modules::log_event);
     if report.unfinished {
@@ -147,6 +157,11 @@ fn load_modules() {
         report.rounds,
         start.elapsed().as_millis()
     );
+}
+
+/// A debug line with the boot clock, for timing the boot.
+fn phase_done(phase: &str) {
+    crate::debug!("{phase} done at uptime {} ms", crate::ready::uptime_ms());
 }
 
 /// Acts on pending signals: reaps, or powers off (does not return then).
