@@ -148,6 +148,26 @@ mod tests {
         assert_eq!(classify(999), Action::Ignore);
     }
 
+    #[test]
+    fn reaps_exited_children() {
+        // No other test in this crate spawns processes, so every child here is ours.
+        let children: Vec<_> = (0..3)
+            .map(|_| std::process::Command::new("true").spawn().unwrap())
+            .collect();
+        let mut reaped = 0;
+        let start = std::time::Instant::now();
+        loop {
+            let pass = reap_zombies();
+            reaped += pass.count;
+            if !pass.children_left || start.elapsed() > std::time::Duration::from_secs(10) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(reaped, children.len());
+        assert!(!reap_zombies().children_left);
+    }
+
     fn libc_signo(s: Signal) -> i32 {
         s as i32
     }

@@ -240,6 +240,8 @@ impl Client {
     }
 
     fn base_message(&self, kind: MessageType, now_ms: u64) -> Message {
+        // new_with_id asserts chaddr <= 16 bytes (ours is 6); it draws a throwaway random xid
+        // through `rand` first, which can only fail if getrandom(2) does.
         let mut m = Message::new_with_id(
             self.xid,
             Ipv4Addr::UNSPECIFIED,
