@@ -26,7 +26,8 @@ KERNEL_DIR_dev := build/kernels/cloud
 KERNEL_PACKAGE_metal := linux-image-amd64
 KERNEL_DIR_metal := build/kernels/metal
 
-.PHONY: all deps kernel init tools keys image run test bench fmt clippy clean
+
+.PHONY: all deps kernel init baseline-init tools keys image run test bench fmt clippy clean
 
 all: image
 
@@ -48,6 +49,10 @@ kernel: $(KERNEL_DIR_$(PROFILE))/DEBIAN/control
 init:
 	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) -p kernel-init --bin init
 
+# The benchmark's yardstick PID 1 (prints one line, powers off), static like init.
+baseline-init:
+	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) -p bench --bin baseline-init
+
 tools:
 	$(CARGO) build --release --locked -p image-builder -p qemu -p bench
 
@@ -68,9 +73,10 @@ test: deps
 	@$(MAKE) --no-print-directory image PROFILE=dev
 	$(CARGO) test --workspace --locked --release
 
-bench: deps
+bench: deps baseline-init
 	@$(MAKE) --no-print-directory image PROFILE=dev
-	$(BENCH) all --image build/dev --config profiles/dev.toml
+	$(BENCH) build --config profiles/dev.toml
+	$(BENCH) boot --image build/dev
 
 fmt:
 	$(CARGO) fmt --all

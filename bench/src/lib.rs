@@ -3,11 +3,12 @@
 //!
 //! - [`boot`]: boot-to-ready of a built image against the same kernel booting
 //!   [`baseline-init`](baseline), a PID 1 that only prints one line and powers off;
+//! - [`build`]: `image-builder build` against `find | cpio -o -H newc | zstd` over the same tree;
 //! - [`stats`]: pure helpers (console line parsing, medians, report lines).
 //!
-//! Add a benchmark as a module here plus a subcommand in `src/main.rs` (e.g. `build`: image-builder
-//! against `find | cpio | zstd`).
+//! Add a benchmark as a module here plus a subcommand in `src/main.rs`.
 
 pub mod baseline;
 pub mod boot;
+pub mod build;
 pub mod stats;

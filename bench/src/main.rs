@@ -2,6 +2,7 @@
 //!
 //! `nullos-bench boot --image <dir> [--runs N] [--accel kvm|tcg] [--timeout-secs S]
 //!  [--baseline-init <path>]`
+//! `nullos-bench build --config <profile.toml> [--runs N]`
 //!
 //! Exit status: 0 when every run finished (whatever the ratio), 1 when a run failed, 2 for usage
 //! errors.
@@ -26,11 +27,23 @@ struct Cli {
     command: Cmd,
 }
 
-/// One subcommand per benchmark (next: `build`, image-builder against find | cpio | zstd).
+/// One subcommand per benchmark.
 #[derive(Subcommand)]
 enum Cmd {
     /// Boot-to-ready of an image against the same kernel running only baseline-init.
     Boot(BootArgs),
+    /// image-builder build against find | cpio -o -H newc | zstd over the same file tree.
+    Build(BuildArgs),
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// The image config, e.g. profiles/dev.toml.
+    #[arg(long)]
+    config: PathBuf,
+    /// Builds per side.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    runs: u64,
 }
 
 #[derive(Args)]
@@ -57,6 +70,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Boot(args) => boot_bench(args),
+        Cmd::Build(args) => build_bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -104,6 +118,28 @@ fn boot_bench(args: BootArgs) -> anyhow::Result<()> {
     })?;
     if let Some(summary) = report.summary() {
         println!("{summary}");
+    }
+    Ok(())
+}
+
+fn build_bench(args: BuildArgs) -> anyhow::Result<()> {
+    let runs = usize::try_from(args.runs).context("--runs")?;
+    println!(
+        "build bench: {runs} run(s) per side, config {}",
+        args.config.display()
+    );
+    let samples = bench::build::run(&args.config, runs, |run, s| {
+        println!(
+            "run {run}/{runs}: image-builder {:.2} s, find|cpio|zstd {:.2} s",
+            s.ours.as_secs_f64(),
+            s.pipeline.as_secs_f64()
+        );
+    })?;
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let ours: Vec<u64> = samples.iter().map(|s| ms(s.ours)).collect();
+    let pipeline: Vec<u64> = samples.iter().map(|s| ms(s.pipeline)).collect();
+    if let Some(line) = bench::stats::comparison_line("image-build", &ours, &pipeline, 1.0) {
+        println!("{line} [baseline: find | cpio -o -H newc | zstd, same tree and level]");
     }
     Ok(())
 }

@@ -119,28 +119,52 @@ pub fn assert_dev_node_lifecycle(vm: &Vm) {
     assert_eq!(field("version"), "1", "ready line: {ready:?}");
     assert_eq!(field("profile"), "dev", "ready line: {ready:?}");
     // QEMU's user network hands out 10.0.2.15/24 by DHCP.
-    assert_eq!(field("address"), "10.0.2.15/24", "ready line: {ready:?}\n{console}");
-    assert_eq!(field("control"), "reachable", "ready line: {ready:?}\n{console}");
-    assert_eq!(field("listening"), "0", "the node must not listen on any socket: {ready:?}");
-    let uptime: u64 = field("uptime_ms").parse().unwrap_or_else(|_| panic!("uptime_ms: {ready:?}"));
+    assert_eq!(
+        field("address"),
+        "10.0.2.15/24",
+        "ready line: {ready:?}\n{console}"
+    );
+    assert_eq!(
+        field("control"),
+        "reachable",
+        "ready line: {ready:?}\n{console}"
+    );
+    assert_eq!(
+        field("listening"),
+        "0",
+        "the node must not listen on any socket: {ready:?}"
+    );
+    let uptime: u64 = field("uptime_ms")
+        .parse()
+        .unwrap_or_else(|_| panic!("uptime_ms: {ready:?}"));
     assert!(uptime > 0);
 
     for module in ["virtio_net", "kvm_amd"] {
         let needle = format!("init: info: module loaded: {module}");
-        assert!(console.contains(&needle), "no '{needle}' on the console:\n{console}");
+        assert!(
+            console.contains(&needle),
+            "no '{needle}' on the console:\n{console}"
+        );
     }
     assert!(
         console.contains("init: info: dhcp: ") && console.contains("leased 10.0.2.15/24"),
         "no DHCP lease line:\n{console}"
     );
-    assert!(server.accepted() >= 1, "the control server on the host saw no connection");
+    assert!(
+        server.accepted() >= 1,
+        "the control server on the host saw no connection"
+    );
     assert!(!console.contains("Kernel panic"), "{console}");
 
-    vm.powerdown().unwrap_or_else(|e| panic!("system_powerdown: {e}"));
+    vm.powerdown()
+        .unwrap_or_else(|e| panic!("system_powerdown: {e}"));
     vm.wait_for_line("nullos: poweroff", Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("{e}"));
     let status = vm
         .wait_exit(Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(status.success(), "QEMU exit status after power-off: {status:?}");
+    assert!(
+        status.success(),
+        "QEMU exit status after power-off: {status:?}"
+    );
 }

@@ -23,8 +23,16 @@ fn dev_initramfs_contains_no_shell_and_only_init_is_executable() {
     assert!(entries.iter().any(|e| e.path == "init"), "no /init");
     for e in &entries {
         let name = e.path.rsplit('/').next().unwrap_or(&e.path);
-        assert!(!FORBIDDEN.contains(&name), "the initramfs contains /{}", e.path);
-        assert!(!e.magic.starts_with(b"#!"), "the initramfs contains a script: /{}", e.path);
+        assert!(
+            !FORBIDDEN.contains(&name),
+            "the initramfs contains /{}",
+            e.path
+        );
+        assert!(
+            !e.magic.starts_with(b"#!"),
+            "the initramfs contains a script: /{}",
+            e.path
+        );
         if e.is_executable() {
             assert_eq!(e.path, "init", "unexpected executable /{}", e.path);
         }
@@ -37,7 +45,11 @@ fn dev_release_verifies_and_every_flipped_manifest_byte_is_refused() {
     let policy = keys::load_trust(&build_dir().join("keys/dev.pub")).unwrap();
     let verified = release::verify_dir(&dev, &policy).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(verified.manifest.profile, "dev");
-    assert!(verified.manifest.build.kernel_package.starts_with("linux-image-"));
+    assert!(verified
+        .manifest
+        .build
+        .kernel_package
+        .starts_with("linux-image-"));
 
     let copy = tempfile::tempdir().unwrap();
     for f in ["kernel", "initrd", "cmdline"] {
@@ -56,10 +68,18 @@ fn dev_release_verifies_and_every_flipped_manifest_byte_is_refused() {
 }
 
 fn read_outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    ["kernel", "initrd", "cmdline", "release.manifest", "pxe/boot.ipxe", "pxe/kernel", "pxe/initrd"]
-        .iter()
-        .map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap()))
-        .collect()
+    [
+        "kernel",
+        "initrd",
+        "cmdline",
+        "release.manifest",
+        "pxe/boot.ipxe",
+        "pxe/kernel",
+        "pxe/initrd",
+    ]
+    .iter()
+    .map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap()))
+    .collect()
 }
 
 #[test]
@@ -69,7 +89,10 @@ fn rebuilding_the_dev_image_gives_identical_bytes() {
     let config = BuildConfig::load(&repo_root().join("profiles/dev.toml")).unwrap();
     let reference = read_outputs(&dev_image());
     // The same timestamp `image-builder` used (it reads SOURCE_DATE_EPOCH, default 0).
-    let mtime = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mtime = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     for _ in 0..2 {
         let out = tempfile::tempdir().unwrap();
         build(&config, out.path(), mtime, &Quiet).unwrap_or_else(|e| panic!("{e}"));
