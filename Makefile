@@ -21,10 +21,11 @@ QEMU_RUNNER := target/release/nullos-qemu
 BENCH := target/release/nullos-bench
 DEV_KEY := build/keys/dev.key
 
-KERNEL_PACKAGE_dev := linux-image-cloud-amd64
+# Profile → kernel folder under build/kernels/ → Debian meta-package it is fetched from.
 KERNEL_DIR_dev := build/kernels/cloud
-KERNEL_PACKAGE_metal := linux-image-amd64
 KERNEL_DIR_metal := build/kernels/metal
+KERNEL_PACKAGE_cloud := linux-image-cloud-amd64
+KERNEL_PACKAGE_metal := linux-image-amd64
 
 
 .PHONY: all deps kernel init baseline-init tools keys image run test bench fmt clippy clean
@@ -41,7 +42,7 @@ deps:
 
 # The kernel is fetched once and cached under build/kernels/.
 build/kernels/%/DEBIAN/control:
-	scripts/fetch-kernel.sh $(KERNEL_PACKAGE_$(notdir $*)) build/kernels/$*
+	scripts/fetch-kernel.sh $(KERNEL_PACKAGE_$*) build/kernels/$*
 
 kernel: $(KERNEL_DIR_$(PROFILE))/DEBIAN/control
 
