@@ -122,11 +122,20 @@ pub fn scan_modaliases(root: &Path) -> Vec<String> {
     found
 }
 
+/// The CPU's modalias (`cpu:type:x86,ven…:feature:,…`), which matches CPU-feature modules
+/// such as kvm_amd.
+pub const CPU_MODALIAS: &str = "/sys/devices/system/cpu/modalias";
+
+/// Splits modaliases into the CPU's (`cpu:…`) and the devices'.
+pub fn split_cpu(modaliases: Vec<String>) -> (Vec<String>, Vec<String>) {
+    modaliases.into_iter().partition(|a| a.starts_with("cpu:"))
+}
+
 /// The real scan: `/sys/devices` (which includes `/sys/devices/system/cpu/modalias`, read
 /// explicitly in case the walk was cut short).
 pub fn scan_system() -> Vec<String> {
     let mut found = scan_modaliases(Path::new("/sys/devices"));
-    if let Ok(cpu) = fs::read_to_string("/sys/devices/system/cpu/modalias") {
+    if let Ok(cpu) = fs::read_to_string(CPU_MODALIAS) {
         let cpu = cpu.trim();
         if !cpu.is_empty() && !found.iter().any(|f| f == cpu) {
             found.push(cpu.to_owned());
@@ -141,6 +150,15 @@ mod tests {
 
     use super::*;
     use crate::modules::tests::{index, FakeKmod};
+
+    #[test]
+    fn cpu_modalias_is_split_from_device_modaliases() {
+        let cpu = "cpu:type:x86,ven0002fam0019mod0001:feature:,0000,0081,".to_owned();
+        let dev = "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00".to_owned();
+        let (c, d) = split_cpu(vec![dev.clone(), cpu.clone()]);
+        assert_eq!(c, [cpu]);
+        assert_eq!(d, [dev]);
+    }
 
     #[test]
     fn plan_matches_and_skips_tried_modules() {

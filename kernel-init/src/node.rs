@@ -40,9 +40,12 @@ pub fn run(cmdline: &Cmdline, signals: &Signals) -> Result<Infallible, InitError
     };
     handle_signals(signals);
 
-    load_modules();
+    // CPU-feature modules (kvm, kvm_amd: the slowest to load by far) load on their own thread
+    // while device drivers, the network and the control check go ahead; they are joined before
+    // the ready line, so `ready` still means the node can run micro-VMs.
+    let cpu_modules = load_modules();
     handle_signals(signals);
-    phase_done("modules");
+    phase_done("device modules");
 
     let mut buttons = PowerButtons::new();
     buttons.rescan();
@@ -80,6 +83,12 @@ pub fn run(cmdline: &Cmdline, signals: &Signals) -> Result<Infallible, InitError
         }
     };
 
+    if let Some(cpu) = cpu_modules {
+        if cpu.join().is_err() {
+            crate::error!("modules: the CPU-feature module thread panicked");
+        }
+        phase_done("cpu modules");
+    }
     buttons.rescan();
     let ready = Ready {
         version: node.as_ref().map(|n| n.version),
@@ -95,8 +104,9 @@ pub fn run(cmdline: &Cmdline, signals: &Signals) -> Result<Infallible, InitError
     main_loop(signals, buttons)
 }
 
-/// Loads the boot modules and coldplugs drivers from the index. Never fatal.
-fn load_modules() {
+/// Loads the boot modules and coldplugs device drivers from the index, and starts a thread that
+/// loads the CPU-feature modules (returned, to be joined). Never fatal.
+fn load_modules() -> Option<std::thread::JoinHandle<()>> {
     let text = match std::fs::read_to_string(modules::INDEX_PATH) {
         Ok(text) => text,
         Err(e) => {
@@ -104,7 +114,7 @@ fn load_modules() {
                 "modules: no index at {}: {e}; loading none",
                 modules::INDEX_PATH
             );
-            return;
+            return None;
         }
     };
     let index = match ModuleIndex::parse(&text) {
@@ -115,7 +125,7 @@ fn load_modules() {
                 modules::INDEX_PATH,
                 crate::error_chain(&e)
             );
-            return;
+            return None;
         }
     };
     if let Ok(uname) = nix::sys::utsname::uname() {
@@ -127,6 +137,19 @@ fn load_modules() {
             );
         }
     }
+    let index = std::sync::Arc::new(index);
+    let cpu_index = index.clone();
+    let cpu_thread = std::thread::Builder::new()
+        .name("cpu-modules".into())
+        .spawn(move || load_cpu_modules(&cpu_index));
+    let cpu_thread = match cpu_thread {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            crate::warn!("modules: cannot start a thread for CPU modules ({e}); loading them now");
+            load_cpu_modules(&index);
+            None
+        }
+    };
     let start = Instant::now();
     let mut loader = Loader::new();
     let mut first = true;
@@ -136,7 +159,7 @@ fn load_modules() {
         }
         first = false;
         let started = Instant::now();
-        let found = coldplug::scan_system();
+        let (_, found) = coldplug::split_cpu(coldplug::scan_system());
         crate::debug!(
             "coldplug: {} modaliases in {} ms",
             found.len(),
@@ -155,6 +178,26 @@ fn load_modules() {
         "coldplug: {} modules loaded in {} rounds ({} ms)",
         loader.loaded().count(),
         report.rounds,
+        start.elapsed().as_millis()
+    );
+    cpu_thread
+}
+
+/// Loads the modules the CPU's own modalias matches (kvm_amd or kvm_intel with kvm).
+fn load_cpu_modules(index: &ModuleIndex) {
+    let start = Instant::now();
+    let cpu: Vec<String> = std::fs::read_to_string(coldplug::CPU_MODALIAS)
+        .map(|alias| vec![alias.trim().to_owned()])
+        .unwrap_or_default();
+    let mut loader = Loader::new();
+    for name in coldplug::plan(index, &cpu, &loader) {
+        for event in loader.load(index, &mut SysKmod, &name) {
+            modules::log_event(&event);
+        }
+    }
+    crate::info!(
+        "coldplug: {} CPU-feature modules loaded ({} ms)",
+        loader.loaded().count(),
         start.elapsed().as_millis()
     );
 }
