@@ -72,6 +72,7 @@ run: deps
 
 test: deps
 	@$(MAKE) --no-print-directory image PROFILE=dev
+	@$(MAKE) --no-print-directory image PROFILE=metal
 	$(CARGO) test --workspace --locked --release
 
 bench: deps baseline-init
