@@ -28,7 +28,7 @@ KERNEL_PACKAGE_cloud := linux-image-cloud-amd64
 KERNEL_PACKAGE_metal := linux-image-amd64
 
 
-.PHONY: all deps kernel init baseline-init tools keys image run test bench fmt clippy clean
+.PHONY: all deps kernel init baseline-init tools keys image run test bench fmt clippy fuzz-check clean
 
 all: image
 
@@ -74,6 +74,11 @@ test: deps
 	@$(MAKE) --no-print-directory image PROFILE=dev
 	@$(MAKE) --no-print-directory image PROFILE=metal
 	$(CARGO) test --workspace --locked --release
+	@$(MAKE) --no-print-directory fuzz-check
+
+# The fuzz targets (fuzz/, nightly to run) must keep compiling on stable.
+fuzz-check:
+	cd fuzz && CARGO_TARGET_DIR=$(CURDIR)/target/fuzz $(CARGO) check --locked --bins
 
 bench: deps baseline-init
 	@$(MAKE) --no-print-directory image PROFILE=dev
