@@ -4,9 +4,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
-use super::{
-    is_module_file, parse_control, release_from_vmlinuz, KernelError, KernelSource, ModuleFile,
-};
+use super::{is_module_file, parse_control, single_release, KernelError, KernelSource, ModuleFile};
 
 pub(super) fn open(path: &Path) -> Result<KernelSource, KernelError> {
     let deb_err = |problem: String| KernelError::Deb {
@@ -66,24 +64,7 @@ pub(super) fn open(path: &Path) -> Result<KernelSource, KernelError> {
             }
         }
     }
-    let releases: Vec<&str> = boot
-        .keys()
-        .filter_map(|n| release_from_vmlinuz(n))
-        .collect();
-    let release = match releases.as_slice() {
-        [one] => (*one).to_owned(),
-        [] => {
-            return Err(deb_err(
-                "no boot/vmlinuz-* inside (not a linux-image package?)".into(),
-            ))
-        }
-        many => {
-            return Err(deb_err(format!(
-                "several kernels inside: {}",
-                many.join(", ")
-            )))
-        }
-    };
+    let release = single_release(boot.keys().map(String::as_str)).map_err(deb_err)?;
     let bzimage = boot
         .remove(&format!("vmlinuz-{release}"))
         .ok_or_else(|| deb_err("no bzImage".into()))?;

@@ -104,6 +104,17 @@ fn release_from_vmlinuz(name: &str) -> Option<&str> {
     name.strip_prefix("vmlinuz-").filter(|r| !r.is_empty())
 }
 
+/// The one kernel release among the names of `boot/`'s files, or what is wrong.
+fn single_release<'a>(boot_names: impl Iterator<Item = &'a str>) -> Result<String, String> {
+    let mut releases: Vec<&str> = boot_names.filter_map(release_from_vmlinuz).collect();
+    releases.sort_unstable();
+    match releases.as_slice() {
+        [one] => Ok((*one).to_owned()),
+        [] => Err("no boot/vmlinuz-* (is this a linux-image package?)".into()),
+        many => Err(format!("several kernels in boot/: {}", many.join(", "))),
+    }
+}
+
 /// `Package:` and `Version:` from a Debian control file.
 fn parse_control(text: &str) -> (Option<String>, Option<String>) {
     let field = |key: &str| {
@@ -135,6 +146,13 @@ mod tests {
             Some("6.1.0-56-cloud-amd64")
         );
         assert_eq!(release_from_vmlinuz("vmlinuz-"), None);
+        assert_eq!(
+            single_release(["config-x", "vmlinuz-x"].into_iter()),
+            Ok("x".into())
+        );
+        assert!(single_release(["config-x"].into_iter()).is_err());
+        let several = single_release(["vmlinuz-b", "vmlinuz-a"].into_iter()).unwrap_err();
+        assert_eq!(several, "several kernels in boot/: a, b");
         assert!(is_module_file("virtio_net.ko"));
         assert!(!is_module_file("modules.order"));
     }

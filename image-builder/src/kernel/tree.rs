@@ -3,9 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{
-    is_module_file, parse_control, release_from_vmlinuz, KernelError, KernelSource, ModuleFile,
-};
+use super::{is_module_file, parse_control, single_release, KernelError, KernelSource, ModuleFile};
 
 pub(super) fn open(root: &Path) -> Result<KernelSource, KernelError> {
     let layout = |problem: String| KernelError::Layout {
@@ -13,25 +11,8 @@ pub(super) fn open(root: &Path) -> Result<KernelSource, KernelError> {
         problem,
     };
     let boot = root.join("boot");
-    let mut releases: Vec<String> = read_dir_names(&boot)?
-        .iter()
-        .filter_map(|n| release_from_vmlinuz(n).map(str::to_owned))
-        .collect();
-    releases.sort();
-    let release = match releases.as_slice() {
-        [one] => one.clone(),
-        [] => {
-            return Err(layout(
-                "no boot/vmlinuz-* (is this an unpacked linux-image package?)".into(),
-            ))
-        }
-        many => {
-            return Err(layout(format!(
-                "several kernels in boot/: {}",
-                many.join(", ")
-            )))
-        }
-    };
+    let release =
+        single_release(read_dir_names(&boot)?.iter().map(String::as_str)).map_err(layout)?;
     let read =
         |p: PathBuf| std::fs::read(&p).map_err(|source| KernelError::Read { path: p, source });
     let bzimage = read(boot.join(format!("vmlinuz-{release}")))?;
