@@ -289,3 +289,37 @@ fn bad_inputs_are_one_clear_error_line() {
     let out = f.builder(&["verify", "nowhere", "--trust", "keys/dev.pub"]);
     assert_one_error_line(&out, &["nowhere/release.manifest"]);
 }
+
+#[test]
+fn a_kernel_deb_builds_the_same_image_as_its_unpacked_tree() {
+    let f = Fixture::new();
+    pack_deb(&f.path("kernel"), &f.path("linux-image-test.deb"));
+    assert!(f
+        .builder(&["build", "image.toml", "--out", "from-tree"])
+        .status
+        .success());
+    f.write_config(
+        &f.config_text()
+            .replace("path = \"kernel\"", "path = \"linux-image-test.deb\""),
+    );
+    let out = f.builder(&["build", "image.toml", "--out", "from-deb"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        read_tree(&f.path("from-tree")),
+        read_tree(&f.path("from-deb"))
+    );
+    // The package's name and version are the release's build inputs either way.
+    let inspect = stdout(&f.builder(&["inspect", "from-deb"]));
+    assert!(
+        inspect.contains(&format!("built from linux-image-{RELEASE} 6.1.999-1")),
+        "{inspect}"
+    );
+
+    // A file that is not a package is one clear error.
+    std::fs::write(f.path("linux-image-test.deb"), b"not an ar archive").unwrap();
+    let out = f.builder(&["build", "image.toml", "--out", "bad"]);
+    assert_one_error_line(
+        &out,
+        &["linux-image-test.deb", "not a readable Debian package"],
+    );
+}

@@ -238,3 +238,43 @@ pub fn assert_one_error_line(out: &Output, needles: &[&str]) {
         assert!(err.contains(n), "error line {err:?} does not name {n:?}");
     }
 }
+
+/// Packs an unpacked kernel tree into a Debian package (`ar`: debian-binary, control.tar.xz,
+/// data.tar.xz), as `dpkg-deb -b` would.
+pub fn pack_deb(tree: &Path, deb: &Path) {
+    fn tar_xz(root: &Path, skip_debian: bool, only: Option<&str>) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.mode(tar::HeaderMode::Deterministic);
+        match only {
+            Some(file) => builder
+                .append_path_with_name(root.join(file), format!("./{file}"))
+                .unwrap(),
+            None => {
+                for entry in std::fs::read_dir(root).unwrap() {
+                    let name = entry.unwrap().file_name().into_string().unwrap();
+                    if skip_debian && name == "DEBIAN" {
+                        continue;
+                    }
+                    builder
+                        .append_dir_all(format!("./{name}"), root.join(&name))
+                        .unwrap();
+                }
+            }
+        }
+        let tar = builder.into_inner().unwrap();
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+        std::io::Write::write_all(&mut xz, &tar).unwrap();
+        xz.finish().unwrap()
+    }
+    let control = tar_xz(&tree.join("DEBIAN"), false, Some("control"));
+    let data = tar_xz(tree, true, None);
+    let mut ar = ar::Builder::new(std::fs::File::create(deb).unwrap());
+    for (name, bytes) in [
+        ("debian-binary", &b"2.0\n"[..]),
+        ("control.tar.xz", &control),
+        ("data.tar.xz", &data),
+    ] {
+        let header = ar::Header::new(name.as_bytes().to_vec(), bytes.len() as u64);
+        ar.append(&header, bytes).unwrap();
+    }
+}
