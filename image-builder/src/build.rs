@@ -8,7 +8,7 @@ use crate::config::BuildConfig;
 use crate::initrd::InitrdTree;
 use crate::kernel::KernelSource;
 use crate::release::{CMDLINE_FILE, INITRD_FILE, KERNEL_FILE, MANIFEST_FILE};
-use crate::{compress, initrd, keys, modules, pxe, release};
+use crate::{compress, initrd, keys, modules, pxe, release, usb};
 
 /// Where the module index goes in the image (read by `init`).
 pub const MODULE_INDEX_PATH: &str = "/lib/modules/nullos.index";
@@ -56,6 +56,9 @@ pub enum BuildError {
     /// Writing the PXE bundle.
     #[error("pxe bundle")]
     Pxe(#[from] pxe::PxeError),
+    /// Making the USB stick image.
+    #[error("usb image")]
+    Usb(#[from] usb::UsbError),
     /// Writing an output.
     #[error("cannot write {path}")]
     Write {
@@ -120,6 +123,10 @@ pub fn build(
         .map(|p| keys::load_secret(p))
         .collect::<Result<Vec<_>, _>>()?;
     let init = read_init(&config.init)?;
+    let stub = match &config.usb {
+        Some(u) => Some(usb::read_stub(&u.stub)?),
+        None => None,
+    };
 
     progress.step("reading kernel");
     let kernel = KernelSource::open(&config.kernel)?;
@@ -211,6 +218,25 @@ pub fn build(
             path,
             size: bytes.len() as u64,
             digest: Digest::of(&bytes),
+        });
+    }
+    if let Some(stub) = &stub {
+        progress.step("writing usb image");
+        let image = usb::build_image(&usb::UsbContents {
+            stub,
+            manifest: &signed,
+            kernel: &kernel.bzimage,
+            initrd: &initrd,
+            cmdline,
+            version: config.release.version,
+            profile: &config.release.profile,
+        })?;
+        let path = out.join(usb::USB_FILE);
+        write_atomically(&path, &image)?;
+        written.push(Written {
+            path,
+            size: image.len() as u64,
+            digest: Digest::of(&image),
         });
     }
     Ok(BuildReport {

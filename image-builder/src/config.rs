@@ -61,6 +61,16 @@ pub struct BuildConfig {
     pub signing_keys: Vec<PathBuf>,
     /// The node's control endpoint (`host:port`), written into `/etc/nullos/node.toml`.
     pub control: Option<String>,
+    /// The USB stick image, written only when the config has a `[usb]` section.
+    pub usb: Option<UsbSection>,
+}
+
+/// `[usb]`: build `usb.img`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsbSection {
+    /// systemd's EFI stub that becomes the UKI's code (`stub = "..."`, default
+    /// [`crate::usb::DEFAULT_STUB`]).
+    pub stub: PathBuf,
 }
 
 /// `[release]`.
@@ -123,6 +133,13 @@ struct RawConfig {
     signing: RawSigning,
     #[serde(default)]
     node: RawNode,
+    usb: Option<RawUsb>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUsb {
+    stub: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -257,6 +274,12 @@ impl BuildConfig {
             compression,
             signing_keys: raw.signing.keys.into_iter().map(|k| base.join(k)).collect(),
             control: raw.node.control,
+            usb: raw.usb.map(|u| UsbSection {
+                stub: base.join(
+                    u.stub
+                        .unwrap_or_else(|| PathBuf::from(crate::usb::DEFAULT_STUB)),
+                ),
+            }),
         })
     }
 }
@@ -324,6 +347,25 @@ control = "10.0.2.2:7878"
         assert_eq!(c.files[0].mode, 0o644);
         assert_eq!(c.compression.name(), "gzip");
         assert_eq!(c.control.as_deref(), Some("10.0.2.2:7878"));
+        assert_eq!(c.usb, None);
+    }
+
+    #[test]
+    fn usb_section_resolves_the_stub_or_defaults_it() {
+        let with = format!("{GOOD}\n[usb]\nstub = \"efi/linuxx64.efi.stub\"\n");
+        let c = BuildConfig::parse(&with, Path::new("/cfg")).unwrap_or_else(|_| panic!("parse"));
+        assert_eq!(
+            c.usb.map(|u| u.stub),
+            Some(PathBuf::from("/cfg/efi/linuxx64.efi.stub"))
+        );
+        let empty = format!("{GOOD}\n[usb]\n");
+        let c = BuildConfig::parse(&empty, Path::new("/cfg")).unwrap_or_else(|_| panic!("parse"));
+        assert_eq!(
+            c.usb.map(|u| u.stub),
+            Some(PathBuf::from(crate::usb::DEFAULT_STUB))
+        );
+        let typo = format!("{GOOD}\n[usb]\nstup = \"x\"\n");
+        assert!(problem(&typo).contains("stup"), "{}", problem(&typo));
     }
 
     fn problem(text: &str) -> String {

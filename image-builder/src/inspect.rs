@@ -1,4 +1,5 @@
-//! `image-builder inspect`: show what a release, manifest or initramfs contains (no verification).
+//! `image-builder inspect`: show what a release, manifest, initramfs or USB image contains (no
+//! verification).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -34,8 +35,8 @@ pub enum InspectError {
     },
 }
 
-/// A human-readable description of `path` (a release folder, a `release.manifest`, or an
-/// initramfs).
+/// A human-readable description of `path` (a release folder, a `release.manifest`, an
+/// initramfs, or a `usb.img`).
 pub fn describe(path: &Path) -> Result<String, InspectError> {
     let file = if path.is_dir() {
         path.join(MANIFEST_FILE)
@@ -56,6 +57,9 @@ pub fn describe(path: &Path) -> Result<String, InspectError> {
     if let Ok(doc) = SignedDocument::decode(&bytes) {
         return describe_document(&doc).map_err(unrecognised);
     }
+    if crate::usb::is_gpt_disk(&bytes) {
+        return crate::usb::describe(&bytes).map_err(|e| unrecognised(error_chain(&e)));
+    }
     let cpio =
         decompress_any(&bytes, MAX_INSPECT_BYTES).map_err(|e| unrecognised(e.to_string()))?;
     let entries = list_entries(&cpio).map_err(|_| {
@@ -73,6 +77,18 @@ pub fn describe(path: &Path) -> Result<String, InspectError> {
         let _ = writeln!(out, "{:06o} {:>9} /{}", e.mode, e.size, e.path);
     }
     Ok(out)
+}
+
+/// An error and its sources on one line.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
 }
 
 fn describe_document(doc: &SignedDocument) -> Result<String, String> {

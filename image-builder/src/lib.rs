@@ -1,9 +1,10 @@
 //! The NullOS image builder.
 //!
 //! `image-builder` turns a build config (kernel, modules, init, command line, keys) into a
-//! release folder: `kernel`, `initrd`, `cmdline`, the signed `release.manifest`, and the PXE
-//! bundle `pxe/`. Every output is reproducible bit for bit: nothing depends on the build
-//! machine's clock, umask, paths, locale or core count.
+//! release folder: `kernel`, `initrd`, `cmdline`, the signed `release.manifest`, the PXE
+//! bundle `pxe/`, and (with a `[usb]` section) the USB stick image `usb.img`. Every output is
+//! reproducible bit for bit: nothing depends on the build machine's clock, umask, paths, locale
+//! or core count.
 //!
 //! Modules, each with its own error type:
 //! - [`config`]: the TOML build config.
@@ -13,6 +14,7 @@
 //! - [`compress`]: initramfs compression, checked against the kernel's config.
 //! - [`release`]: manifest, signing, co-signing, verification of a release folder.
 //! - [`pxe`]: the iPXE bundle.
+//! - [`usb`]: the USB stick image (GPT, EFI System Partition with a UKI, the signed release).
 //! - [`keys`]: key and trust files on disk.
 //! - [`inspect`]: human-readable listings.
 //! - [`build`]: the whole pipeline.
@@ -28,3 +30,4 @@ pub mod keys;
 pub mod modules;
 pub mod pxe;
 pub mod release;
+pub mod usb;

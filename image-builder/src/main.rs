@@ -58,7 +58,7 @@ enum Command {
         #[arg(long)]
         trust: PathBuf,
     },
-    /// Show what a release folder, release.manifest or initramfs contains (does not verify).
+    /// Show what a release folder, release.manifest, initramfs or usb.img contains (does not verify).
     Inspect {
         /// Folder or file.
         path: PathBuf,

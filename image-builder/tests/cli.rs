@@ -323,3 +323,127 @@ fn a_kernel_deb_builds_the_same_image_as_its_unpacked_tree() {
         &["linux-image-test.deb", "not a readable Debian package"],
     );
 }
+
+/// The fixture's config with a `[usb]` section using Debian's stub.
+fn usb_config(f: &Fixture) -> String {
+    format!(
+        "{}\n[usb]\nstub = \"{}\"\n",
+        f.config_text(),
+        image_builder::usb::DEFAULT_STUB
+    )
+}
+
+#[test]
+fn usb_image_is_identical_across_builds_whatever_the_folder_clock_or_umask() {
+    let f = Fixture::new();
+    f.write_config(&usb_config(&f));
+    let a = builder_in(f.dir.path(), &["build", "image.toml", "--out", "a"], &[]);
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(stdout(&a).contains("a/usb.img ("), "{}", stdout(&a));
+    std::fs::create_dir_all(f.path("elsewhere")).unwrap();
+    let b = builder_with_umask(
+        &f.path("elsewhere"),
+        &["build", "../image.toml", "--out", "../b"],
+        &[
+            ("TZ", "Pacific/Kiritimati"),
+            ("SOURCE_DATE_EPOCH", "1700000000"),
+        ],
+        Some("077"),
+    );
+    assert!(b.status.success(), "{}", stderr(&b));
+    let (ia, ib) = (
+        std::fs::read(f.path("a/usb.img")).unwrap(),
+        std::fs::read(f.path("b/usb.img")).unwrap(),
+    );
+    // SOURCE_DATE_EPOCH changes the initramfs, hence the stick; the same epoch gives the same
+    // stick.
+    assert_ne!(ia, ib);
+    let c = builder_with_umask(
+        &f.path("elsewhere"),
+        &["build", "../image.toml", "--out", "../c"],
+        &[("TZ", "UTC"), ("LANG", "de_DE.UTF-8")],
+        Some("022"),
+    );
+    assert!(c.status.success(), "{}", stderr(&c));
+    assert!(
+        ia == std::fs::read(f.path("c/usb.img")).unwrap(),
+        "usb.img differs between two builds"
+    );
+}
+
+#[test]
+fn usb_image_holds_a_uki_of_the_release_and_the_release_itself() {
+    use image_builder::usb::{self, disk, fat};
+    use object::{Object, ObjectSection};
+
+    let f = Fixture::new();
+    f.write_config(&usb_config(&f));
+    let out = f.builder(&["build", "image.toml", "--out", "out"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let image = std::fs::read(f.path("out/usb.img")).unwrap();
+    let artifact = |name: &str| std::fs::read(f.path("out").join(name)).unwrap();
+
+    let (_, parts) = disk::read(&image).unwrap();
+    let names: Vec<&str> = parts.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, [usb::ESP_NAME, usb::RELEASE_NAME]);
+    assert_eq!(parts[0].kind, gpt::partition_types::EFI.guid);
+    let volume = |i: usize| parts[i].contents(&image).unwrap();
+
+    let esp = fat::read_files(volume(0), u64::MAX).unwrap();
+    assert_eq!(esp.len(), 1, "{esp:?}");
+    assert_eq!(esp[0].path, "EFI/BOOT/BOOTX64.EFI");
+    let uki = object::read::pe::PeFile64::parse(&*esp[0].data).unwrap();
+    for (section, file) in [
+        (".linux", "kernel"),
+        (".initrd", "initrd"),
+        (".cmdline", "cmdline"),
+    ] {
+        let s = uki
+            .section_by_name(section)
+            .unwrap_or_else(|| panic!("no {section} in the UKI"));
+        assert!(
+            s.data().unwrap() == artifact(file),
+            "{section} != out/{file}"
+        );
+    }
+    let osrel = uki.section_by_name(".osrel").unwrap();
+    assert!(String::from_utf8_lossy(osrel.data().unwrap()).contains("VERSION_ID=7\n"));
+
+    let mut release: Vec<(String, Vec<u8>)> = fat::read_files(volume(1), u64::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|f| (f.path, f.data))
+        .collect();
+    release.sort();
+    let want: Vec<(String, Vec<u8>)> = ["cmdline", "initrd", "kernel", "release.manifest"]
+        .iter()
+        .map(|n| (n.to_string(), artifact(n)))
+        .collect();
+    assert!(
+        release == want,
+        "the release partition does not hold the release"
+    );
+
+    let out = f.builder(&["inspect", "out/usb.img"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listing = stdout(&out);
+    for needle in [
+        "NULLOS-RELEASE",
+        "EFI/BOOT/BOOTX64.EFI",
+        "section .linux",
+        "release.manifest",
+    ] {
+        assert!(listing.contains(needle), "{needle} missing:\n{listing}");
+    }
+}
+
+#[test]
+fn a_missing_efi_stub_is_one_error_naming_the_package() {
+    let f = Fixture::new();
+    f.write_config(&format!(
+        "{}\n[usb]\nstub = \"no/such.stub\"\n",
+        f.config_text()
+    ));
+    let out = f.builder(&["build", "image.toml", "--out", "out"]);
+    assert_one_error_line(&out, &["no/such.stub", "systemd-boot-efi"]);
+}
