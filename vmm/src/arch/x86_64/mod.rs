@@ -1,0 +1,10 @@
+//! x86_64 specifics: the guest memory map, boot-time CPU state (registers, GDT, page tables,
+//! CPUID, MSRs, local APIC) and the Linux zero page.
+
+pub mod boot_params;
+pub mod cpuid;
+pub mod gdt;
+pub mod lapic;
+pub mod layout;
+pub mod msr;
+pub mod regs;

@@ -1,0 +1,217 @@
+//! Linux direct boot: kernel (bzImage or ELF vmlinux) and initrd into guest memory, the command
+//! line, the zero page and the boot-time tables; the result is the 64-bit entry point.
+//!
+//! Both formats are entered through the 64-bit boot protocol (long mode, `rsi` = zero page):
+//! a bzImage at `startup_64` = load address + 0x200, a vmlinux at its ELF entry. PVH entry
+//! (32-bit, `start_info`) is not used.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use linux_loader::cmdline::Cmdline;
+use linux_loader::loader::bootparam::setup_header;
+use linux_loader::loader::{load_cmdline, BzImage, Elf, KernelLoader};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use crate::arch::x86_64::boot_params::{self, ZeroPage, XLF_KERNEL_64};
+use crate::arch::x86_64::layout::{CMDLINE_MAX_SIZE, CMDLINE_START, HIMEM_START, ZERO_PAGE_START};
+use crate::arch::x86_64::regs;
+use crate::vstate::memory;
+
+/// Offset of `startup_64` from a bzImage's protected-mode load address.
+pub const STARTUP_64_OFFSET: u64 = 0x200;
+/// Oldest boot protocol with the 64-bit entry and `xloadflags` (2.12).
+pub const MIN_BOOT_PROTOCOL: u16 = 0x20c;
+/// `initrd_addr_max` assumed for an ELF vmlinux (what x86_64 kernels declare).
+const ELF_INITRD_ADDR_MAX: u32 = 0x7fff_ffff;
+
+/// Errors loading the kernel, initrd and boot data.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The kernel file could not be opened or read.
+    #[error("open kernel {}", .0.display())]
+    OpenKernel(PathBuf, #[source] std::io::Error),
+    /// The kernel is not a loadable bzImage/ELF (or does not fit guest memory).
+    #[error("load kernel {}: not a bzImage or ELF kernel that fits guest memory", .0.display())]
+    LoadKernel(PathBuf, #[source] linux_loader::loader::Error),
+    /// A bzImage without the 64-bit entry point.
+    #[error("kernel {}: boot protocol {:#x}, no 64-bit entry point (needs 2.12+ and XLF_KERNEL_64)", .0.display(), .1)]
+    Not64Bit(PathBuf, u16),
+    /// The initrd could not be opened or read.
+    #[error("open initrd {}", .0.display())]
+    OpenInitrd(PathBuf, #[source] std::io::Error),
+    /// The initrd could not be placed.
+    #[error("place initrd {}", .0.display())]
+    PlaceInitrd(PathBuf, #[source] boot_params::Error),
+    /// Copying the initrd into guest memory failed.
+    #[error("read initrd {} into guest memory", .0.display())]
+    ReadInitrd(PathBuf, #[source] vm_memory::GuestMemoryError),
+    /// The command line is invalid or too long for this kernel.
+    #[error("kernel command line (at most {1} bytes for this kernel)")]
+    Cmdline(#[source] linux_loader::cmdline::Error, usize),
+    /// Writing the command line failed.
+    #[error("write the command line into guest memory")]
+    WriteCmdline(#[source] linux_loader::loader::Error),
+    /// The zero page could not be built.
+    #[error("build the zero page")]
+    ZeroPage(#[source] boot_params::Error),
+    /// Writing the zero page failed.
+    #[error("write the zero page into guest memory")]
+    WriteZeroPage(#[source] vm_memory::GuestMemoryError),
+    /// Writing GDT/IDT/page tables failed.
+    #[error("write boot tables")]
+    Tables(#[source] regs::Error),
+}
+
+impl Error {
+    /// Whether the error is the caller's input (exit code 2) rather than the VMM failing.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            Error::OpenKernel(..)
+                | Error::LoadKernel(..)
+                | Error::Not64Bit(..)
+                | Error::OpenInitrd(..)
+                | Error::PlaceInitrd(..)
+                | Error::Cmdline(..)
+        )
+    }
+}
+
+/// What to boot.
+#[derive(Debug, Clone)]
+pub struct BootConfig<'a> {
+    /// Kernel image.
+    pub kernel: &'a Path,
+    /// Optional initrd.
+    pub initrd: Option<&'a Path>,
+    /// Kernel command line.
+    pub cmdline: &'a str,
+}
+
+/// Where the boot vCPU starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryPoint {
+    /// 64-bit entry address (`rip`).
+    pub entry: u64,
+    /// Zero page address (`rsi`).
+    pub zero_page: u64,
+}
+
+struct LoadedKernel {
+    entry: u64,
+    end: u64,
+    header: Option<setup_header>,
+}
+
+fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel, Error> {
+    let open_err = |e| Error::OpenKernel(path.to_path_buf(), e);
+    let mut file = File::open(path).map_err(open_err)?;
+    let mut magic = [0u8; 4];
+    let is_elf = match file.read_exact(&mut magic) {
+        Ok(()) => magic == *b"\x7fELF",
+        Err(_) => false, // too short to be ELF; BzImage::load reports it
+    };
+    file.seek(SeekFrom::Start(0)).map_err(open_err)?;
+    let himem = Some(GuestAddress(HIMEM_START));
+    let load_err = |e| Error::LoadKernel(path.to_path_buf(), e);
+    if is_elf {
+        let r = Elf::load(mem, None, &mut file, himem).map_err(load_err)?;
+        return Ok(LoadedKernel {
+            entry: r.kernel_load.0,
+            end: r.kernel_end,
+            header: None,
+        });
+    }
+    let r = BzImage::load(mem, None, &mut file, himem).map_err(load_err)?;
+    let hdr = r.setup_header.unwrap_or_default();
+    let (version, xloadflags) = (hdr.version, hdr.xloadflags);
+    if version < MIN_BOOT_PROTOCOL || xloadflags & XLF_KERNEL_64 == 0 {
+        return Err(Error::Not64Bit(path.to_path_buf(), version));
+    }
+    Ok(LoadedKernel {
+        entry: r.kernel_load.0 + STARTUP_64_OFFSET,
+        end: r.kernel_end,
+        header: Some(hdr),
+    })
+}
+
+/// Largest command line (with its NUL) the kernel accepts.
+fn cmdline_capacity(header: Option<&setup_header>) -> usize {
+    let kernel_max = match header {
+        // `cmdline_size` (protocol 2.06+) excludes the NUL.
+        Some(h) if { h.version } >= 0x206 => usize::try_from(h.cmdline_size)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1),
+        Some(_) => 256,
+        None => CMDLINE_MAX_SIZE,
+    };
+    kernel_max.min(CMDLINE_MAX_SIZE)
+}
+
+/// Loads everything the kernel needs and returns where to enter it.
+pub fn load_linux(
+    mem: &GuestMemoryMmap,
+    mem_size: u64,
+    cfg: &BootConfig<'_>,
+) -> Result<EntryPoint, Error> {
+    let kernel = load_kernel(mem, cfg.kernel)?;
+
+    let capacity = cmdline_capacity(kernel.header.as_ref());
+    let cmdline =
+        Cmdline::try_from(cfg.cmdline, capacity).map_err(|e| Error::Cmdline(e, capacity - 1))?;
+    let cmdline_len = cmdline
+        .as_cstring()
+        .map_err(|e| Error::Cmdline(e, capacity - 1))?
+        .as_bytes()
+        .len();
+    load_cmdline(mem, GuestAddress(CMDLINE_START), &cmdline).map_err(Error::WriteCmdline)?;
+
+    let initrd = match cfg.initrd {
+        Some(path) => Some(load_initrd(mem, mem_size, path, &kernel)?),
+        None => None,
+    };
+
+    let e820 = boot_params::e820_map(&memory::ram_regions(mem_size));
+    let zero_page = boot_params::build_zero_page(&ZeroPage {
+        setup_header: kernel.header,
+        cmdline_addr: CMDLINE_START,
+        cmdline_len,
+        initrd,
+        e820: &e820,
+    })
+    .map_err(Error::ZeroPage)?;
+    mem.write_obj(zero_page, GuestAddress(ZERO_PAGE_START))
+        .map_err(Error::WriteZeroPage)?;
+    regs::write_boot_tables(mem).map_err(Error::Tables)?;
+
+    Ok(EntryPoint {
+        entry: kernel.entry,
+        zero_page: ZERO_PAGE_START,
+    })
+}
+
+fn load_initrd(
+    mem: &GuestMemoryMmap,
+    mem_size: u64,
+    path: &Path,
+    kernel: &LoadedKernel,
+) -> Result<(u64, u64), Error> {
+    let open_err = |e| Error::OpenInitrd(path.to_path_buf(), e);
+    let mut file = File::open(path).map_err(open_err)?;
+    let size = file.metadata().map_err(open_err)?.len();
+    let addr_max = match kernel.header {
+        Some(h) => h.initrd_addr_max,
+        None => ELF_INITRD_ADDR_MAX,
+    };
+    let addr =
+        boot_params::initrd_address(size, memory::low_ram_end(mem_size), addr_max, kernel.end)
+            .map_err(|e| Error::PlaceInitrd(path.to_path_buf(), e))?;
+    let len = usize::try_from(size).map_err(|_| {
+        Error::PlaceInitrd(path.to_path_buf(), boot_params::Error::AddressAbove4G(size))
+    })?;
+    mem.read_exact_volatile_from(GuestAddress(addr), &mut file, len)
+        .map_err(|e| Error::ReadInitrd(path.to_path_buf(), e))?;
+    Ok((addr, size))
+}

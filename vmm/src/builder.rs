@@ -1,0 +1,227 @@
+//! Builds a VM from a [`VmConfig`], runs it to the end and says how it ended.
+//!
+//! Order: guest memory → kernel, initrd and boot data → KVM VM (irqchip, PIT, memory slots) →
+//! devices on the buses → vCPUs (configured here, then one thread each) → the main thread waits
+//! for a vCPU to report the guest's end, running the halt watchdog (see `vstate::vcpu`) between
+//! reports → teardown (stop flag, kick until every vCPU thread has returned) → flush the console.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use vmm_sys_util::eventfd::EventFd;
+use vmm_sys_util::signal::Killable;
+
+use crate::boot::{self, BootConfig};
+use crate::config::{SerialOutput, VmConfig};
+use crate::devices::bus::{self, Bus};
+use crate::devices::power::{SleepControl, I8042, I8042_BASE, I8042_LEN, SLEEP_CONTROL_PORT};
+use crate::devices::serial::{EventFdTrigger, SerialDevice, COM1_BASE, COM1_IRQ, COM1_LEN};
+use crate::exit::{CrashReason, GuestExit};
+use crate::vstate::vcpu::{self, Shared, Vcpu, VcpuEvent};
+use crate::vstate::{memory, vm};
+
+/// How often the main thread checks for a guest that halted for good.
+pub const WATCHDOG_TICK: Duration = Duration::from_millis(100);
+/// How long teardown waits for vCPU threads to return.
+const TEARDOWN_LIMIT: Duration = Duration::from_secs(2);
+
+/// Errors building or running the VM.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Guest memory could not be mapped.
+    #[error("create guest memory")]
+    Memory(#[source] memory::Error),
+    /// KVM VM setup failed.
+    #[error("set up the VM")]
+    Vm(#[source] vm::Error),
+    /// The serial output file could not be created.
+    #[error("create serial output {}", .0.display())]
+    SerialOutput(PathBuf, #[source] std::io::Error),
+    /// An eventfd could not be created.
+    #[error("create eventfd")]
+    EventFd(#[source] std::io::Error),
+    /// A device could not be placed on a bus.
+    #[error("register device")]
+    Bus(#[source] bus::Error),
+    /// Loading the kernel and boot data failed.
+    #[error("boot")]
+    Boot(#[source] boot::Error),
+    /// Configuring or running a vCPU failed.
+    #[error("vCPU")]
+    Vcpu(#[source] vcpu::Error),
+    /// A vCPU thread could not be started.
+    #[error("spawn vCPU thread")]
+    SpawnVcpu(#[source] std::io::Error),
+    /// Every vCPU thread ended without reporting.
+    #[error("all vCPU threads ended without reporting how the guest ended")]
+    VcpusGone,
+}
+
+impl Error {
+    /// Whether the error is the caller's input (exit code 2) rather than the VMM failing (1).
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            Error::Boot(e) => e.is_bad_input(),
+            Error::SerialOutput(..) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Runs the VM described by `cfg` until the guest ends.
+pub fn run_vm(cfg: &VmConfig) -> Result<GuestExit, Error> {
+    let mem = memory::create_guest_memory(cfg.memory_bytes).map_err(Error::Memory)?;
+    // Kernel first: bad input is reported before /dev/kvm is touched.
+    let entry = boot::load_linux(
+        &mem,
+        cfg.memory_bytes,
+        &BootConfig {
+            kernel: &cfg.kernel,
+            initrd: cfg.initrd.as_deref(),
+            cmdline: &cfg.cmdline,
+        },
+    )
+    .map_err(Error::Boot)?;
+    log::info!(
+        "kernel entry {:#x}, zero page {:#x}, {} MiB, {} vCPU(s)",
+        entry.entry,
+        entry.zero_page,
+        cfg.memory_bytes >> 20,
+        cfg.vcpus
+    );
+
+    let vm = vm::Vm::new(&mem).map_err(Error::Vm)?;
+
+    let out: Box<dyn Write + Send> = match &cfg.serial {
+        SerialOutput::Stdout => Box::new(std::io::stdout()),
+        SerialOutput::File(path) => {
+            Box::new(File::create(path).map_err(|e| Error::SerialOutput(path.clone(), e))?)
+        }
+    };
+    let serial_evt = EventFd::new(libc::EFD_NONBLOCK).map_err(Error::EventFd)?;
+    vm.register_irqfd(&serial_evt, COM1_IRQ)
+        .map_err(Error::Vm)?;
+    let serial = Arc::new(Mutex::new(SerialDevice::new(
+        EventFdTrigger(serial_evt),
+        out,
+    )));
+    let mut pio = Bus::new();
+    pio.insert(COM1_BASE, COM1_LEN, serial.clone())
+        .map_err(Error::Bus)?;
+    pio.insert(I8042_BASE, I8042_LEN, Arc::new(Mutex::new(I8042)))
+        .map_err(Error::Bus)?;
+    pio.insert(SLEEP_CONTROL_PORT, 1, Arc::new(Mutex::new(SleepControl)))
+        .map_err(Error::Bus)?;
+    // No MMIO devices yet (virtio-mmio comes next): every MMIO access is logged as unhandled.
+    let mmio = Bus::new();
+
+    let supported = vm.supported_cpuid().map_err(Error::Vm)?;
+    let mut vcpus = Vec::with_capacity(usize::from(cfg.vcpus));
+    for id in 0..cfg.vcpus {
+        let fd = vm.create_vcpu(id).map_err(Error::Vm)?;
+        let boot_entry = (id == 0).then_some(entry);
+        vcpu::configure(&fd, id, cfg.vcpus, &supported, boot_entry).map_err(Error::Vcpu)?;
+        vcpus.push(Vcpu {
+            id,
+            fd,
+            pio: pio.clone(),
+            mmio: mmio.clone(),
+        });
+    }
+
+    vcpu::install_kick_handler().map_err(Error::Vcpu)?;
+    let shared = Arc::new(Shared::new(cfg.vcpus));
+    let (tx, rx) = mpsc::channel();
+    let mut threads = Vec::with_capacity(vcpus.len());
+    let mut spawn_error = None;
+    for v in vcpus {
+        let (shared, tx) = (shared.clone(), tx.clone());
+        match std::thread::Builder::new()
+            .name(format!("vcpu{}", v.id))
+            .spawn(move || v.run(&shared, &tx))
+        {
+            Ok(handle) => threads.push(handle),
+            Err(e) => {
+                spawn_error = Some(Error::SpawnVcpu(e));
+                break;
+            }
+        }
+    }
+    drop(tx);
+
+    let result = match spawn_error {
+        Some(e) => Err(e),
+        None => wait_for_exit(&rx, &shared, &threads),
+    };
+    teardown(&shared, threads);
+    if let Err(e) = serial
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .flush()
+    {
+        log::warn!("flush serial output: {e}");
+    }
+    let unhandled = shared.unhandled_accesses.load(Ordering::Relaxed);
+    if unhandled > 0 {
+        log::info!("{unhandled} guest accesses to unmapped addresses");
+    }
+    // `mem` outlives the VM's use of it: the vCPU threads have returned (or are stopped) here.
+    drop(vm);
+    drop(mem);
+    result
+}
+
+fn wait_for_exit(
+    rx: &mpsc::Receiver<VcpuEvent>,
+    shared: &Shared,
+    threads: &[JoinHandle<()>],
+) -> Result<GuestExit, Error> {
+    loop {
+        match rx.recv_timeout(WATCHDOG_TICK) {
+            Ok(VcpuEvent::Exit(id, exit)) => {
+                log::info!("vCPU {id}: guest {exit}");
+                return Ok(exit);
+            }
+            Ok(VcpuEvent::Failed(_, e)) => return Err(Error::Vcpu(e)),
+            Err(RecvTimeoutError::Disconnected) => return Err(Error::VcpusGone),
+            Err(RecvTimeoutError::Timeout) => {
+                if shared.all_stuck() {
+                    return Ok(GuestExit::Crash(CrashReason::HaltedForever));
+                }
+                shared.round.fetch_add(1, Ordering::AcqRel);
+                kick(threads);
+            }
+        }
+    }
+}
+
+fn kick(threads: &[JoinHandle<()>]) {
+    for t in threads.iter().filter(|t| !t.is_finished()) {
+        if let Err(e) = t.kill(vcpu::kick_signal()) {
+            log::debug!("kick vCPU thread: {e}");
+        }
+    }
+}
+
+fn teardown(shared: &Shared, threads: Vec<JoinHandle<()>>) {
+    shared.stop.store(true, Ordering::Release);
+    let started = Instant::now();
+    // A thread may be between its stop check and KVM_RUN when kicked: kick until it is out.
+    while threads.iter().any(|t| !t.is_finished()) {
+        if started.elapsed() > TEARDOWN_LIMIT {
+            log::warn!("vCPU threads did not stop within {TEARDOWN_LIMIT:?}");
+            return;
+        }
+        kick(&threads);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+}

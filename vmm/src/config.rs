@@ -1,0 +1,202 @@
+//! The VM's configuration: the command line as parsed by clap, and its validation into a
+//! [`VmConfig`] (pure, so the bounds are unit-tested).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Kernel command line used when none is given: console on COM1, reboot through the i8042 (no
+/// ACPI yet), and a panicking kernel reboots at once instead of spinning.
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1";
+/// Smallest guest memory accepted.
+pub const MIN_MEMORY_MIB: u64 = 16;
+/// Most vCPUs accepted (APIC ids fit a byte, and CPUID leaf 1 counts in a byte).
+pub const MAX_VCPUS: u32 = 254;
+
+/// `vmm` command line.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "vmm",
+    version,
+    about = "Run one KVM micro-VM: boot a Linux kernel with an 8250 console; the exit status says how the guest ended (0 poweroff, 10 reboot, 11 crash, 1 VMM error, 2 bad input)"
+)]
+pub struct Cli {
+    /// Kernel: bzImage (64-bit boot protocol) or ELF vmlinux.
+    #[arg(long)]
+    pub kernel: PathBuf,
+    /// Initial ramdisk, loaded at the top of low memory.
+    #[arg(long)]
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long, default_value = DEFAULT_CMDLINE)]
+    pub cmdline: String,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 128)]
+    pub memory_mib: u64,
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 1)]
+    pub vcpus: u32,
+    /// Where the guest console goes: a file path, or "stdout".
+    #[arg(long, default_value = "stdout")]
+    pub serial: String,
+    /// Log level of the VMM's own messages on stderr (error, warn, info, debug).
+    #[arg(long, default_value = "warn")]
+    pub log_level: log::LevelFilter,
+}
+
+/// Where the serial console's output goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialOutput {
+    /// The VMM's standard output.
+    Stdout,
+    /// A file, created or truncated.
+    File(PathBuf),
+}
+
+/// A validated VM configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmConfig {
+    /// Kernel image path.
+    pub kernel: PathBuf,
+    /// Initrd path.
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line.
+    pub cmdline: String,
+    /// Guest memory in bytes.
+    pub memory_bytes: u64,
+    /// vCPU count, 1..=[`MAX_VCPUS`].
+    pub vcpus: u8,
+    /// Console output.
+    pub serial: SerialOutput,
+}
+
+/// Invalid configuration.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// vCPU count out of range.
+    #[error("--vcpus {0}: must be between 1 and {MAX_VCPUS}")]
+    VcpuCount(u32),
+    /// Memory below the minimum.
+    #[error("--memory-mib {0}: must be at least {MIN_MEMORY_MIB}")]
+    MemoryTooSmall(u64),
+    /// Memory above what the host has.
+    #[error("--memory-mib {requested}: the host has only {host} MiB")]
+    MemoryExceedsHost {
+        /// Requested MiB.
+        requested: u64,
+        /// Host RAM in MiB.
+        host: u64,
+    },
+}
+
+impl VmConfig {
+    /// Validates `cli` against the host's RAM (`None` if unknown: then only the lower bound).
+    pub fn from_cli(cli: &Cli, host_mem_mib: Option<u64>) -> Result<Self, Error> {
+        let vcpus = u8::try_from(cli.vcpus)
+            .ok()
+            .filter(|n| (1..=MAX_VCPUS).contains(&u32::from(*n)))
+            .ok_or(Error::VcpuCount(cli.vcpus))?;
+        if cli.memory_mib < MIN_MEMORY_MIB {
+            return Err(Error::MemoryTooSmall(cli.memory_mib));
+        }
+        if let Some(host) = host_mem_mib {
+            if cli.memory_mib > host {
+                return Err(Error::MemoryExceedsHost {
+                    requested: cli.memory_mib,
+                    host,
+                });
+            }
+        }
+        let serial = match cli.serial.as_str() {
+            "stdout" => SerialOutput::Stdout,
+            path => SerialOutput::File(PathBuf::from(path)),
+        };
+        Ok(VmConfig {
+            kernel: cli.kernel.clone(),
+            initrd: cli.initrd.clone(),
+            cmdline: cli.cmdline.clone(),
+            // Bounded by the host's RAM or, without it, u64 MiB fits u64 bytes only below 2^44.
+            memory_bytes: cli
+                .memory_mib
+                .checked_mul(1 << 20)
+                .ok_or(Error::MemoryExceedsHost {
+                    requested: cli.memory_mib,
+                    host: u64::MAX >> 20,
+                })?,
+            vcpus,
+            serial,
+        })
+    }
+}
+
+/// `MemTotal` from `/proc/meminfo` text, in MiB.
+pub fn parse_mem_total_mib(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let mut words = line.split_whitespace().skip(1);
+    let kib: u64 = words.next()?.parse().ok()?;
+    (words.next() == Some("kB")).then_some(kib / 1024)
+}
+
+/// The host's RAM in MiB, if `/proc/meminfo` says.
+pub fn host_mem_mib() -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .as_deref()
+        .and_then(parse_mem_total_mib)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut v = vec!["vmm", "--kernel", "k"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_one_vcpu_128_mib_console_on_stdout() {
+        let c = VmConfig::from_cli(&cli(&[]), Some(4096)).unwrap();
+        assert_eq!(c.vcpus, 1);
+        assert_eq!(c.memory_bytes, 128 << 20);
+        assert_eq!(c.serial, SerialOutput::Stdout);
+        assert_eq!(c.cmdline, DEFAULT_CMDLINE);
+    }
+
+    #[test]
+    fn serial_to_a_file() {
+        let c = VmConfig::from_cli(&cli(&["--serial", "/tmp/x"]), None).unwrap();
+        assert_eq!(c.serial, SerialOutput::File("/tmp/x".into()));
+    }
+
+    #[test]
+    fn vcpu_and_memory_bounds() {
+        let check = |args: &[&str], host| VmConfig::from_cli(&cli(args), host);
+        assert_eq!(check(&["--vcpus", "0"], None), Err(Error::VcpuCount(0)));
+        assert_eq!(check(&["--vcpus", "255"], None), Err(Error::VcpuCount(255)));
+        assert_eq!(check(&["--vcpus", "300"], None), Err(Error::VcpuCount(300)));
+        assert_eq!(check(&["--vcpus", "254"], None).unwrap().vcpus, 254);
+        assert_eq!(
+            check(&["--memory-mib", "8"], None),
+            Err(Error::MemoryTooSmall(8))
+        );
+        assert_eq!(
+            check(&["--memory-mib", "9000"], Some(8000)),
+            Err(Error::MemoryExceedsHost {
+                requested: 9000,
+                host: 8000
+            })
+        );
+        assert!(check(&["--memory-mib", "8000"], Some(8000)).is_ok());
+        assert!(check(&["--memory-mib", &u64::MAX.to_string()], None).is_err());
+    }
+
+    #[test]
+    fn meminfo_parsing() {
+        let text = "MemTotal:       16303428 kB\nMemFree:         1000 kB\n";
+        assert_eq!(parse_mem_total_mib(text), Some(15921));
+        assert_eq!(parse_mem_total_mib("MemFree: 1 kB\n"), None);
+        assert_eq!(parse_mem_total_mib("MemTotal: x kB\n"), None);
+    }
+}

@@ -1,0 +1,88 @@
+//! How the guest ends itself.
+//!
+//! - **Reboot**: the i8042 keyboard controller's reset line: command 0xFE written to port 0x64
+//!   (Linux's `reboot=k`, and its fallback after ACPI). Ports 0x60-0x64 otherwise read as an
+//!   idle controller with nothing attached.
+//! - **Power-off**: an ACPI sleep control register (hardware-reduced ACPI, FADT
+//!   `SLEEP_CONTROL_REG`) at I/O port [`SLEEP_CONTROL_PORT`], one byte: `SLP_EN` (bit 5) with
+//!   `SLP_TYPx` (bits 2-4) = [`S5_SLP_TYP`] powers off. The FADT and the DSDT's `\_S5` object
+//!   that describe it to Linux come with the ACPI tables; a guest can already write it directly.
+
+use crate::devices::bus::BusDevice;
+use crate::exit::GuestExit;
+
+/// First i8042 port (data); the command/status port is base + 4.
+pub const I8042_BASE: u64 = 0x60;
+/// Ports covered by the i8042 (0x60..=0x64).
+pub const I8042_LEN: u64 = 5;
+/// i8042 command: pulse the CPU reset line.
+pub const I8042_CMD_RESET: u8 = 0xfe;
+/// I/O port of the ACPI sleep control register.
+pub const SLEEP_CONTROL_PORT: u64 = 0x3c0;
+/// `SLP_TYPx` value for S5 (soft off); the DSDT's `\_S5` must give this value.
+pub const S5_SLP_TYP: u8 = 5;
+const SLP_EN: u8 = 1 << 5;
+
+/// The i8042 controller, reduced to its reset line.
+#[derive(Debug, Default)]
+pub struct I8042;
+
+impl BusDevice for I8042 {
+    fn read(&mut self, _offset: u64, data: &mut [u8]) {
+        // Status 0: output buffer empty, input buffer empty, no device answering.
+        data.fill(0);
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> Option<GuestExit> {
+        (offset == 4 && data.first() == Some(&I8042_CMD_RESET)).then_some(GuestExit::Reboot)
+    }
+}
+
+/// The ACPI sleep control register.
+#[derive(Debug, Default)]
+pub struct SleepControl;
+
+impl BusDevice for SleepControl {
+    fn read(&mut self, _offset: u64, data: &mut [u8]) {
+        data.fill(0);
+    }
+
+    fn write(&mut self, _offset: u64, data: &[u8]) -> Option<GuestExit> {
+        let v = *data.first()?;
+        let slp_typ = (v >> 2) & 0x7;
+        if v & SLP_EN == 0 {
+            return None;
+        }
+        if slp_typ == S5_SLP_TYP {
+            Some(GuestExit::Poweroff)
+        } else {
+            log::warn!("guest asked for unsupported sleep state SLP_TYP={slp_typ}");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn i8042_reset_command_reboots_and_nothing_else_does() {
+        let mut k = I8042;
+        assert_eq!(k.write(4, &[0xfe]), Some(GuestExit::Reboot));
+        assert_eq!(k.write(0, &[0xfe]), None, "data port");
+        assert_eq!(k.write(4, &[0xd1]), None);
+        let mut status = [0xffu8];
+        k.read(4, &mut status);
+        assert_eq!(status, [0]);
+    }
+
+    #[test]
+    fn s5_with_slp_en_powers_off() {
+        let mut s = SleepControl;
+        assert_eq!(s.write(0, &[(5 << 2) | 0x20]), Some(GuestExit::Poweroff));
+        assert_eq!(s.write(0, &[5 << 2]), None, "without SLP_EN");
+        assert_eq!(s.write(0, &[(3 << 2) | 0x20]), None, "S3 is not supported");
+        assert_eq!(s.write(0, &[]), None);
+    }
+}

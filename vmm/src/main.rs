@@ -1,0 +1,66 @@
+//! `vmm`: run one micro-VM. See `docs/VMM.md` and the `vmm::exit` module for the exit codes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use vmm::exit::{EXIT_BAD_INPUT, EXIT_VMM_ERROR};
+use vmm::{Cli, GuestExit, VmConfig};
+
+/// The VMM's own log lines on stderr: `vmm: <level>: <message>`.
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            let level = record.level().as_str().to_ascii_lowercase();
+            eprintln!("vmm: {level}: {}", record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: StderrLogger = StderrLogger;
+
+/// Failures with the exit status they map to.
+enum Failure {
+    BadInput(anyhow::Error),
+    Vmm(anyhow::Error),
+}
+
+fn run(cli: &Cli) -> Result<GuestExit, Failure> {
+    let cfg = VmConfig::from_cli(cli, vmm::config::host_mem_mib())
+        .map_err(|e| Failure::BadInput(e.into()))?;
+    vmm::run_vm(&cfg).map_err(|e| {
+        if e.is_bad_input() {
+            Failure::BadInput(e.into())
+        } else {
+            Failure::Vmm(e.into())
+        }
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Only fails if a logger is already set, which cannot happen here.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(cli.log_level);
+    match run(&cli) {
+        Ok(exit) => {
+            log::info!("guest {exit}");
+            ExitCode::from(exit.exit_code())
+        }
+        Err(Failure::BadInput(e)) => {
+            eprintln!("vmm: error: {e:#}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+        Err(Failure::Vmm(e)) => {
+            eprintln!("vmm: error: {e:#}");
+            ExitCode::from(EXIT_VMM_ERROR)
+        }
+    }
+}

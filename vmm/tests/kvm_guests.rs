@@ -1,0 +1,114 @@
+//! Tier-2 tests: tiny hand-written guests on the host's /dev/kvm, through the `vmm` binary and
+//! its real boot path (bzImage loader, zero page, long-mode registers, buses, exit codes).
+
+mod common;
+
+use common::{kvm_available, Vmm};
+
+#[test]
+fn long_mode_guest_prints_hello_boot_data_and_powers_off_with_0() {
+    if !kvm_available() {
+        return;
+    }
+    let vmm = Vmm::new();
+    let kernel = vmm.guest("hello");
+    let run = vmm.run(&kernel, &["--cmdline", "console=ttyS0 nullos.test=1"]);
+    println!("{run:?}");
+    assert_eq!(run.code, Some(0), "poweroff is exit code 0");
+    assert_eq!(
+        run.serial,
+        "hello from a long-mode guest\ne820=2\ncmdline=console=ttyS0 nullos.test=1\n"
+    );
+    assert!(run.stderr.contains("guest poweroff"), "{}", run.stderr);
+}
+
+#[test]
+fn i8042_reset_is_a_reboot_exit_code_10() {
+    if !kvm_available() {
+        return;
+    }
+    let vmm = Vmm::new();
+    let run = vmm.run(&vmm.guest("reboot"), &[]);
+    println!("{run:?}");
+    assert_eq!(run.code, Some(10));
+    assert_eq!(run.serial, "rebooting\n");
+}
+
+#[test]
+fn halt_with_interrupts_off_is_a_crash_exit_code_11() {
+    if !kvm_available() {
+        return;
+    }
+    let vmm = Vmm::new();
+    let run = vmm.run(&vmm.guest("halt"), &[]);
+    println!("{run:?}");
+    assert_eq!(run.code, Some(11));
+    assert_eq!(run.serial, "halting\n");
+    assert!(
+        run.stderr
+            .contains("all vCPUs halted with interrupts disabled"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn triple_fault_is_a_crash_exit_code_11() {
+    if !kvm_available() {
+        return;
+    }
+    let vmm = Vmm::new();
+    let run = vmm.run(&vmm.guest("triple_fault"), &[]);
+    println!("{run:?}");
+    assert_eq!(run.code, Some(11));
+    assert_eq!(run.serial, "faulting\n");
+    assert!(run.stderr.contains("triple fault"), "{}", run.stderr);
+}
+
+#[test]
+fn unmapped_mmio_is_logged_and_the_guest_continues() {
+    if !kvm_available() {
+        return;
+    }
+    let vmm = Vmm::new();
+    let run = vmm.run(&vmm.guest("mmio"), &[]);
+    println!("{run:?}");
+    assert_eq!(run.code, Some(0));
+    assert_eq!(run.serial, "after mmio write\nmmio read all ones\n");
+    assert!(
+        run.stderr
+            .contains("vmm: warn: unhandled mmio write addr=0xd0000000 data=[78, 56, 34, 12]"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("vmm: warn: unhandled mmio read addr=0xd0000000 len=4"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn two_vcpus_both_run_the_second_started_by_init_sipi() {
+    if !kvm_available() {
+        return;
+    }
+    let vmm = Vmm::new();
+    let run = vmm.run(&vmm.guest("smp"), &["--vcpus", "2"]);
+    println!("{run:?}");
+    assert_eq!(run.code, Some(0));
+    assert_eq!(run.serial, "bsp\nap\nbsp saw ap\n");
+}
+
+#[test]
+fn a_lone_vcpu_waiting_for_sipi_beside_a_halted_one_is_a_crash() {
+    if !kvm_available() {
+        return;
+    }
+    // The halt guest never starts vCPU 1: both are stuck, the VM can never progress.
+    let vmm = Vmm::new();
+    let run = vmm.run(&vmm.guest("halt"), &["--vcpus", "2"]);
+    println!("{run:?}");
+    assert_eq!(run.code, Some(11));
+}
