@@ -7,7 +7,8 @@
 //! - [`config`]: kernel command line and `/etc/nullos/node.toml`.
 //! - [`log`]: leveled logging to `/dev/kmsg` and the console.
 //! - [`mounts`]: API filesystems, and unmounting at power-off.
-//! - [`modules`], [`coldplug`]: `finit_module` in dependency order; modalias matching.
+//! - [`modules`], [`coldplug`], [`uevent`]: `finit_module` in dependency order; modalias
+//!   matching of the devices present at boot and of those added (kernel uevents).
 //! - [`net`]: rtnetlink links/addresses/routes, DHCPv4, resolver files.
 //! - [`control`]: the control endpoint reachability check.
 //! - [`sockets`]: counting sockets open to inbound traffic (`/proc/net`).
@@ -32,6 +33,7 @@ pub mod power;
 pub mod ready;
 pub mod signals;
 pub mod sockets;
+pub mod uevent;
 
 use std::convert::Infallible;
 use std::error::Error;

@@ -13,6 +13,8 @@ use modindex::ModuleIndex;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use crate::coldplug::events::{self, Quiet, SocketFeed, UeventDevices};
+use crate::coldplug::scan::ScanDevices;
 use crate::config::{self, Cmdline, NodeConfig};
 use crate::input::PowerButtons;
 use crate::modules::{self, Loader, SysKmod};
@@ -22,9 +24,6 @@ use crate::{coldplug, control, net, power, sockets, InitError};
 
 /// How often the main loop looks for new input devices.
 const INPUT_RESCAN: Duration = Duration::from_secs(5);
-/// Pause before re-scanning modaliases, so devices created by the last round's drivers
-/// (asynchronous probes) show up.
-const COLDPLUG_SETTLE: Duration = Duration::from_millis(50);
 
 /// Boots the node and never returns except with an error for the fatal-reboot path.
 pub fn run(cmdline: &Cmdline, signals: &Signals) -> Result<Infallible, InitError> {
@@ -152,25 +151,38 @@ fn load_modules() -> Option<std::thread::JoinHandle<()>> {
     };
     let start = Instant::now();
     let mut loader = Loader::new();
-    let mut first = true;
-    let scan = || {
-        if !first {
-            std::thread::sleep(COLDPLUG_SETTLE);
+    let report = match SocketFeed::open() {
+        Ok(feed) => {
+            let mut devices = UeventDevices::new(feed, Quiet::new(events::QUIET, events::LIMIT));
+            let report = coldplug::run(
+                &index,
+                &mut loader,
+                &mut SysKmod,
+                &mut devices,
+                modules::log_event,
+            );
+            // No netlink socket outlives coldplug.
+            devices.close();
+            report
         }
-        first = false;
-        let started = Instant::now();
-        let (_, found) = coldplug::split_cpu(coldplug::scan_system());
-        crate::debug!(
-            "coldplug: {} modaliases in {} ms",
-            found.len(),
-            started.elapsed().as_millis()
-        );
-        found
+        Err(e) => {
+            crate::warn!(
+                "coldplug: {}; walking /sys after each round instead",
+                crate::error_chain(&e)
+            );
+            let mut devices = ScanDevices::new();
+            coldplug::run(
+                &index,
+                &mut loader,
+                &mut SysKmod,
+                &mut devices,
+                modules::log_event,
+            )
+        }
     };
-    let report = coldplug::run(&index, &mut loader, &mut SysKmod, scan, modules::log_event);
     if report.unfinished {
         crate::warn!(
-            "coldplug: still finding new modules after {} rounds; stopped",
+            "coldplug: devices still appearing after {} rounds; stopped",
             report.rounds
         );
     }
