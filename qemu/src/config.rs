@@ -15,10 +15,12 @@ pub const DEFAULT_QEMU: &str = "qemu-system-x86_64";
 /// The id of the one user-mode network backend (`-netdev user,id=n0`).
 const NETDEV_ID: &str = "n0";
 
+/// Debian's OVMF (package `ovmf`): the firmware code, mapped read-only.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
+/// Debian's OVMF variable store template; every VM gets its own writable copy.
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
+
 /// How the VM gets its kernel.
-///
-/// A `UsbDisk { image, firmware }` profile (OVMF_CODE.fd plus a private copy of OVMF_VARS.fd)
-/// belongs here next; it is not implemented yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Boot {
     /// QEMU loads the kernel and initramfs itself (`-kernel`, `-initrd`, `-append`).
@@ -38,6 +40,59 @@ pub enum Boot {
         /// File name inside `tftp_root` that iPXE fetches first (usually `boot.ipxe`).
         bootfile: String,
     },
+    /// UEFI firmware ([`VmConfig::uefi`]) boots a disk image plugged in as a USB stick (xHCI
+    /// and usb-storage), through its removable-media path `EFI/BOOT/BOOTX64.EFI`. QEMU writes
+    /// to a temporary overlay (`snapshot=on`), never to the image.
+    UsbDisk {
+        /// Raw disk image (`usb.img`).
+        image: PathBuf,
+    },
+}
+
+impl Boot {
+    /// Whether this boot runs UEFI firmware, which needs a private variable store.
+    pub fn needs_uefi_vars(&self) -> bool {
+        matches!(self, Boot::UsbDisk { .. })
+    }
+}
+
+/// UEFI firmware: the code (read-only flash) and the variable-store template that each VM
+/// copies (UEFI writes boot entries into it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uefi {
+    /// `OVMF_CODE.fd`.
+    pub code: PathBuf,
+    /// `OVMF_VARS.fd`, never written: see [`Uefi::copy_vars`].
+    pub vars_template: PathBuf,
+}
+
+impl Default for Uefi {
+    /// Debian's OVMF.
+    fn default() -> Uefi {
+        Uefi {
+            code: PathBuf::from(OVMF_CODE),
+            vars_template: PathBuf::from(OVMF_VARS),
+        }
+    }
+}
+
+impl Uefi {
+    /// Copies the variable-store template into `dir` (as `OVMF_VARS.fd`, writable) and returns
+    /// the copy's path, for [`VmConfig::args`].
+    pub fn copy_vars(&self, dir: &Path) -> std::io::Result<PathBuf> {
+        let copy = dir.join("OVMF_VARS.fd");
+        let bytes = std::fs::read(&self.vars_template).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "{}: {e} (install the ovmf package: `make deps`)",
+                    self.vars_template.display()
+                ),
+            )
+        })?;
+        std::fs::write(&copy, bytes)?;
+        Ok(copy)
+    }
 }
 
 /// QEMU machine type.
@@ -112,6 +167,8 @@ pub struct VmConfig {
     pub nic: Option<NicModel>,
     /// Appended verbatim after everything else, for one-off experiments.
     pub extra_args: Vec<OsString>,
+    /// UEFI firmware, for boots that need it ([`Boot::UsbDisk`]).
+    pub uefi: Uefi,
 }
 
 /// A config that cannot be turned into a QEMU command line.
@@ -120,6 +177,9 @@ pub enum ConfigError {
     /// PXE boots over the network, so there must be a NIC.
     #[error("PXE boot needs a NIC, but the config has none")]
     PxeWithoutNic,
+    /// A UEFI boot was asked for without a private copy of the variable store.
+    #[error("UEFI boot needs a writable copy of the variable store (Uefi::copy_vars)")]
+    UefiVarsMissing,
     /// QEMU cannot boot a machine without memory or CPUs.
     #[error("memory ({memory_mib} MiB) and CPU count ({cpus}) must both be at least 1")]
     EmptyMachine {
@@ -141,12 +201,15 @@ impl VmConfig {
             cpus: 2,
             nic: Some(NicModel::default()),
             extra_args: Vec::new(),
+            uefi: Uefi::default(),
         }
     }
 
     /// QEMU's argv (without the program name).
     ///
     /// `qmp_socket`, if given, is a unix socket path where QEMU listens for one QMP client.
+    /// `uefi_vars` is this VM's own writable copy of the UEFI variable store
+    /// ([`Uefi::copy_vars`]); boots that run UEFI need it.
     /// The machine has no default devices (`-nodefaults`), no display, and exits instead of
     /// rebooting (`-no-reboot`), so a guest poweroff, reboot or panic (with `panic=-1`) all end
     /// the QEMU process.
@@ -154,6 +217,7 @@ impl VmConfig {
         &self,
         console: &Console,
         qmp_socket: Option<&Path>,
+        uefi_vars: Option<&Path>,
     ) -> Result<Vec<OsString>, ConfigError> {
         if self.memory_mib == 0 || self.cpus == 0 {
             return Err(ConfigError::EmptyMachine {
@@ -209,6 +273,20 @@ impl VmConfig {
                 netdev.push(escape_option_value(OsStr::new(bootfile)));
                 a.push_all(["-boot", "n"]);
             }
+            Boot::UsbDisk { image } => {
+                let vars = uefi_vars.ok_or(ConfigError::UefiVarsMissing)?;
+                let mut code = OsString::from("if=pflash,format=raw,readonly=on,file=");
+                code.push(escape_option_value(self.uefi.code.as_os_str()));
+                a.push_pair("-drive", code);
+                let mut store = OsString::from("if=pflash,format=raw,file=");
+                store.push(escape_option_value(vars.as_os_str()));
+                a.push_pair("-drive", store);
+                a.push_all(["-device", "qemu-xhci,id=xhci"]);
+                let mut stick = OsString::from("if=none,id=stick,format=raw,snapshot=on,file=");
+                stick.push(escape_option_value(image.as_os_str()));
+                a.push_pair("-drive", stick);
+                a.push_all(["-device", "usb-storage,bus=xhci.0,drive=stick"]);
+            }
         }
         if let Some(nic) = self.nic {
             a.push_pair("-netdev", netdev);
@@ -256,7 +334,7 @@ mod tests {
 
     fn argv(config: &VmConfig, console: &Console, qmp: Option<&Path>) -> Vec<String> {
         config
-            .args(console, qmp)
+            .args(console, qmp, None)
             .unwrap()
             .into_iter()
             .map(|s| s.into_string().unwrap())
@@ -354,7 +432,7 @@ mod tests {
         );
         config.nic = None;
         assert_eq!(
-            config.args(&Console::Stdio, None),
+            config.args(&Console::Stdio, None, None),
             Err(ConfigError::PxeWithoutNic)
         );
     }
@@ -394,11 +472,69 @@ mod tests {
     }
 
     #[test]
+    fn usb_disk_boots_ovmf_with_a_private_vars_copy_and_an_xhci_stick() {
+        let config = VmConfig::new(
+            Boot::UsbDisk {
+                image: "/img/usb.img".into(),
+            },
+            Accel::Tcg,
+        );
+        let got: Vec<String> = config
+            .args(
+                &Console::Stdio,
+                None,
+                Some(Path::new("/scratch,1/OVMF_VARS.fd")),
+            )
+            .unwrap()
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        let joined = got.join(" ");
+        let want = "-drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd \
+                    -drive if=pflash,format=raw,file=/scratch,,1/OVMF_VARS.fd \
+                    -device qemu-xhci,id=xhci \
+                    -drive if=none,id=stick,format=raw,snapshot=on,file=/img/usb.img \
+                    -device usb-storage,bus=xhci.0,drive=stick \
+                    -netdev user,id=n0 -device virtio-net-pci,netdev=n0";
+        assert!(joined.ends_with(want), "{joined}");
+        assert!(!joined.contains("-kernel"), "{joined}");
+        // The template itself is never handed to QEMU writable.
+        assert!(!joined.contains(OVMF_VARS), "{joined}");
+        assert_eq!(
+            config.args(&Console::Stdio, None, None),
+            Err(ConfigError::UefiVarsMissing)
+        );
+    }
+
+    #[test]
+    fn uefi_vars_are_copied_not_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("template.fd"), b"vars").unwrap();
+        let scratch = dir.path().join("vm");
+        std::fs::create_dir(&scratch).unwrap();
+        let uefi = Uefi {
+            code: "/x/code.fd".into(),
+            vars_template: dir.path().join("template.fd"),
+        };
+        let copy = uefi.copy_vars(&scratch).unwrap();
+        assert_eq!(copy, scratch.join("OVMF_VARS.fd"));
+        assert_eq!(std::fs::read(&copy).unwrap(), b"vars");
+        let missing = Uefi {
+            code: "/x/code.fd".into(),
+            vars_template: dir.path().join("absent.fd"),
+        };
+        let err = missing.copy_vars(&scratch).unwrap_err();
+        assert!(err.to_string().contains("ovmf"), "{err}");
+        assert!(Boot::UsbDisk { image: "/a".into() }.needs_uefi_vars());
+        assert!(!direct().needs_uefi_vars());
+    }
+
+    #[test]
     fn empty_machine_is_refused() {
         let mut config = VmConfig::new(direct(), Accel::Tcg);
         config.cpus = 0;
         assert!(matches!(
-            config.args(&Console::Stdio, None),
+            config.args(&Console::Stdio, None, None),
             Err(ConfigError::EmptyMachine { cpus: 0, .. })
         ));
     }

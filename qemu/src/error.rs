@@ -23,6 +23,9 @@ pub enum QemuError {
     /// The VM's scratch directory (console file, QMP socket) could not be made.
     #[error("cannot create a scratch directory for the VM")]
     CreateScratchDir(#[source] io::Error),
+    /// The UEFI variable store could not be copied into the scratch directory.
+    #[error("cannot copy the UEFI variable store")]
+    CopyUefiVars(#[source] io::Error),
     /// QEMU's stderr file could not be created.
     #[error("cannot create {path}")]
     CreateLog {

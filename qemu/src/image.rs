@@ -1,7 +1,8 @@
 //! The built image directory (`image-builder build` output) as boot profiles.
 //!
 //! Layout: `<dir>/kernel`, `<dir>/initrd`, `<dir>/cmdline` for direct boot, and
-//! `<dir>/pxe/boot.ipxe` (plus what it fetches by relative name) for PXE.
+//! `<dir>/pxe/boot.ipxe` (plus what it fetches by relative name) for PXE, `<dir>/usb.img` for
+//! the USB stick on UEFI.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,8 @@ use crate::config::Boot;
 
 /// The file iPXE is told to fetch first.
 pub const PXE_BOOTFILE: &str = "boot.ipxe";
+/// The USB stick image.
+pub const USB_IMAGE: &str = "usb.img";
 
 /// An image directory that cannot be booted.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +90,13 @@ pub fn pxe_boot(dir: &Path) -> Result<Boot, ImageError> {
     })
 }
 
+/// UEFI boot of `<dir>/usb.img` as a USB stick.
+pub fn usb_boot(dir: &Path) -> Result<Boot, ImageError> {
+    Ok(Boot::UsbDisk {
+        image: existing(dir.join(USB_IMAGE))?,
+    })
+}
+
 fn existing(path: PathBuf) -> Result<PathBuf, ImageError> {
     if path.is_file() {
         Ok(path)
@@ -129,6 +139,15 @@ mod tests {
         assert!(text.contains("make image"), "{text}");
         let err = pxe_boot(dir.path()).unwrap_err();
         assert!(err.to_string().contains("pxe/boot.ipxe"), "{err}");
+        let err = usb_boot(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("usb.img"), "{err}");
+        std::fs::write(dir.path().join("usb.img"), b"disk").unwrap();
+        assert_eq!(
+            usb_boot(dir.path()).unwrap(),
+            Boot::UsbDisk {
+                image: dir.path().join("usb.img")
+            }
+        );
     }
 
     #[test]

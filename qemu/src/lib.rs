@@ -4,7 +4,8 @@
 //! - [`config`]: a [`VmConfig`] (boot profile, accelerator, machine, NIC) and its pure
 //!   translation to QEMU's argv, [`VmConfig::args`];
 //! - [`accel`]: [`Accel::detect`] picks KVM only where it can really run Linux, else TCG;
-//! - [`image`]: boot profiles from a built image directory (`kernel`/`initrd`/`cmdline`, `pxe/`);
+//! - [`image`]: boot profiles from a built image directory (`kernel`/`initrd`/`cmdline`, `pxe/`,
+//!   `usb.img` on OVMF);
 //! - [`console`] and [`qmp`]: the serial console as lines, and a minimal QMP client;
 //! - [`Vm`]: a running QEMU with its console in a file and a QMP socket, for the full-system
 //!   tests and benchmarks; killed and reaped on drop.
@@ -39,7 +40,10 @@ mod spawn;
 mod vm;
 
 pub use accel::{Accel, ParseAccelError};
-pub use config::{qemu_program, Boot, ConfigError, Console, Machine, NicModel, VmConfig};
+pub use config::{
+    qemu_program, Boot, ConfigError, Console, Machine, NicModel, Uefi, VmConfig, OVMF_CODE,
+    OVMF_VARS,
+};
 pub use error::QemuError;
 pub use image::{DirectImage, ImageError};
 pub use serde_json::Value as QmpValue;

@@ -23,7 +23,7 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// A running VM.
 ///
 /// The console (ttyS0) goes to `serial.log` and QMP listens on `qmp.sock`, both in a private
-/// scratch directory. Dropping the `Vm` kills QEMU (SIGKILL), reaps it and removes the directory;
+/// scratch directory (which also holds the UEFI variable store of a UEFI boot). Dropping the `Vm` kills QEMU (SIGKILL), reaps it and removes the directory;
 /// QEMU also dies with the test process (see `spawn.rs`). All methods take `&self`, so one thread
 /// may wait for console lines while another sends QMP commands.
 #[derive(Debug)]
@@ -50,7 +50,21 @@ impl Vm {
         let serial = dir.path().join("serial.log");
         let qmp_path = dir.path().join("qmp.sock");
         let stderr_log = dir.path().join("qemu.stderr");
-        let args = config.args(&Console::File(serial.clone()), Some(&qmp_path))?;
+        let uefi_vars = if config.boot.needs_uefi_vars() {
+            Some(
+                config
+                    .uefi
+                    .copy_vars(dir.path())
+                    .map_err(QemuError::CopyUefiVars)?,
+            )
+        } else {
+            None
+        };
+        let args = config.args(
+            &Console::File(serial.clone()),
+            Some(&qmp_path),
+            uefi_vars.as_deref(),
+        )?;
         let stderr = File::create(&stderr_log).map_err(|source| QemuError::CreateLog {
             path: stderr_log.clone(),
             source,

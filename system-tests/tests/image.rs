@@ -76,6 +76,7 @@ fn read_outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
         "pxe/boot.ipxe",
         "pxe/kernel",
         "pxe/initrd",
+        "usb.img",
     ]
     .iter()
     .map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap()))

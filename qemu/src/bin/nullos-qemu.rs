@@ -1,6 +1,6 @@
 //! `nullos-qemu`: boots a built NullOS image in QEMU with the console on this terminal.
 //!
-//! `nullos-qemu run <image-dir> [--pxe] [--accel kvm|tcg] [--nic virtio|e1000|e1000e]`
+//! `nullos-qemu run <image-dir> [--pxe | --usb] [--accel kvm|tcg] [--nic virtio|e1000|e1000e]`
 //!
 //! Exit status: QEMU's own (0 after a guest poweroff), 2 for usage errors, 1 when the image is
 //! incomplete or QEMU cannot be started.
@@ -21,13 +21,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Boot an image directory (kernel, initrd, cmdline; pxe/ with --pxe). Ctrl-A X quits.
+    /// Boot an image directory (kernel, initrd, cmdline; pxe/ with --pxe; usb.img with --usb). Ctrl-A X quits.
     Run {
         /// Output folder of `image-builder build`, e.g. build/dev.
         image_dir: PathBuf,
         /// Boot through the NIC's iPXE ROM and QEMU's TFTP server from IMAGE_DIR/pxe/.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "usb")]
         pxe: bool,
+        /// Boot IMAGE_DIR/usb.img as a USB stick on UEFI firmware (OVMF).
+        #[arg(long)]
+        usb: bool,
         /// Accelerator; default: detected (NULLOS_ACCEL, else KVM only on bare metal).
         #[arg(long)]
         accel: Option<Accel>,
@@ -59,13 +62,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let Cmd::Run {
         image_dir,
         pxe,
+        usb,
         accel,
         nic,
     } = cli.command;
-    let boot = if pxe {
-        image::pxe_boot(&image_dir)?
+    let (boot, how) = if pxe {
+        (image::pxe_boot(&image_dir)?, "PXE")
+    } else if usb {
+        (image::usb_boot(&image_dir)?, "USB stick on UEFI")
     } else {
-        image::direct_boot(&image_dir)?
+        (image::direct_boot(&image_dir)?, "direct")
     };
     let accel = match accel {
         Some(accel) => accel,
@@ -77,12 +83,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Nic::E1000 => NicModel::E1000,
         Nic::E1000e => NicModel::E1000e,
     });
-    let args = config.args(&Console::Stdio, None)?;
+    // UEFI writes its variable store: this run's copy lives and dies with this directory.
+    let scratch = tempfile::Builder::new()
+        .prefix("nullos-qemu-")
+        .tempdir()
+        .context("cannot create a scratch directory")?;
+    let uefi_vars = if config.boot.needs_uefi_vars() {
+        Some(config.uefi.copy_vars(scratch.path())?)
+    } else {
+        None
+    };
+    let args = config.args(&Console::Stdio, None, uefi_vars.as_deref())?;
     let program = qemu_program();
     eprintln!(
         "nullos-qemu: booting {} ({}, accel {accel}); console below, Ctrl-A X quits",
         image_dir.display(),
-        if pxe { "PXE" } else { "direct" },
+        how,
     );
     let status = Command::new(&program)
         .args(&args)
