@@ -53,9 +53,6 @@ pub enum BuildError {
     /// Signing the release.
     #[error("release")]
     Release(#[from] release::ReleaseError),
-    /// Writing the PXE bundle.
-    #[error("pxe bundle")]
-    Pxe(#[from] pxe::PxeError),
     /// Making the USB stick image.
     #[error("usb image")]
     Usb(#[from] usb::UsbError),
@@ -189,54 +186,47 @@ pub fn build(
     );
     let signed = release::sign(&manifest, &signing_keys)?;
 
+    let usb_image = match &stub {
+        Some(stub) => {
+            progress.step("writing usb image");
+            Some(usb::build_image(&usb::UsbContents {
+                stub,
+                manifest: &signed,
+                kernel: &kernel.bzimage,
+                initrd: &initrd,
+                cmdline,
+                version: config.release.version,
+                profile: &config.release.profile,
+            })?)
+        }
+        None => None,
+    };
+    let script = pxe::script(&config.cmdline);
+    let mut outputs: Vec<(String, &[u8])> = vec![
+        (KERNEL_FILE.into(), &kernel.bzimage),
+        (INITRD_FILE.into(), &initrd),
+        (CMDLINE_FILE.into(), cmdline),
+        (MANIFEST_FILE.into(), &signed),
+    ];
+    outputs.extend(pxe::bundle(&script, &kernel.bzimage, &initrd));
+    if let Some(image) = &usb_image {
+        outputs.push((usb::USB_FILE.into(), image));
+    }
     progress.step("writing outputs");
-    std::fs::create_dir_all(out).map_err(|source| BuildError::Write {
-        path: out.to_owned(),
-        source,
-    })?;
-    let mut written = Vec::new();
-    for (name, bytes) in [
-        (KERNEL_FILE, kernel.bzimage.as_slice()),
-        (INITRD_FILE, initrd.as_slice()),
-        (CMDLINE_FILE, cmdline),
-        (MANIFEST_FILE, signed.as_slice()),
-    ] {
+    let mut written = Vec::with_capacity(outputs.len());
+    for (name, bytes) in outputs {
         let path = out.join(name);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| BuildError::Write {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
         write_atomically(&path, bytes)?;
         written.push(Written {
             path,
             size: bytes.len() as u64,
             digest: Digest::of(bytes),
-        });
-    }
-    for path in pxe::write_bundle(out, &config.cmdline, &kernel.bzimage, &initrd)? {
-        let bytes = std::fs::read(&path).map_err(|source| BuildError::Write {
-            path: path.clone(),
-            source,
-        })?;
-        written.push(Written {
-            path,
-            size: bytes.len() as u64,
-            digest: Digest::of(&bytes),
-        });
-    }
-    if let Some(stub) = &stub {
-        progress.step("writing usb image");
-        let image = usb::build_image(&usb::UsbContents {
-            stub,
-            manifest: &signed,
-            kernel: &kernel.bzimage,
-            initrd: &initrd,
-            cmdline,
-            version: config.release.version,
-            profile: &config.release.profile,
-        })?;
-        let path = out.join(usb::USB_FILE);
-        write_atomically(&path, &image)?;
-        written.push(Written {
-            path,
-            size: image.len() as u64,
-            digest: Digest::of(&image),
         });
     }
     Ok(BuildReport {

@@ -1,25 +1,9 @@
 //! The PXE bundle: an iPXE script and the files it fetches, served from one TFTP (or HTTP) root.
 
-use std::path::Path;
-
 /// The bundle's folder inside the output folder.
 pub const PXE_DIR: &str = "pxe";
 /// The script iPXE is pointed at (DHCP bootfile or `chain`).
 pub const SCRIPT_FILE: &str = "boot.ipxe";
-
-/// Why the bundle could not be written.
-#[derive(Debug, thiserror::Error)]
-pub enum PxeError {
-    /// Writing a file failed.
-    #[error("cannot write {path}")]
-    Write {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-}
 
 /// The iPXE script. Relative names are fetched from wherever the script came from (TFTP or
 /// HTTP), so one bundle works behind any server. `initrd=initrd` lets EFI builds of iPXE hand the
@@ -36,29 +20,14 @@ pub fn script(cmdline: &str) -> String {
     )
 }
 
-/// Writes `pxe/boot.ipxe`, `pxe/kernel` and `pxe/initrd` under `out`; returns the files written.
-pub fn write_bundle(
-    out: &Path,
-    cmdline: &str,
-    kernel: &[u8],
-    initrd: &[u8],
-) -> Result<Vec<std::path::PathBuf>, PxeError> {
-    let dir = out.join(PXE_DIR);
-    let write = |name: &str, bytes: &[u8]| {
-        let path = dir.join(name);
-        std::fs::create_dir_all(&dir)
-            .and_then(|()| std::fs::write(&path, bytes))
-            .map_err(|source| PxeError::Write {
-                path: path.clone(),
-                source,
-            })?;
-        Ok::<_, PxeError>(path)
-    };
-    Ok(vec![
-        write(SCRIPT_FILE, script(cmdline).as_bytes())?,
-        write("kernel", kernel)?,
-        write("initrd", initrd)?,
-    ])
+/// The bundle's files, as (path relative to the output folder, contents): `pxe/boot.ipxe` and
+/// what it fetches, `pxe/kernel` and `pxe/initrd`.
+pub fn bundle<'a>(script: &'a str, kernel: &'a [u8], initrd: &'a [u8]) -> [(String, &'a [u8]); 3] {
+    [
+        (format!("{PXE_DIR}/{SCRIPT_FILE}"), script.as_bytes()),
+        (format!("{PXE_DIR}/kernel"), kernel),
+        (format!("{PXE_DIR}/initrd"), initrd),
+    ]
 }
 
 #[cfg(test)]
