@@ -215,3 +215,106 @@ fn load_initrd(
         .map_err(|e| Error::ReadInitrd(path.to_path_buf(), e))?;
     Ok((addr, size))
 }
+
+#[cfg(test)]
+mod tests {
+    use vm_memory::{ByteValued, GuestMemoryBackend};
+
+    use super::*;
+    use crate::arch::x86_64::layout::PML4_START;
+
+    /// The Debian cloud kernel the project boots (unpacked by `make`; absent in a bare clone).
+    const DEBIAN_KERNEL: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../build/kernels/cloud/boot/vmlinuz-6.1.0-56-cloud-amd64"
+    );
+
+    #[test]
+    fn debian_bzimage_loads_with_64_bit_entry_initrd_and_zero_page() {
+        let kernel = Path::new(DEBIAN_KERNEL);
+        if !kernel.exists() {
+            println!("skipped: {DEBIAN_KERNEL} absent (run make deps)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let initrd = dir.path().join("initrd");
+        std::fs::write(&initrd, vec![0x5a; 10_000]).unwrap();
+        let size = 256u64 << 20;
+        let mem = memory::create_guest_memory(size).unwrap();
+        let ep = load_linux(
+            &mem,
+            size,
+            &BootConfig {
+                kernel,
+                initrd: Some(&initrd),
+                cmdline: "console=ttyS0 panic=-1",
+            },
+        )
+        .unwrap();
+        assert_eq!(ep.entry, HIMEM_START + STARTUP_64_OFFSET);
+        let zp: linux_loader::loader::bootparam::boot_params =
+            mem.read_obj(GuestAddress(ep.zero_page)).unwrap();
+        let hdr = zp.hdr;
+        assert_ne!({ hdr.xloadflags } & XLF_KERNEL_64, 0);
+        assert!({ hdr.version } >= MIN_BOOT_PROTOCOL);
+        assert_eq!(hdr.type_of_loader, 0xff);
+        assert_eq!({ hdr.code32_start }, 0x10_0000);
+        let (rd, rd_size) = ({ hdr.ramdisk_image }, { hdr.ramdisk_size });
+        assert_eq!(rd_size, 10_000);
+        assert_eq!(u64::from(rd) % 4096, 0);
+        assert!(u64::from(rd) + 10_000 <= size, "initrd inside RAM");
+        assert!(rd <= { hdr.initrd_addr_max });
+        let mut rd_bytes = vec![0u8; 10_000];
+        mem.read_slice(&mut rd_bytes, GuestAddress(u64::from(rd)))
+            .unwrap();
+        assert!(rd_bytes.iter().all(|b| *b == 0x5a));
+        let mut cmdline = [0u8; 23];
+        let cmdline_ptr = hdr.cmd_line_ptr;
+        mem.read_slice(&mut cmdline, GuestAddress(u64::from(cmdline_ptr)))
+            .unwrap();
+        assert_eq!(&cmdline, b"console=ttyS0 panic=-1\0");
+        assert_eq!(zp.e820_entries, 2);
+        // The page tables are in place too.
+        let pml4: u64 = mem.read_obj(GuestAddress(PML4_START)).unwrap();
+        assert_eq!(pml4 & 1, 1);
+        assert!(mem.last_addr().0 < size);
+        assert_eq!(zp.as_slice().len(), 4096);
+    }
+
+    #[test]
+    fn non_kernels_and_missing_files_are_bad_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let mem = memory::create_guest_memory(16 << 20).unwrap();
+        let text = dir.path().join("text");
+        std::fs::write(&text, vec![b'x'; 4096]).unwrap();
+        for path in [text.as_path(), &dir.path().join("missing")] {
+            let err = load_linux(
+                &mem,
+                16 << 20,
+                &BootConfig {
+                    kernel: path,
+                    initrd: None,
+                    cmdline: "",
+                },
+            )
+            .unwrap_err();
+            assert!(err.is_bad_input(), "{err}");
+        }
+    }
+
+    #[test]
+    fn command_line_capacity_follows_the_kernel_header() {
+        let h = setup_header {
+            version: 0x20f,
+            cmdline_size: 2047,
+            ..Default::default()
+        };
+        assert_eq!(cmdline_capacity(Some(&h)), 2048);
+        let old = setup_header {
+            version: 0x205,
+            ..Default::default()
+        };
+        assert_eq!(cmdline_capacity(Some(&old)), 256);
+        assert_eq!(cmdline_capacity(None), CMDLINE_MAX_SIZE);
+    }
+}

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{kvm_available, Vmm};
+use common::{assemble_elf, kvm_available, Vmm};
 
 #[test]
 fn long_mode_guest_prints_hello_boot_data_and_powers_off_with_0() {
@@ -111,4 +111,35 @@ fn a_lone_vcpu_waiting_for_sipi_beside_a_halted_one_is_a_crash() {
     let run = vmm.run(&vmm.guest("halt"), &["--vcpus", "2"]);
     println!("{run:?}");
     assert_eq!(run.code, Some(11));
+}
+
+#[test]
+fn elf_kernel_is_entered_at_its_elf_entry_in_long_mode() {
+    if !kvm_available() {
+        return;
+    }
+    let vmm = Vmm::new();
+    let kernel = assemble_elf("hello", vmm.dir.path());
+    let run = vmm.run(&kernel, &["--cmdline", "elf=1"]);
+    println!("{run:?}");
+    assert_eq!(run.code, Some(0));
+    assert_eq!(
+        run.serial,
+        "hello from a long-mode guest\ne820=2\ncmdline=elf=1\n"
+    );
+}
+
+#[test]
+fn initrd_is_placed_and_described_in_the_zero_page() {
+    if !kvm_available() {
+        return;
+    }
+    let vmm = Vmm::new();
+    let kernel = vmm.guest("initrd");
+    let initrd = vmm.dir.path().join("initrd");
+    std::fs::write(&initrd, b"initrd says hi\n").unwrap();
+    let run = vmm.run(&kernel, &["--initrd", initrd.to_str().unwrap()]);
+    println!("{run:?}");
+    assert_eq!(run.code, Some(0));
+    assert_eq!(run.serial, "initrd says hi\n");
 }

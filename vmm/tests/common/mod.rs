@@ -23,9 +23,32 @@ pub fn kvm_available() -> bool {
 
 /// Assembles `tests/guests/<name>.S` into flat machine code linked at [`ENTRY`].
 pub fn assemble(name: &str, dir: &Path) -> Vec<u8> {
+    let bin = dir.join(format!("{name}.bin"));
+    link(
+        name,
+        dir,
+        &bin,
+        &["--oformat=binary", &format!("-Ttext={ENTRY:#x}")],
+    );
+    std::fs::read(bin).expect("read guest binary")
+}
+
+/// Assembles `tests/guests/<name>.S` into a one-segment ELF executable at 16 MiB (where a
+/// vmlinux's `startup_64` sits), as a stand-in for an ELF vmlinux.
+pub fn assemble_elf(name: &str, dir: &Path) -> PathBuf {
+    let elf = dir.join(format!("{name}.elf"));
+    link(
+        name,
+        dir,
+        &elf,
+        &["-N", "-Ttext=0x1000000", "--no-warn-rwx-segments"],
+    );
+    elf
+}
+
+fn link(name: &str, dir: &Path, out: &Path, ld_args: &[&str]) {
     let guests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests");
     let obj = dir.join(format!("{name}.o"));
-    let bin = dir.join(format!("{name}.bin"));
     let status = Command::new("as")
         .arg("--64")
         .arg("-I")
@@ -37,21 +60,14 @@ pub fn assemble(name: &str, dir: &Path) -> Vec<u8> {
         .expect("run as");
     assert!(status.success(), "assembling {name}.S failed");
     let status = Command::new("ld")
-        .args([
-            "-nostdlib",
-            "--build-id=none",
-            "--oformat=binary",
-            "-e",
-            "_start",
-        ])
-        .arg(format!("-Ttext={ENTRY:#x}"))
+        .args(["-nostdlib", "--build-id=none", "-e", "_start"])
+        .args(ld_args)
         .arg("-o")
-        .arg(&bin)
+        .arg(out)
         .arg(&obj)
         .status()
         .expect("run ld");
     assert!(status.success(), "linking {name} failed");
-    std::fs::read(bin).expect("read guest binary")
 }
 
 /// A minimal bzImage (boot protocol 2.15, 64-bit entry) whose protected-mode part is 0x200
@@ -111,7 +127,12 @@ impl Vmm {
             .arg(kernel)
             .arg("--serial")
             .arg(&serial)
-            .args(["--memory-mib", "32", "--log-level", "info"])
+            .args(["--log-level", "info"])
+            .args(if args.contains(&"--memory-mib") {
+                &[][..]
+            } else {
+                &["--memory-mib", "32"][..]
+            })
             .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
