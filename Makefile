@@ -28,7 +28,7 @@ KERNEL_PACKAGE_cloud := linux-image-cloud-amd64
 KERNEL_PACKAGE_metal := linux-image-amd64
 
 
-.PHONY: all deps kernel init baseline-init tools keys image run test bench fmt clippy fuzz-check clean
+.PHONY: all deps kernel init boot baseline-init tools keys image run test bench fmt clippy fuzz-check clean
 
 all: image
 
@@ -44,11 +44,17 @@ deps:
 build/kernels/%/DEBIAN/control:
 	scripts/fetch-kernel.sh $(KERNEL_PACKAGE_$*) build/kernels/$*
 
-kernel: $(KERNEL_DIR_$(PROFILE))/DEBIAN/control
+# Stage 0 (the USB stick's boot image) runs the generic kernel whatever the profile: the cloud
+# kernel has no USB support.
+kernel: $(KERNEL_DIR_$(PROFILE))/DEBIAN/control $(KERNEL_DIR_metal)/DEBIAN/control
 
 # PID 1 must be static: the initramfs has no libc and no loader.
 init:
 	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) -p kernel-init --bin init
+
+# Stage 0, PID 1 of the boot image: static for the same reason.
+boot:
+	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) -p boot --bin boot
 
 # The benchmark's yardstick PID 1 (prints one line, powers off), static like init.
 baseline-init:
@@ -63,7 +69,7 @@ $(DEV_KEY): | tools
 
 keys: $(DEV_KEY)
 
-image: kernel init tools keys
+image: kernel init boot tools keys
 	$(BUILDER) build profiles/$(PROFILE).toml --out build/$(PROFILE)
 
 run: deps

@@ -8,7 +8,7 @@ use crate::config::BuildConfig;
 use crate::initrd::InitrdTree;
 use crate::kernel::KernelSource;
 use crate::release::{CMDLINE_FILE, INITRD_FILE, KERNEL_FILE, MANIFEST_FILE};
-use crate::{compress, initrd, keys, modules, pxe, release, usb};
+use crate::{compress, initrd, keys, modules, pxe, release, stage0, usb};
 
 /// Where the module index goes in the image (read by `init`).
 pub const MODULE_INDEX_PATH: &str = "/lib/modules/nullos.index";
@@ -186,11 +186,36 @@ pub fn build(
     );
     let signed = release::sign(&manifest, &signing_keys)?;
 
+    let boot_image = match &config.stage0 {
+        Some(section) => {
+            progress.step("assembling the boot image (stage 0)");
+            Some(stage0::build(
+                section,
+                (&config.kernel, &kernel),
+                &config.compression,
+                mtime,
+            )?)
+        }
+        None => None,
+    };
+    let uki = match &boot_image {
+        Some(b) => usb::BootTriple {
+            kernel: &b.kernel,
+            initrd: &b.initrd,
+            cmdline: &b.cmdline,
+        },
+        None => usb::BootTriple {
+            kernel: &kernel.bzimage,
+            initrd: &initrd,
+            cmdline,
+        },
+    };
     let usb_image = match &stub {
         Some(stub) => {
             progress.step("writing usb image");
             Some(usb::build_image(&usb::UsbContents {
                 stub,
+                uki,
                 manifest: &signed,
                 kernel: &kernel.bzimage,
                 initrd: &initrd,
@@ -209,6 +234,12 @@ pub fn build(
         (MANIFEST_FILE.into(), &signed),
     ];
     outputs.extend(pxe::bundle(&script, &kernel.bzimage, &initrd));
+    if let Some(b) = &boot_image {
+        let dir = stage0::BOOT_DIR;
+        outputs.push((format!("{dir}/{KERNEL_FILE}"), &b.kernel));
+        outputs.push((format!("{dir}/{INITRD_FILE}"), &b.initrd));
+        outputs.push((format!("{dir}/{CMDLINE_FILE}"), &b.cmdline));
+    }
     if let Some(image) = &usb_image {
         outputs.push((usb::USB_FILE.into(), image));
     }
@@ -250,7 +281,7 @@ fn node_config(config: &BuildConfig) -> String {
 }
 
 /// Reads the init binary and refuses one that cannot run in an initramfs without libc.
-fn read_init(path: &Path) -> Result<Vec<u8>, BuildError> {
+pub(crate) fn read_init(path: &Path) -> Result<Vec<u8>, BuildError> {
     let problem = |problem: String| BuildError::Init {
         path: path.to_owned(),
         problem,

@@ -63,6 +63,25 @@ pub struct BuildConfig {
     pub control: Option<String>,
     /// The USB stick image, written only when the config has a `[usb]` section.
     pub usb: Option<UsbSection>,
+    /// The boot image (stage 0), built only when the config has a `[stage0]` section.
+    pub stage0: Option<Stage0Section>,
+}
+
+/// `[stage0]`: the boot image that verifies the release before running it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage0Section {
+    /// Its kernel (`kernel = "..."`, default the node's `[kernel] path`). It needs the drivers
+    /// of the release medium: Debian's cloud kernel has no USB support at all, the generic
+    /// one has it as modules.
+    pub kernel: PathBuf,
+    /// The static `boot` binary that becomes `/init`.
+    pub init: PathBuf,
+    /// The release signer policy: a public key file or a policy file.
+    pub policy: PathBuf,
+    /// Modules for the medium (dependencies are added), e.g. `xhci_pci`, `usb_storage`.
+    pub modules: Vec<String>,
+    /// Stage 0's own kernel command line.
+    pub cmdline: String,
 }
 
 /// `[usb]`: build `usb.img`.
@@ -134,6 +153,18 @@ struct RawConfig {
     #[serde(default)]
     node: RawNode,
     usb: Option<RawUsb>,
+    stage0: Option<RawStage0>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage0 {
+    kernel: Option<PathBuf>,
+    init: PathBuf,
+    policy: PathBuf,
+    #[serde(default)]
+    modules: Vec<String>,
+    cmdline: String,
 }
 
 #[derive(Deserialize)]
@@ -264,9 +295,23 @@ impl BuildConfig {
                 return invalid(format!("node.control '{control}' is not host:port"));
             }
         }
+        if let Some(stage0) = &raw.stage0 {
+            if stage0.cmdline.contains('\n') {
+                return invalid("stage0.cmdline must be one line".into());
+            }
+        }
+        let kernel = base.join(raw.kernel.path);
+        let stage0 = raw.stage0.map(|s| Stage0Section {
+            kernel: s.kernel.map_or_else(|| kernel.clone(), |k| base.join(k)),
+            init: base.join(s.init),
+            policy: base.join(s.policy),
+            modules: s.modules,
+            cmdline: s.cmdline.trim().to_owned(),
+        });
         Ok(BuildConfig {
             release: raw.release,
-            kernel: base.join(raw.kernel.path),
+            kernel,
+            stage0,
             modules: raw.modules,
             init: base.join(raw.init.path),
             files,
@@ -348,6 +393,33 @@ control = "10.0.2.2:7878"
         assert_eq!(c.compression.name(), "gzip");
         assert_eq!(c.control.as_deref(), Some("10.0.2.2:7878"));
         assert_eq!(c.usb, None);
+        assert_eq!(c.stage0, None);
+    }
+
+    #[test]
+    fn stage0_section_resolves_paths_and_defaults_the_kernel() {
+        let with = format!(
+            "{GOOD}\n[stage0]\ninit = \"boot\"\npolicy = \"dev.pub\"\nmodules = [\"usb_storage\"]\ncmdline = \" console=ttyS0 \"\n"
+        );
+        let c = BuildConfig::parse(&with, Path::new("/cfg")).unwrap_or_else(|_| panic!("parse"));
+        let s = c.stage0.unwrap_or_else(|| panic!("no stage0"));
+        assert_eq!(s.kernel, Path::new("/cfg/../build/kernels/cloud"));
+        assert_eq!(s.init, Path::new("/cfg/boot"));
+        assert_eq!(s.policy, Path::new("/cfg/dev.pub"));
+        assert_eq!(s.modules, ["usb_storage"]);
+        assert_eq!(s.cmdline, "console=ttyS0");
+        let other = with.replace("[stage0]\n", "[stage0]\nkernel = \"metal\"\n");
+        let c = BuildConfig::parse(&other, Path::new("/cfg")).unwrap_or_else(|_| panic!("parse"));
+        assert_eq!(
+            c.stage0.map(|s| s.kernel),
+            Some(PathBuf::from("/cfg/metal"))
+        );
+        let nopolicy = with.replace("policy = \"dev.pub\"\n", "");
+        assert!(
+            problem(&nopolicy).contains("policy"),
+            "{}",
+            problem(&nopolicy)
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - [`compress`]: initramfs compression, checked against the kernel's config.
 //! - [`release`]: manifest, signing, co-signing, verification of a release folder.
 //! - [`pxe`]: the iPXE bundle.
+//! - [`stage0`]: the boot image (`boot` as PID 1, medium drivers, the release signer policy).
 //! - [`usb`]: the USB stick image (GPT, EFI System Partition with a UKI, the signed release).
 //! - [`keys`]: key and trust files on disk.
 //! - [`inspect`]: human-readable listings.
@@ -30,4 +31,5 @@ pub mod keys;
 pub mod modules;
 pub mod pxe;
 pub mod release;
+pub mod stage0;
 pub mod usb;

@@ -324,14 +324,19 @@ fn a_kernel_deb_builds_the_same_image_as_its_unpacked_tree() {
     );
 }
 
-/// The fixture's config with a `[usb]` section using Debian's stub.
+/// The fixture's config with a `[usb]` section using Debian's stub, and a `[stage0]` boot
+/// image (the fixture's static executable standing in for `boot`).
 fn usb_config(f: &Fixture) -> String {
     format!(
-        "{}\n[usb]\nstub = \"{}\"\n",
+        "{}\n[usb]\nstub = \"{}\"\n\n[stage0]\ninit = \"init\"\npolicy = \"keys/dev.pub\"\n\
+         modules = [\"e1000e\"]\ncmdline = \"console=ttyS0 stage0\"\n",
         f.config_text(),
         image_builder::usb::DEFAULT_STUB
     )
 }
+
+/// The boot image's three files.
+const BOOT_FILES: [&str; 3] = ["boot/kernel", "boot/initrd", "boot/cmdline"];
 
 #[test]
 fn usb_image_is_identical_across_builds_whatever_the_folder_clock_or_umask() {
@@ -369,6 +374,48 @@ fn usb_image_is_identical_across_builds_whatever_the_folder_clock_or_umask() {
         ia == std::fs::read(f.path("c/usb.img")).unwrap(),
         "usb.img differs between two builds"
     );
+    for name in BOOT_FILES {
+        let (a, c) = (f.path("a").join(name), f.path("c").join(name));
+        assert!(
+            std::fs::read(a).unwrap() == std::fs::read(c).unwrap(),
+            "{name} differs between two builds"
+        );
+    }
+}
+
+#[test]
+fn the_boot_image_holds_boot_the_medium_drivers_and_the_signer_policy() {
+    let f = Fixture::new();
+    f.write_config(&usb_config(&f));
+    let out = f.builder(&["build", "image.toml", "--out", "out"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(f.path("out/boot/cmdline")).unwrap(),
+        b"console=ttyS0 stage0"
+    );
+    assert_eq!(
+        std::fs::read(f.path("out/boot/kernel")).unwrap(),
+        std::fs::read(f.path("out/kernel")).unwrap(),
+        "the section names no other kernel: the node's is used"
+    );
+    let listing = stdout(&f.builder(&["inspect", "out/boot/initrd"]));
+    for needle in [
+        "/init",
+        "/etc/nullos/release-policy",
+        "/lib/modules/nullos.index",
+        "e1000e.ko",
+    ] {
+        assert!(listing.contains(needle), "{needle} missing:\n{listing}");
+    }
+    for absent in ["node.toml", "virtio_net", "motd"] {
+        assert!(
+            !listing.contains(absent),
+            "{absent} in the boot image:\n{listing}"
+        );
+    }
+    // The policy in the boot image is the key the release is signed with.
+    let verify = f.builder(&["verify", "out", "--trust", "keys/dev.pub"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
 }
 
 #[test]
@@ -393,10 +440,11 @@ fn usb_image_holds_a_uki_of_the_release_and_the_release_itself() {
     assert_eq!(esp.len(), 1, "{esp:?}");
     assert_eq!(esp[0].path, "EFI/BOOT/BOOTX64.EFI");
     let uki = object::read::pe::PeFile64::parse(&*esp[0].data).unwrap();
+    // The UKI boots stage 0; the release partition holds the node.
     for (section, file) in [
-        (".linux", "kernel"),
-        (".initrd", "initrd"),
-        (".cmdline", "cmdline"),
+        (".linux", "boot/kernel"),
+        (".initrd", "boot/initrd"),
+        (".cmdline", "boot/cmdline"),
     ] {
         let s = uki
             .section_by_name(section)

@@ -35,6 +35,8 @@ static CONSOLE_LOGLEVEL: AtomicU8 = AtomicU8::new(0);
 static KMSG_OK: AtomicBool = AtomicBool::new(false);
 static KMSG: OnceLock<File> = OnceLock::new();
 static CONSOLE: OnceLock<File> = OnceLock::new();
+/// The program name that starts every record; `init` unless [`set_program`] said otherwise.
+static PROGRAM: OnceLock<&'static str> = OnceLock::new();
 
 const fn level_to_u8(level: LogLevel) -> u8 {
     match level {
@@ -67,6 +69,12 @@ pub fn init(level: LogLevel) {
     }
 }
 
+/// Names the program in every record (`<program>: level: message`), for another PID 1 that
+/// shares this logging (stage 0's `boot`). Only the first call counts; the default is `init`.
+pub fn set_program(name: &'static str) {
+    let _ = PROGRAM.set(name);
+}
+
 /// Sets the most verbose level written.
 pub fn set_level(level: LogLevel) {
     MAX_LEVEL.store(level_to_u8(level), Ordering::Relaxed);
@@ -84,7 +92,8 @@ pub fn log(level: LogLevel, args: fmt::Arguments<'_>) {
     }
     let message = sanitize(&args.to_string());
     let priority = level.syslog_priority();
-    let line = format!("init: {level}: {message}\n");
+    let program = PROGRAM.get().copied().unwrap_or("init");
+    let line = format!("{program}: {level}: {message}\n");
     let kmsg_written = write_kmsg(priority, &line);
     if !(kmsg_written && kernel_echoes(priority, CONSOLE_LOGLEVEL.load(Ordering::Relaxed))) {
         write_console(&line);

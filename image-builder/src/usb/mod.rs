@@ -7,7 +7,9 @@
 //! - partition 2, "NULLOS-RELEASE" (FAT32, basic-data type so any OS can read it): the signed
 //!   release, `release.manifest`, `kernel`, `initrd`, `cmdline`, for stage 0 to verify offline.
 //!
-//! Today the UKI boots the node kernel and initramfs directly; stage 0 will take its place.
+//! The UKI boots the boot image (stage 0, [`crate::stage0`]), which verifies the release on
+//! partition 2 and kexecs it; a config without a `[stage0]` section puts the node kernel and
+//! initramfs in the UKI instead (booted unverified).
 //!
 //! Submodules: [`uki`] (PE sections), [`fat`] (FAT volumes), [`disk`] (GPT).
 
@@ -67,18 +69,32 @@ pub enum UsbError {
     Disk(#[from] disk::DiskError),
 }
 
-/// What goes on the stick.
+/// A kernel, initramfs and command line that boot together.
 #[derive(Debug, Clone, Copy)]
-pub struct UsbContents<'a> {
-    /// The EFI stub (`linuxx64.efi.stub`).
-    pub stub: &'a [u8],
-    /// The signed `release.manifest`.
-    pub manifest: &'a [u8],
+pub struct BootTriple<'a> {
     /// bzImage.
     pub kernel: &'a [u8],
     /// Compressed initramfs.
     pub initrd: &'a [u8],
     /// Kernel command line.
+    pub cmdline: &'a [u8],
+}
+
+/// What goes on the stick.
+#[derive(Debug, Clone, Copy)]
+pub struct UsbContents<'a> {
+    /// The EFI stub (`linuxx64.efi.stub`).
+    pub stub: &'a [u8],
+    /// What the UKI boots: the boot image (stage 0), or the node itself for a config without
+    /// a `[stage0]` section.
+    pub uki: BootTriple<'a>,
+    /// The signed `release.manifest`.
+    pub manifest: &'a [u8],
+    /// The release's bzImage.
+    pub kernel: &'a [u8],
+    /// The release's compressed initramfs.
+    pub initrd: &'a [u8],
+    /// The release's kernel command line.
     pub cmdline: &'a [u8],
     /// Release version (for `.osrel`).
     pub version: u64,
@@ -120,15 +136,15 @@ pub fn build_uki(contents: &UsbContents<'_>) -> Result<Vec<u8>, UsbError> {
             },
             uki::Section {
                 name: ".cmdline",
-                data: contents.cmdline,
+                data: contents.uki.cmdline,
             },
             uki::Section {
                 name: ".initrd",
-                data: contents.initrd,
+                data: contents.uki.initrd,
             },
             uki::Section {
                 name: ".linux",
-                data: contents.kernel,
+                data: contents.uki.kernel,
             },
         ],
     )?)
@@ -206,6 +222,14 @@ impl Identifiers {
         seed.update(&(contents.manifest.len() as u64).to_le_bytes());
         seed.update(contents.manifest);
         seed.update(contents.stub);
+        for part in [
+            contents.uki.kernel,
+            contents.uki.initrd,
+            contents.uki.cmdline,
+        ] {
+            seed.update(&(part.len() as u64).to_le_bytes());
+            seed.update(part);
+        }
         let seed = *seed.finalize().as_bytes();
         let bytes = |label: &str| *blake3::keyed_hash(&seed, label.as_bytes()).as_bytes();
         // Random-format (version 4) GUIDs whose "random" bits are the hash.
@@ -291,6 +315,11 @@ mod tests {
     fn contents<'a>(stub: &'a [u8], manifest: &'a [u8]) -> UsbContents<'a> {
         UsbContents {
             stub,
+            uki: BootTriple {
+                kernel: b"MZ boot kernel",
+                initrd: b"boot initrd",
+                cmdline: b"console=ttyS0 quiet",
+            },
             manifest,
             kernel: b"MZ kernel",
             initrd: b"initrd bytes",

@@ -1,0 +1,95 @@
+//! Storage drivers for the release medium, loaded the way the node's `init` loads its own: the
+//! module index in the initramfs, coldplug by modalias (the `kernel-init` library).
+//!
+//! USB devices appear a while after their host controller's driver loads (enumeration, and
+//! usb-storage's settle delay), possibly after the first coldplug has settled; so stage 0 runs
+//! a coldplug round again each time it looks for the medium and does not find it.
+
+use std::time::Instant;
+
+use kernel_init::coldplug::{self, events, scan::ScanDevices};
+use kernel_init::modules::{self, Loader, SysKmod};
+use modindex::ModuleIndex;
+
+/// The module index and what has been loaded so far.
+#[derive(Debug)]
+pub struct Drivers {
+    index: Option<ModuleIndex>,
+    loader: Loader,
+    rounds: usize,
+}
+
+impl Drivers {
+    /// Reads the module index (without it, no module is loaded; the medium may still be found
+    /// if its drivers are built in).
+    pub fn open() -> Drivers {
+        let index = match std::fs::read_to_string(modules::INDEX_PATH) {
+            Ok(text) => match ModuleIndex::parse(&text) {
+                Ok(index) => Some(index),
+                Err(e) => {
+                    kernel_init::error!(
+                        "modules: {}: {}",
+                        modules::INDEX_PATH,
+                        kernel_init::error_chain(&e)
+                    );
+                    None
+                }
+            },
+            Err(e) => {
+                kernel_init::warn!("modules: no index at {}: {e}", modules::INDEX_PATH);
+                None
+            }
+        };
+        Drivers {
+            index,
+            loader: Loader::new(),
+            rounds: 0,
+        }
+    }
+
+    /// Loads what the devices present now need, and what the devices they add need. The
+    /// first run listens for uevents; later ones re-walk `/sys`.
+    pub fn coldplug(&mut self) {
+        let Some(index) = &self.index else { return };
+        let start = Instant::now();
+        let before = self.loader.loaded().count();
+        let first = self.rounds == 0;
+        self.rounds += 1;
+        let feed = if first {
+            events::SocketFeed::open().ok()
+        } else {
+            None
+        };
+        match feed {
+            Some(feed) => {
+                let quiet = events::Quiet::new(events::QUIET, events::LIMIT);
+                let mut devices = events::UeventDevices::new(feed, quiet);
+                coldplug::run(
+                    index,
+                    &mut self.loader,
+                    &mut SysKmod,
+                    &mut devices,
+                    modules::log_event,
+                );
+                devices.close();
+            }
+            None => {
+                let mut devices = ScanDevices::new();
+                coldplug::run(
+                    index,
+                    &mut self.loader,
+                    &mut SysKmod,
+                    &mut devices,
+                    modules::log_event,
+                );
+            }
+        }
+        let loaded = self.loader.loaded().count() - before;
+        if first || loaded > 0 {
+            kernel_init::info!(
+                "coldplug: {loaded} modules loaded ({} ms)",
+                start.elapsed().as_millis()
+            );
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The release medium: the partition named `NULLOS-RELEASE` (GPT partition name), a FAT volume.
+//!
+//! The partition is found through sysfs: every block device's `uevent` names its device node
+//! (`DEVNAME`) and, for GPT partitions, the partition name (`PARTNAME`). The whole partition is
+//! read into memory once (its size is bounded), and the files are read from that copy with the
+//! `fatfs` crate, so what is verified can never change underneath. Only the state file is
+//! written back, through the block device.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Cursor, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use fatfs::{FileSystem, FsOptions};
+
+use crate::verify::Source;
+
+/// The GPT partition name of the release partition.
+pub const RELEASE_PARTITION: &str = "NULLOS-RELEASE";
+/// Largest release partition read into memory.
+pub const MAX_PARTITION_BYTES: u64 = 1 << 30;
+/// Where block devices are listed.
+pub const SYS_BLOCK: &str = "/sys/class/block";
+
+/// Why the medium could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum MediumError {
+    /// The partition's size could not be read.
+    #[error("size of {path}")]
+    Size {
+        /// The sysfs size file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The partition is larger than stage 0 reads.
+    #[error("{device} is {size} bytes, more than the {MAX_PARTITION_BYTES} read")]
+    TooLarge {
+        /// The device node.
+        device: PathBuf,
+        /// Its size.
+        size: u64,
+    },
+    /// The device could not be opened, read or written.
+    #[error("{device}")]
+    Device {
+        /// The device node.
+        device: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The FAT volume could not be opened.
+    #[error("FAT volume on {device}")]
+    Fat {
+        /// The device node.
+        device: PathBuf,
+        /// The `fatfs` error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The device node and partition name a block device's `uevent` text gives, if it names both.
+pub fn uevent_partition(text: &str) -> Option<(String, String)> {
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(str::to_owned)
+    };
+    Some((field("DEVNAME")?, field("PARTNAME")?))
+}
+
+/// The device node of the block device whose partition name is `name`, under `sys_block`.
+/// With several, the first in name order.
+pub fn find_partition(sys_block: &Path, name: &str) -> Option<PathBuf> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(sys_block)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    entries.into_iter().find_map(|dir| {
+        let text = std::fs::read_to_string(dir.join("uevent")).ok()?;
+        let (dev, part) = uevent_partition(&text)?;
+        (part == name).then(|| Path::new("/dev").join(dev))
+    })
+}
+
+/// A release partition read into memory.
+pub struct Medium {
+    device: PathBuf,
+    fs: FileSystem<Cursor<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for Medium {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Medium")
+            .field("device", &self.device)
+            .finish()
+    }
+}
+
+impl Medium {
+    /// Reads the whole partition `device` (at most [`MAX_PARTITION_BYTES`]).
+    pub fn read(device: &Path) -> Result<Medium, MediumError> {
+        let dev_err = |source| MediumError::Device {
+            device: device.to_owned(),
+            source,
+        };
+        let mut file = File::open(device).map_err(dev_err)?;
+        let size = file.seek(SeekFrom::End(0)).map_err(dev_err)?;
+        if size > MAX_PARTITION_BYTES {
+            return Err(MediumError::TooLarge {
+                device: device.to_owned(),
+                size,
+            });
+        }
+        file.seek(SeekFrom::Start(0)).map_err(dev_err)?;
+        let mut bytes = Vec::new();
+        file.take(size).read_to_end(&mut bytes).map_err(dev_err)?;
+        Medium::from_bytes(device, bytes)
+    }
+
+    /// A medium over a volume image already in memory (`device` names it in messages).
+    pub fn from_bytes(device: &Path, bytes: Vec<u8>) -> Result<Medium, MediumError> {
+        let fs = FileSystem::new(Cursor::new(bytes), FsOptions::new()).map_err(|source| {
+            MediumError::Fat {
+                device: device.to_owned(),
+                source,
+            }
+        })?;
+        Ok(Medium {
+            device: device.to_owned(),
+            fs,
+        })
+    }
+
+    /// The device node.
+    pub fn device(&self) -> &Path {
+        &self.device
+    }
+
+    /// Whether `name` is a file in the root folder.
+    pub fn exists(&mut self, name: &str) -> bool {
+        self.len(name).is_ok()
+    }
+}
+
+impl Source for Medium {
+    fn len(&mut self, name: &str) -> Result<u64, String> {
+        for entry in self.fs.root_dir().iter() {
+            let entry = entry.map_err(|e| format!("cannot list {}: {e}", self.device.display()))?;
+            if entry.is_file() && entry.file_name().eq_ignore_ascii_case(name) {
+                return Ok(entry.len());
+            }
+        }
+        Err(format!(
+            "missing from partition {RELEASE_PARTITION} ({})",
+            self.device.display()
+        ))
+    }
+
+    fn read(&mut self, name: &str, max: u64) -> Result<Vec<u8>, String> {
+        let len = self.len(name)?;
+        if len > max {
+            return Err(format!("{len} bytes, more than the {max} accepted"));
+        }
+        let mut file = self
+            .fs
+            .root_dir()
+            .open_file(name)
+            .map_err(|e| format!("cannot open: {e}"))?;
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        (&mut file)
+            .take(max)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("cannot read: {e}"))?;
+        Ok(bytes)
+    }
+}
+
+/// Writes `text` as the root file `name` of the FAT volume on `device` (through the block
+/// device, then fsync).
+pub fn write_file(device: &Path, name: &str, text: &[u8]) -> Result<(), MediumError> {
+    let dev_err = |source| MediumError::Device {
+        device: device.to_owned(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(device)
+        .map_err(dev_err)?;
+    let fs = FileSystem::new(&file, FsOptions::new()).map_err(|source| MediumError::Fat {
+        device: device.to_owned(),
+        source,
+    })?;
+    {
+        let mut out = fs.root_dir().create_file(name).map_err(dev_err)?;
+        out.truncate().map_err(dev_err)?;
+        out.write_all(text).map_err(dev_err)?;
+        out.flush().map_err(dev_err)?;
+    }
+    fs.unmount().map_err(dev_err)?;
+    file.sync_all().map_err(dev_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uevent_gives_device_and_partition_name() {
+        let text = "MAJOR=8\nMINOR=2\nDEVNAME=sda2\nDEVTYPE=partition\nDISKSEQ=9\nPARTN=2\nPARTNAME=NULLOS-RELEASE\n";
+        assert_eq!(
+            uevent_partition(text),
+            Some(("sda2".into(), "NULLOS-RELEASE".into()))
+        );
+        assert_eq!(
+            uevent_partition("MAJOR=8\nDEVNAME=sda\nDEVTYPE=disk\n"),
+            None
+        );
+        // PARTNAMEX is not PARTNAME.
+        assert_eq!(uevent_partition("DEVNAME=sda1\nPARTNAMEX=a\n"), None);
+    }
+
+    #[test]
+    fn finds_the_partition_by_name_in_a_sysfs_tree() {
+        let sys = tempfile::tempdir().unwrap();
+        for (dir, uevent) in [
+            ("sda", "DEVNAME=sda\nDEVTYPE=disk\n"),
+            ("sda1", "DEVNAME=sda1\nPARTNAME=EFI System Partition\n"),
+            ("sda2", "DEVNAME=sda2\nPARTNAME=NULLOS-RELEASE\n"),
+        ] {
+            std::fs::create_dir(sys.path().join(dir)).unwrap();
+            std::fs::write(sys.path().join(dir).join("uevent"), uevent).unwrap();
+        }
+        assert_eq!(
+            find_partition(sys.path(), RELEASE_PARTITION),
+            Some(PathBuf::from("/dev/sda2"))
+        );
+        assert_eq!(find_partition(sys.path(), "OTHER"), None);
+    }
+
+    fn volume(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut disk = Cursor::new(vec![0u8; 4 << 20]);
+        fatfs::format_volume(&mut disk, fatfs::FormatVolumeOptions::new()).unwrap();
+        {
+            let fs = FileSystem::new(&mut disk, FsOptions::new()).unwrap();
+            for (name, bytes) in files {
+                fs.root_dir()
+                    .create_file(name)
+                    .unwrap()
+                    .write_all(bytes)
+                    .unwrap();
+            }
+        }
+        disk.into_inner()
+    }
+
+    #[test]
+    fn reads_files_bounded_and_writes_the_state_file_back() {
+        let image = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(image.path(), volume(&[("kernel", b"0123456789")])).unwrap();
+        let mut medium = Medium::read(image.path()).unwrap();
+        assert_eq!(medium.len("kernel"), Ok(10));
+        assert_eq!(medium.read("KERNEL", 10).unwrap(), b"0123456789");
+        assert!(medium.read("kernel", 9).unwrap_err().contains("more than"));
+        assert!(medium.len("initrd").unwrap_err().contains("missing"));
+        assert!(!medium.exists("nullos-state"));
+
+        write_file(image.path(), "nullos-state", b"highest_version = 4\n").unwrap();
+        write_file(image.path(), "nullos-state", b"highest_version = 5\n").unwrap();
+        let mut medium = Medium::read(image.path()).unwrap();
+        assert_eq!(
+            medium.read("nullos-state", 100).unwrap(),
+            b"highest_version = 5\n"
+        );
+        assert_eq!(medium.read("kernel", 10).unwrap(), b"0123456789");
+    }
+}

@@ -1,0 +1,196 @@
+//! What to boot, or which refusal line to print: the pure decision of stage 0.
+//!
+//! [`verify`] reads a release through a [`Source`] (the medium in `boot`, a map of buffers in
+//! the tests) in an order that bounds every read by what is already trusted: first the manifest
+//! (capped at the format's own limit), its signatures against the policy and its version
+//! against the highest accepted; then each artifact, whose size the signed manifest states, so
+//! an artifact larger than signed is refused before a byte of it is read. The bytes returned in
+//! [`Verified`] are exactly the ones hashed; the caller boots those and re-reads nothing.
+
+use std::fmt;
+
+use trust::{
+    check_rollback, limits::MAX_RELEASE_MANIFEST_BYTES, verify_release, ReleaseManifest,
+    SignerPolicy,
+};
+
+/// The manifest's file name on the release medium.
+pub const MANIFEST_FILE: &str = "release.manifest";
+/// The kernel's file name on the release medium.
+pub const KERNEL_FILE: &str = "kernel";
+/// The initramfs' file name on the release medium.
+pub const INITRD_FILE: &str = "initrd";
+/// The command line's file name on the release medium.
+pub const CMDLINE_FILE: &str = "cmdline";
+
+/// Largest command line accepted (the x86 boot protocol's limit is 2048 bytes with the NUL).
+pub const MAX_CMDLINE_BYTES: u64 = 2047;
+
+/// A release medium, read one whole file at a time.
+pub trait Source {
+    /// The length of `name`, or why it cannot be known.
+    fn len(&mut self, name: &str) -> Result<u64, String>;
+    /// The whole of `name`, refusing more than `max` bytes.
+    fn read(&mut self, name: &str, max: u64) -> Result<Vec<u8>, String>;
+}
+
+/// Why stage 0 will not boot what it found: one console line,
+/// `nullos: refused <artifact>: <reason>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// What failed: `medium`, `state`, `release.manifest`, `kernel`, `initrd`, `cmdline`.
+    pub artifact: String,
+    /// Why, with the expected and actual values.
+    pub reason: String,
+}
+
+impl Refusal {
+    /// A refusal of `artifact` for `reason`.
+    pub fn new(artifact: &str, reason: impl Into<String>) -> Refusal {
+        Refusal {
+            artifact: artifact.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "nullos: refused {}: {}", self.artifact, self.reason)
+    }
+}
+
+/// A release that passed every check, with the verified bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The signed manifest.
+    pub manifest: ReleaseManifest,
+    /// Names of the policy members whose signatures are on the manifest.
+    pub signers: Vec<String>,
+    /// The kernel image, as hashed.
+    pub kernel: Vec<u8>,
+    /// The initramfs, as hashed.
+    pub initrd: Vec<u8>,
+    /// The command line file, as hashed.
+    pub cmdline: Vec<u8>,
+}
+
+impl Verified {
+    /// The success line: `nullos: verified release version=<v> profile=<p> signers=<names>
+    /// kernel=<blake3> initrd=<blake3> cmdline=<blake3>`.
+    pub fn line(&self) -> String {
+        let m = &self.manifest;
+        format!(
+            "nullos: verified release version={} profile={} signers={} kernel={} initrd={} cmdline={}",
+            m.version,
+            m.profile,
+            self.signers.join(","),
+            m.kernel.digest,
+            m.initrd.digest,
+            m.cmdline.digest,
+        )
+    }
+}
+
+/// Reads and checks one release from `source` against `policy` and the highest version this
+/// machine accepted before.
+pub fn verify(
+    source: &mut dyn Source,
+    policy: &SignerPolicy,
+    highest_seen: u64,
+) -> Result<Verified, Refusal> {
+    let file = source
+        .read(MANIFEST_FILE, MAX_RELEASE_MANIFEST_BYTES as u64)
+        .map_err(|e| Refusal::new(MANIFEST_FILE, e))?;
+    let (document, manifest) = verify_release(&file, policy).map_err(|e| {
+        Refusal::new(
+            MANIFEST_FILE,
+            format!("{} ({})", chain(&e), policy_summary(policy)),
+        )
+    })?;
+    check_rollback(manifest.version, highest_seen)
+        .map_err(|e| Refusal::new(MANIFEST_FILE, e.to_string()))?;
+    let signers = document
+        .signers()
+        .filter_map(|key| policy.member(&key).map(|m| m.name.to_string()))
+        .collect();
+    let mut artifact = |name: &str, expected: &trust::ArtifactRef| -> Result<Vec<u8>, Refusal> {
+        let found = source.len(name).map_err(|e| Refusal::new(name, e))?;
+        if found != expected.size {
+            return Err(Refusal::new(
+                name,
+                format!("expected {expected}, found {found} bytes (not read)"),
+            ));
+        }
+        let bytes = source
+            .read(name, expected.size)
+            .map_err(|e| Refusal::new(name, e))?;
+        expected.check(name, &bytes).map_err(|e| {
+            Refusal::new(name, format!("expected {}, found {}", e.expected, e.actual))
+        })?;
+        Ok(bytes)
+    };
+    if manifest.cmdline.size > MAX_CMDLINE_BYTES {
+        return Err(Refusal::new(
+            CMDLINE_FILE,
+            format!(
+                "{} bytes is longer than the {MAX_CMDLINE_BYTES} a kernel takes",
+                manifest.cmdline.size
+            ),
+        ));
+    }
+    let cmdline = artifact(CMDLINE_FILE, &manifest.cmdline)?;
+    let kernel = artifact(KERNEL_FILE, &manifest.kernel)?;
+    let initrd = artifact(INITRD_FILE, &manifest.initrd)?;
+    Ok(Verified {
+        manifest,
+        signers,
+        kernel,
+        initrd,
+        cmdline,
+    })
+}
+
+/// The command line the node kernel gets: the release's (verified) line, then the `nullos.*`
+/// parameters stage 0 itself was given (the node parameters: `nullos.control=`,
+/// `nullos.loglevel=`, ...), which are the machine owner's, not the release's.
+pub fn node_cmdline(release: &[u8], boot_cmdline: &str) -> Result<String, Refusal> {
+    let text =
+        std::str::from_utf8(release).map_err(|_| Refusal::new(CMDLINE_FILE, "not UTF-8 text"))?;
+    if text.trim_end_matches('\n').contains(['\0', '\n']) {
+        return Err(Refusal::new(CMDLINE_FILE, "not a single line"));
+    }
+    let mut line = text.trim().to_owned();
+    for word in boot_cmdline.split_whitespace() {
+        if word == "--" {
+            break;
+        }
+        if word.starts_with("nullos.") {
+            line.push(' ');
+            line.push_str(word);
+        }
+    }
+    Ok(line)
+}
+
+/// `policy /etc/nullos/release-policy: threshold 1 of dev`-style summary for refusal lines.
+fn policy_summary(policy: &SignerPolicy) -> String {
+    let names: Vec<String> = policy
+        .members
+        .iter()
+        .map(|m| format!("{} {}", m.name, m.key.short()))
+        .collect();
+    format!(
+        "policy: threshold {} of [{}]",
+        policy.threshold,
+        names.join(", ")
+    )
+}
+
+/// An error and its sources joined by `": "`.
+fn chain(error: &dyn std::error::Error) -> String {
+    kernel_init::error_chain(error)
+}
+
+#[cfg(test)]
+mod tests;

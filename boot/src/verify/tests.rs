@@ -1,0 +1,202 @@
+use std::collections::BTreeMap;
+
+use trust::{ArtifactRef, BuildInputs, SecretKey};
+
+use super::*;
+
+const KERNEL: &[u8] = b"MZ a kernel image";
+const INITRD: &[u8] = b"an initramfs";
+const CMDLINE: &[u8] = b"console=ttyS0 quiet\n";
+
+/// A release medium in memory; counts what was read.
+#[derive(Default)]
+struct Files {
+    files: BTreeMap<String, Vec<u8>>,
+    reads: Vec<String>,
+}
+
+impl Source for Files {
+    fn len(&mut self, name: &str) -> Result<u64, String> {
+        self.files
+            .get(name)
+            .map(|f| f.len() as u64)
+            .ok_or_else(|| format!("{name} is missing"))
+    }
+    fn read(&mut self, name: &str, max: u64) -> Result<Vec<u8>, String> {
+        self.reads.push(name.to_owned());
+        let file = self.files.get(name).ok_or("missing")?;
+        if file.len() as u64 > max {
+            return Err(format!("larger than {max} bytes"));
+        }
+        Ok(file.clone())
+    }
+}
+
+fn key(seed: u8) -> SecretKey {
+    SecretKey::from_seed([seed; 32])
+}
+
+fn release(version: u64, signer: &SecretKey) -> Files {
+    let manifest = ReleaseManifest {
+        format: ReleaseManifest::FORMAT,
+        version,
+        profile: "dev".into(),
+        target: "x86_64".into(),
+        kernel: ArtifactRef::of(KERNEL),
+        initrd: ArtifactRef::of(INITRD),
+        cmdline: ArtifactRef::of(CMDLINE),
+        build: BuildInputs {
+            kernel_package: "linux-image-cloud-amd64".into(),
+            kernel_version: "6.1.0-56-cloud-amd64".into(),
+        },
+    };
+    let mut document = manifest.to_document();
+    document.sign(signer).unwrap();
+    let mut files = Files::default();
+    for (name, bytes) in [
+        (MANIFEST_FILE, document.encode()),
+        (KERNEL_FILE, KERNEL.to_vec()),
+        (INITRD_FILE, INITRD.to_vec()),
+        (CMDLINE_FILE, CMDLINE.to_vec()),
+    ] {
+        files.files.insert(name.to_owned(), bytes);
+    }
+    files
+}
+
+fn policy() -> SignerPolicy {
+    let mut policy = SignerPolicy::single(key(1).public());
+    policy.members[0].name = "dev".into();
+    policy
+}
+
+fn refusal(files: &mut Files, highest: u64) -> Refusal {
+    match verify(files, &policy(), highest) {
+        Ok(v) => panic!("accepted: {}", v.line()),
+        Err(r) => r,
+    }
+}
+
+#[test]
+fn a_good_release_verifies_with_exactly_its_bytes() {
+    let mut files = release(3, &key(1));
+    let v = verify(&mut files, &policy(), 3).unwrap();
+    assert_eq!(v.manifest.version, 3);
+    assert_eq!(v.signers, ["dev"]);
+    assert_eq!(
+        (&*v.kernel, &*v.initrd, &*v.cmdline),
+        (KERNEL, INITRD, CMDLINE)
+    );
+    let line = v.line();
+    assert!(line.starts_with("nullos: verified release version=3 profile=dev signers=dev kernel="));
+    assert!(
+        line.contains(&trust::Digest::of(KERNEL).to_string()),
+        "{line}"
+    );
+}
+
+#[test]
+fn each_flipped_artifact_is_refused_by_name_with_both_digests() {
+    for name in [KERNEL_FILE, INITRD_FILE, CMDLINE_FILE] {
+        let mut files = release(1, &key(1));
+        let file = files.files.get_mut(name).unwrap();
+        file[2] ^= 0x01;
+        let expected = trust::Digest::of(match name {
+            KERNEL_FILE => KERNEL,
+            INITRD_FILE => INITRD,
+            _ => CMDLINE,
+        });
+        let actual = trust::Digest::of(file);
+        let r = refusal(&mut files, 0);
+        assert_eq!(r.artifact, name);
+        let line = r.to_string();
+        assert!(
+            line.starts_with(&format!("nullos: refused {name}: expected ")),
+            "{line}"
+        );
+        assert!(line.contains(&expected.to_string()), "{line}");
+        assert!(line.contains(&actual.to_string()), "{line}");
+    }
+}
+
+#[test]
+fn a_flipped_manifest_byte_is_refused_as_the_manifest() {
+    let mut files = release(1, &key(1));
+    let manifest = files.files.get_mut(MANIFEST_FILE).unwrap();
+    let last = manifest.len() - 1;
+    manifest[last] ^= 0x80;
+    let r = refusal(&mut files, 0);
+    assert_eq!(r.artifact, MANIFEST_FILE);
+    // Nothing else is read once the manifest fails.
+    assert_eq!(files.reads, [MANIFEST_FILE]);
+}
+
+#[test]
+fn a_wrong_signer_is_refused_naming_the_policy() {
+    let mut files = release(1, &key(2));
+    let r = refusal(&mut files, 0);
+    assert_eq!(r.artifact, MANIFEST_FILE);
+    assert!(
+        r.reason.starts_with(
+            "release signatures rejected: required member 'dev' did not sign \
+             (policy: threshold 1 of [dev nullos-ed25519 "
+        ),
+        "{r}"
+    );
+}
+
+#[test]
+fn an_older_version_than_accepted_is_refused_with_both_versions() {
+    let mut files = release(1, &key(1));
+    let r = refusal(&mut files, 2);
+    assert_eq!(
+        r.to_string(),
+        "nullos: refused release.manifest: version 1 is older than version 2 already accepted (rollback refused)"
+    );
+    assert_eq!(files.reads, [MANIFEST_FILE]);
+}
+
+#[test]
+fn an_artifact_of_another_size_is_refused_unread() {
+    let mut files = release(1, &key(1));
+    files
+        .files
+        .get_mut(INITRD_FILE)
+        .unwrap()
+        .extend_from_slice(&[0; 4096]);
+    let r = refusal(&mut files, 0);
+    assert_eq!(r.artifact, INITRD_FILE);
+    assert!(r.reason.ends_with("(not read)"), "{r}");
+    assert!(!files.reads.iter().any(|n| n == INITRD_FILE));
+}
+
+#[test]
+fn missing_files_are_refused_by_name() {
+    for name in [MANIFEST_FILE, KERNEL_FILE, INITRD_FILE, CMDLINE_FILE] {
+        let mut files = release(1, &key(1));
+        files.files.remove(name);
+        assert_eq!(refusal(&mut files, 0).artifact, name);
+    }
+}
+
+#[test]
+fn node_cmdline_is_the_release_line_plus_nullos_parameters() {
+    assert_eq!(
+        node_cmdline(
+            b"console=ttyS0 quiet\n",
+            "console=ttyS0 quiet usb-storage.delay_use=0 nullos.control=10.0.2.2:7878 nullos.loglevel=debug -- nullos.x=1"
+        )
+        .unwrap(),
+        "console=ttyS0 quiet nullos.control=10.0.2.2:7878 nullos.loglevel=debug"
+    );
+    assert_eq!(node_cmdline(b"a b", "").unwrap(), "a b");
+    assert_eq!(
+        node_cmdline(b"a\nb", "").unwrap_err().artifact,
+        CMDLINE_FILE
+    );
+    assert_eq!(node_cmdline(b"a\0", "").unwrap_err().artifact, CMDLINE_FILE);
+    assert_eq!(
+        node_cmdline(&[0xff], "").unwrap_err().artifact,
+        CMDLINE_FILE
+    );
+}

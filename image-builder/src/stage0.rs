@@ -1,0 +1,82 @@
+//! The boot image: the kernel and initramfs stage 0 runs from (`/init` = the `boot` binary,
+//! the storage drivers that reach the release medium, and the release signer policy at
+//! `/etc/nullos/release-policy`). Written to `boot/kernel`, `boot/initrd`, `boot/cmdline` and,
+//! on a USB stick, into the UKI.
+
+use std::path::Path;
+
+use crate::build::{BuildError, MODULE_INDEX_PATH};
+use crate::compress::Compression;
+use crate::config::{ModulesSection, Stage0Section};
+use crate::initrd::InitrdTree;
+use crate::kernel::KernelSource;
+use crate::{keys, modules};
+
+/// Where the signer policy goes in the boot initramfs (read by `boot`).
+pub const POLICY_PATH: &str = "/etc/nullos/release-policy";
+/// The output folder of the boot image, inside the build's output folder.
+pub const BOOT_DIR: &str = "boot";
+
+/// The boot image's three parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootImage {
+    /// bzImage.
+    pub kernel: Vec<u8>,
+    /// Compressed initramfs.
+    pub initrd: Vec<u8>,
+    /// Kernel command line.
+    pub cmdline: Vec<u8>,
+    /// How many modules went in.
+    pub module_count: usize,
+}
+
+/// Builds the boot image of `section`; `node_kernel` is reused when the section names the
+/// same kernel as the node's (`[kernel] path`).
+pub fn build(
+    section: &Stage0Section,
+    node_kernel: (&Path, &KernelSource),
+    compression: &Compression,
+    mtime: u32,
+) -> Result<BootImage, BuildError> {
+    let policy = keys::load_trust(&section.policy)?;
+    let boot = crate::build::read_init(&section.init)?;
+    let opened;
+    let kernel = if section.kernel == node_kernel.0 {
+        node_kernel.1
+    } else {
+        opened = KernelSource::open(&section.kernel)?;
+        compression.check_kernel_config(&opened.config)?;
+        &opened
+    };
+    let selected = modules::select(
+        kernel,
+        &ModulesSection {
+            names: section.modules.clone(),
+            groups: Vec::new(),
+            boot: Vec::new(),
+        },
+    )?;
+    let module_count = selected.files.len();
+    let mut tree = InitrdTree::new();
+    tree.add_file("/init", boot, 0o755)?;
+    tree.add_char_device("/dev/console", 5, 1, 0o600)?;
+    for dir in ["/proc", "/sys", "/run", "/tmp"] {
+        tree.add_dir(dir)?;
+    }
+    tree.add_file(POLICY_PATH, policy.to_text().into_bytes(), 0o644)?;
+    tree.add_file(
+        MODULE_INDEX_PATH,
+        selected.index.to_text().into_bytes(),
+        0o644,
+    )?;
+    for (path, bytes) in selected.files {
+        tree.add_file(&path, bytes, 0o644)?;
+    }
+    let initrd = compression.compress(&tree.to_cpio(mtime)?)?;
+    Ok(BootImage {
+        kernel: kernel.bzimage.clone(),
+        initrd,
+        cmdline: section.cmdline.clone().into_bytes(),
+        module_count,
+    })
+}
