@@ -1,21 +1,28 @@
 //! The dev image's USB stick on UEFI firmware (OVMF): firmware finds `EFI/BOOT/BOOTX64.EFI` on
 //! the stick's EFI System Partition, the UKI's stub starts the boot kernel with stage 0 (`boot`)
 //! as PID 1, and stage 0 verifies the release on the `NULLOS-RELEASE` partition before it
-//! kexecs the node. Copies of the stick with one thing changed in that partition (a flipped
-//! kernel byte, a higher version floor, a manifest signed by a key outside the policy) are
-//! refused with their own line, and nothing boots.
+//! kexecs the node.
+//!
+//! The tamper matrix: copies of the stick with one thing changed (one byte flipped in the
+//! kernel, the initramfs, the command line, the manifest body or its signature; a higher
+//! version floor; a manifest signed by a key outside the policy; a boot image whose policy
+//! wants two signers) are each refused with a line naming what failed, and nothing boots.
+//! Every case is a VM of its own; cargo's test threads run two at a time.
 
 use std::io::{Cursor, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use image_builder::usb::{disk, RELEASE_NAME};
+use image_builder::usb::{self, disk, RELEASE_NAME};
 use qemu::{Boot, Vm};
 use system_tests::*;
-use trust::{SecretKey, SignedDocument};
+use trust::{PublicKey, ReleaseManifest, SecretKey, SignedDocument};
 
 /// OVMF, the boot kernel and stage 0 under TCG take about 20 s to a verdict.
 const VERDICT_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The release partition's root folder in a stick being edited.
+type ReleaseDir<'fs, 'img> = fatfs::Dir<'fs, Cursor<&'img mut [u8]>>;
 
 fn firmware_boots_the_stick(vm: &Vm) {
     // OVMF's boot manager names the device it boots from: the stick, not a kernel QEMU loaded.
@@ -37,7 +44,7 @@ fn dev_usb_stick_boots_through_stage0_to_a_ready_node() {
         .wait_for_line("nullos: verified release", VERDICT_TIMEOUT)
         .unwrap_or_else(|e| panic!("{e}"));
     let f = fields(&verified);
-    let kernel = std::fs::read(dev_image().join("kernel")).unwrap_or_else(|e| panic!("{e}"));
+    let kernel = release_file("kernel");
     assert_eq!(
         f.get("version").map(String::as_str),
         Some("1"),
@@ -62,11 +69,20 @@ fn dev_usb_stick_boots_through_stage0_to_a_ready_node() {
     assert!(!console.contains("nullos: refused"), "{console}");
 }
 
-/// A copy of the dev stick with `edit` applied to the files of its release partition.
-fn edited_stick(
-    edit: impl FnOnce(&fatfs::Dir<'_, Cursor<&mut [u8]>>),
-) -> (tempfile::TempDir, Boot) {
-    let mut image = std::fs::read(dev_image().join("usb.img")).unwrap_or_else(|e| panic!("{e}"));
+/// A file of the built dev release (the same bytes as on the stick's release partition).
+fn release_file(name: &str) -> Vec<u8> {
+    std::fs::read(dev_image().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// `bytes` with the byte at `at` XOR 0x01.
+fn flipped(bytes: &[u8], at: usize) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    out[at] ^= 0x01;
+    out
+}
+
+/// A stick image with `edit` applied to the files of its release partition.
+fn edit_release_partition(mut image: Vec<u8>, edit: impl FnOnce(&ReleaseDir<'_, '_>)) -> Vec<u8> {
     let (_, partitions) = disk::read(&image).unwrap_or_else(|e| panic!("{e}"));
     let release = partitions
         .iter()
@@ -81,10 +97,39 @@ fn edited_stick(
         edit(&fs.root_dir());
         fs.unmount().unwrap_or_else(|e| panic!("{e}"));
     }
+    image
+}
+
+/// Writes `image` to a scratch folder (removed when the returned guard drops) as a stick.
+fn stick(image: Vec<u8>) -> (tempfile::TempDir, Boot) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let path: PathBuf = dir.path().join("usb.img");
     std::fs::write(&path, image).unwrap_or_else(|e| panic!("{e}"));
     (dir, Boot::UsbDisk { image: path })
+}
+
+/// A copy of the dev stick with `edit` applied to the files of its release partition.
+fn edited_stick(edit: impl FnOnce(&ReleaseDir<'_, '_>)) -> (tempfile::TempDir, Boot) {
+    stick(edit_release_partition(release_file("usb.img"), edit))
+}
+
+/// Flips (XOR 0x01) the byte at `at` of file `name` in place.
+fn flip_byte(root: &ReleaseDir<'_, '_>, name: &str, at: u64) {
+    let mut file = root.open_file(name).unwrap_or_else(|e| panic!("{e}"));
+    let mut byte = [0u8];
+    file.seek(SeekFrom::Start(at)).unwrap();
+    file.read_exact(&mut byte).unwrap();
+    file.seek(SeekFrom::Start(at)).unwrap();
+    file.write_all(&[byte[0] ^ 0x01]).unwrap();
+    file.flush().unwrap();
+}
+
+/// Replaces file `name` with `bytes`.
+fn replace_file(root: &ReleaseDir<'_, '_>, name: &str, bytes: &[u8]) {
+    let mut file = root.create_file(name).unwrap_or_else(|e| panic!("{e}"));
+    file.truncate().unwrap();
+    file.write_all(bytes).unwrap();
+    file.flush().unwrap();
 }
 
 /// Waits for the refusal line, checks it, and that nothing was booted by then.
@@ -101,45 +146,56 @@ fn assert_refused(vm: &Vm, prefix: &str) -> String {
     line
 }
 
-fn assert_nothing_booted(vm: &Vm) {
-    let console = vm.serial_text().unwrap_or_default();
-    for never in [
-        "nullos: verified",
-        "nullos: booting",
-        "init: info: nullos init",
-        "nullos: ready",
-    ] {
-        assert!(
-            !console.contains(never),
-            "{never:?} after a refusal:\n{console}"
-        );
-    }
+/// Boots `boot` on OVMF and returns stage 0's refusal line, which must start with `prefix`;
+/// nothing may have booted.
+fn refusal(boot: Boot, prefix: &str) -> String {
+    let vm = start_vm(boot);
+    assert_refused(&vm, prefix)
+}
+
+/// Boots a copy of the dev stick with one byte of artifact `name` flipped at `at`; the refusal
+/// must name the artifact with its signed and its found digest. Returns the VM, still running.
+fn assert_artifact_flip_refused(name: &str, at: usize) -> Vm {
+    let original = release_file(name);
+    let (_dir, boot) = edited_stick(|root| flip_byte(root, name, at as u64));
+    let vm = start_vm(boot);
+    let line = assert_refused(&vm, &format!("nullos: refused {name}: expected "));
+    let size = original.len();
+    let expected = trust::Digest::of(&original);
+    let found = trust::Digest::of(&flipped(&original, at));
+    assert_eq!(
+        line,
+        format!(
+            "nullos: refused {name}: expected {size} bytes, blake3 {expected}, found {size} bytes, blake3 {found}"
+        )
+    );
+    vm
+}
+
+/// The refusal of a manifest whose only signature fails against the dev policy.
+fn assert_bad_signature_line(line: &str) {
+    let dev_key = dev_public_key();
+    assert_eq!(
+        line,
+        format!(
+            "nullos: refused release.manifest: release signatures rejected: signature by member \
+             'signer' ({}) does not verify; signed weight 0, threshold 1 (policy: threshold 1 of \
+             [signer {}])",
+            dev_key.short(),
+            dev_key.short()
+        )
+    );
+}
+
+fn dev_public_key() -> PublicKey {
+    let text =
+        std::fs::read_to_string(build_dir().join("keys/dev.pub")).unwrap_or_else(|e| panic!("{e}"));
+    PublicKey::from_text(&text).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
 fn a_stick_with_one_flipped_kernel_byte_is_refused_and_never_boots() {
-    let (_dir, boot) = edited_stick(|root| {
-        let mut kernel = root.open_file("kernel").unwrap_or_else(|e| panic!("{e}"));
-        let mut byte = [0u8];
-        kernel.seek(SeekFrom::Start(1 << 20)).unwrap();
-        kernel.read_exact(&mut byte).unwrap();
-        kernel.seek(SeekFrom::Start(1 << 20)).unwrap();
-        kernel.write_all(&[byte[0] ^ 0x01]).unwrap();
-        kernel.flush().unwrap();
-    });
-    let vm = start_vm(boot);
-    let line = assert_refused(&vm, "nullos: refused kernel: expected ");
-    let kernel = std::fs::read(dev_image().join("kernel")).unwrap_or_else(|e| panic!("{e}"));
-    let mut flipped = kernel.clone();
-    flipped[1 << 20] ^= 0x01;
-    assert!(
-        line.contains(&trust::Digest::of(&kernel).to_string()),
-        "{line}"
-    );
-    assert!(
-        line.contains(&trust::Digest::of(&flipped).to_string()),
-        "{line}"
-    );
+    let vm = assert_artifact_flip_refused("kernel", 1 << 20);
     // Stage 0 waits and tries the medium again, and refuses again: still nothing boots.
     let start = Instant::now();
     while vm
@@ -159,35 +215,161 @@ fn a_stick_with_one_flipped_kernel_byte_is_refused_and_never_boots() {
 }
 
 #[test]
+fn a_stick_with_one_flipped_initrd_byte_is_refused() {
+    assert_artifact_flip_refused("initrd", 1 << 20);
+}
+
+#[test]
+fn a_stick_with_one_flipped_cmdline_byte_is_refused() {
+    // The first byte: "console=..." becomes "bonsole=...", a command line that would still boot.
+    assert_artifact_flip_refused("cmdline", 0);
+}
+
+#[test]
+fn a_manifest_with_one_flipped_body_byte_is_refused() {
+    let manifest = release_file("release.manifest");
+    let document = SignedDocument::decode(&manifest).unwrap_or_else(|e| panic!("{e}"));
+    let body = document.body();
+    let release = ReleaseManifest::decode(body).unwrap_or_else(|e| panic!("{e}"));
+    // The byte flipped is in the kernel's digest: the manifest now vouches for another kernel.
+    let digest_at = body
+        .windows(32)
+        .position(|w| w == release.kernel.digest.as_bytes())
+        .expect("kernel digest in the body");
+    let body_at = manifest
+        .windows(body.len())
+        .position(|w| w == body)
+        .expect("body in the file");
+    let at = body_at + digest_at;
+    let (_dir, boot) = edited_stick(|root| flip_byte(root, "release.manifest", at as u64));
+    let line = refusal(boot, "nullos: refused release.manifest: ");
+    // Signatures are checked before the body is read, so the changed digest is never trusted.
+    // A changed body and a changed signature look the same to a verifier (the signature does
+    // not match the body): both refusals name the member whose signature failed.
+    assert_bad_signature_line(&line);
+}
+
+#[test]
+fn a_manifest_with_one_flipped_signature_byte_is_refused() {
+    let manifest = release_file("release.manifest");
+    let document = SignedDocument::decode(&manifest).unwrap_or_else(|e| panic!("{e}"));
+    // docs/TRUST-FORMATS.md: the file ends with the signatures, 96 bytes each (key, then the
+    // 64-byte ed25519 signature), so with one signer the last byte is the signature's last.
+    assert_eq!(
+        document.signers().count(),
+        1,
+        "the dev release has one signer"
+    );
+    assert_eq!(
+        document.encode(),
+        manifest,
+        "the file is the canonical encoding"
+    );
+    let at = manifest.len() - 1;
+    let (_dir, boot) = edited_stick(|root| flip_byte(root, "release.manifest", at as u64));
+    let line = refusal(boot, "nullos: refused release.manifest: ");
+    assert_bad_signature_line(&line);
+}
+
+#[test]
 fn a_stick_that_accepted_a_newer_version_refuses_the_older_release() {
-    let (_dir, boot) = edited_stick(|root| {
-        let mut state = root.create_file("nullos-state").unwrap();
-        state.write_all(b"highest_version = 2\n").unwrap();
-        state.flush().unwrap();
-    });
-    let vm = start_vm(boot);
-    let line = assert_refused(&vm, "nullos: refused release.manifest: ");
-    assert!(
-        line.contains("version 1 is older than version 2 already accepted (rollback refused)"),
-        "{line}"
+    let (_dir, boot) =
+        edited_stick(|root| replace_file(root, "nullos-state", b"highest_version = 2\n"));
+    let line = refusal(boot, "nullos: refused release.manifest: ");
+    assert_eq!(
+        line,
+        "nullos: refused release.manifest: version 1 is older than version 2 already accepted (rollback refused)"
     );
 }
 
 #[test]
 fn a_release_signed_by_a_key_outside_the_policy_is_refused() {
-    let manifest = std::fs::read(dev_image().join("release.manifest")).unwrap();
+    let manifest = release_file("release.manifest");
     let original = SignedDocument::decode(&manifest).unwrap_or_else(|e| panic!("{e}"));
     let mut forged = SignedDocument::new(original.kind(), original.body().to_vec());
     forged.sign(&SecretKey::from_seed([7; 32])).unwrap();
     let forged = forged.encode();
-    let (_dir, boot) = edited_stick(|root| {
-        let mut file = root.create_file("release.manifest").unwrap();
-        file.truncate().unwrap();
-        file.write_all(&forged).unwrap();
-        file.flush().unwrap();
-    });
-    let vm = start_vm(boot);
-    let line = assert_refused(&vm, "nullos: refused release.manifest: ");
-    assert!(line.contains("signatures rejected"), "{line}");
-    assert!(line.contains("policy: threshold 1 of ["), "{line}");
+    let (_dir, boot) = edited_stick(|root| replace_file(root, "release.manifest", &forged));
+    let line = refusal(boot, "nullos: refused release.manifest: ");
+    let dev_key = dev_public_key();
+    assert_eq!(
+        line,
+        format!(
+            "nullos: refused release.manifest: release signatures rejected: required member \
+             'signer' did not sign (policy: threshold 1 of [signer {}])",
+            dev_key.short()
+        )
+    );
+}
+
+#[test]
+fn a_release_below_the_policy_threshold_is_refused() {
+    // The same stick, but stage 0's policy wants two of two signers and the release has one.
+    // The policy is baked into the boot image, so the UKI is rebuilt with one more initramfs
+    // segment after the boot initrd: an uncompressed cpio holding a replacement
+    // /etc/nullos/release-policy (the kernel unpacks concatenated archives in order, later
+    // files replacing earlier ones; the zero padding keeps the cpio 4-byte aligned).
+    let dev_key = dev_public_key();
+    let second = SecretKey::from_seed([9; 32]).public();
+    let policy = format!(
+        "nullos-signer-policy v1\nthreshold 2\nmember signer weight=1 {dev_key}\nmember second weight=1 {second}\n"
+    );
+    trust::SignerPolicy::from_text(&policy).unwrap_or_else(|e| panic!("{e}"));
+    let mut tree = image_builder::initrd::InitrdTree::new();
+    tree.add_file("/etc/nullos/release-policy", policy.into_bytes(), 0o644)
+        .unwrap();
+    let mut boot_initrd = std::fs::read(dev_image().join("boot/initrd")).unwrap();
+    boot_initrd.resize(boot_initrd.len().next_multiple_of(4), 0);
+    boot_initrd.extend(tree.to_cpio(0).unwrap());
+    let boot_kernel = std::fs::read(dev_image().join("boot/kernel")).unwrap();
+    let boot_cmdline = std::fs::read(dev_image().join("boot/cmdline")).unwrap();
+    let stub = usb::read_stub("/usr/lib/systemd/boot/efi/linuxx64.efi.stub".as_ref())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (manifest, kernel, initrd, cmdline) = (
+        release_file("release.manifest"),
+        release_file("kernel"),
+        release_file("initrd"),
+        release_file("cmdline"),
+    );
+    let image = usb::build_image(&usb::UsbContents {
+        stub: &stub,
+        uki: usb::BootTriple {
+            kernel: &boot_kernel,
+            initrd: &boot_initrd,
+            cmdline: &boot_cmdline,
+        },
+        manifest: &manifest,
+        kernel: &kernel,
+        initrd: &initrd,
+        cmdline: &cmdline,
+        version: 1,
+        profile: "dev",
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (_dir, boot) = stick(image);
+    let line = refusal(boot, "nullos: refused release.manifest: ");
+    assert_eq!(
+        line,
+        format!(
+            "nullos: refused release.manifest: release signatures rejected: signed weight 1 is \
+             below threshold 2 (valid signers: signer) (policy: threshold 2 of [signer {}, second {}])",
+            dev_key.short(),
+            second.short()
+        )
+    );
+}
+
+fn assert_nothing_booted(vm: &Vm) {
+    let console = vm.serial_text().unwrap_or_default();
+    for never in [
+        "nullos: verified",
+        "nullos: booting",
+        "init: info: nullos init",
+        "nullos: ready",
+    ] {
+        assert!(
+            !console.contains(never),
+            "{never:?} after a refusal:\n{console}"
+        );
+    }
 }
