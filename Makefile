@@ -86,10 +86,17 @@ test: deps
 fuzz-check:
 	cd fuzz && CARGO_TARGET_DIR=$(CURDIR)/target/fuzz $(CARGO) check --locked --bins
 
+# The verify benchmark's yardstick is b3sum (Debian package b3sum, BLAKE3's reference CLI).
 bench: deps baseline-init
+	@command -v b3sum >/dev/null || { \
+		echo "make bench: installing b3sum"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends b3sum; }
 	@$(MAKE) --no-print-directory image PROFILE=dev
 	$(BENCH) build --config profiles/dev.toml
 	$(BENCH) boot --image build/dev
+	$(BENCH) verify --image build/dev
+	$(BENCH) stage0 --image build/dev
 
 fmt:
 	$(CARGO) fmt --all

@@ -188,7 +188,7 @@ pub const CONTROL_ENDPOINT: &str = "127.0.0.1:7878";
 
 /// Accepts (and drops) connections on [`CONTROL_ENDPOINT`] for the rest of the process, so the
 /// node finds its control endpoint reachable. If the port is taken, whatever holds it answers.
-fn serve_control_endpoint() {
+pub fn serve_control_endpoint() {
     match std::net::TcpListener::bind(CONTROL_ENDPOINT) {
         Ok(listener) => {
             std::thread::spawn(move || for _ in listener.incoming() {});

@@ -4,6 +4,9 @@
 //! - [`boot`]: boot-to-ready of a built image against the same kernel booting
 //!   [`baseline-init`](baseline), a PID 1 that only prints one line and powers off;
 //! - [`build`]: `image-builder build` against `find | cpio -o -H newc | zstd` over the same tree;
+//! - [`verify`]: stage 0's release verification (`boot::verify::verify`) against `b3sum` on the
+//!   same files;
+//! - [`stage0`]: boot-to-ready through the USB stick and stage 0 against booting the node directly;
 //! - [`stats`]: pure helpers (console line parsing, medians, report lines).
 //!
 //! Add a benchmark as a module here plus a subcommand in `src/main.rs`.
@@ -11,4 +14,6 @@
 pub mod baseline;
 pub mod boot;
 pub mod build;
+pub mod stage0;
 pub mod stats;
+pub mod verify;

@@ -3,6 +3,8 @@
 //! `nullos-bench boot --image <dir> [--runs N] [--accel kvm|tcg] [--timeout-secs S]
 //!  [--baseline-init <path>]`
 //! `nullos-bench build --config <profile.toml> [--runs N]`
+//! `nullos-bench verify --image <dir> [--policy <file>] [--iterations N]`
+//! `nullos-bench stage0 --image <dir> [--runs N] [--accel kvm|tcg] [--timeout-secs S]`
 //!
 //! Exit status: 0 when every run finished (whatever the ratio), 1 when a run failed, 2 for usage
 //! errors.
@@ -34,6 +36,40 @@ enum Cmd {
     Boot(BootArgs),
     /// image-builder build against find | cpio -o -H newc | zstd over the same file tree.
     Build(BuildArgs),
+    /// Stage 0's release verification (boot::verify::verify) against b3sum on the same files.
+    Verify(VerifyArgs),
+    /// Boot-to-ready through usb.img and stage 0 against booting the node image directly.
+    Stage0(Stage0Args),
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// Built image directory (release.manifest, kernel, initrd, cmdline), e.g. build/dev.
+    #[arg(long)]
+    image: PathBuf,
+    /// The release signer policy (policy file or public key); default: <image>/../keys/dev.pub,
+    /// the dev profile's `[stage0] policy`.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Rounds per side.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    iterations: u64,
+}
+
+#[derive(Args)]
+struct Stage0Args {
+    /// Built image directory with usb.img and the direct-boot triple, e.g. build/dev.
+    #[arg(long)]
+    image: PathBuf,
+    /// Boots per side.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=100))]
+    runs: u64,
+    /// Accelerator; default: detected (NULLOS_ACCEL, else KVM only on bare metal).
+    #[arg(long)]
+    accel: Option<Accel>,
+    /// Longest one boot may take to reach ready.
+    #[arg(long, default_value_t = 240)]
+    timeout_secs: u64,
 }
 
 #[derive(Args)]
@@ -71,6 +107,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Boot(args) => boot_bench(args),
         Cmd::Build(args) => build_bench(args),
+        Cmd::Verify(args) => verify_bench(args),
+        Cmd::Stage0(args) => stage0_bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -140,6 +178,65 @@ fn build_bench(args: BuildArgs) -> anyhow::Result<()> {
     let pipeline: Vec<u64> = samples.iter().map(|s| ms(s.pipeline)).collect();
     if let Some(line) = bench::stats::comparison_line("image-build", &ours, &pipeline, 1.0) {
         println!("{line} [baseline: find | cpio -o -H newc | zstd, same tree and level]");
+    }
+    Ok(())
+}
+
+fn verify_bench(args: VerifyArgs) -> anyhow::Result<()> {
+    let policy = args
+        .policy
+        .unwrap_or_else(|| args.image.join("../keys/dev.pub"));
+    let release = bench::verify::Release::load(&args.image, &policy)?;
+    let iterations = usize::try_from(args.iterations).context("--iterations")?;
+    println!(
+        "verify bench: {iterations} round(s) per side over {} bytes ({}), policy {}",
+        release.bytes(),
+        bench::verify::FILES.join(", "),
+        policy.display()
+    );
+    let report = bench::verify::run(&release, iterations)?;
+    for line in report.summary() {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn stage0_bench(args: Stage0Args) -> anyhow::Result<()> {
+    let accel = match args.accel {
+        Some(accel) => accel,
+        None => Accel::detect()?,
+    };
+    let runs = usize::try_from(args.runs).context("--runs")?;
+    let bench = bench::stage0::Stage0Bench {
+        usb: qemu::image::usb_boot(&args.image)?,
+        direct: qemu::image::direct_boot(&args.image)?,
+        runs,
+        accel,
+        timeout: Duration::from_secs(args.timeout_secs),
+    };
+    println!(
+        "stage0 bench: {runs} run(s) per side, accel {accel}, {}/usb.img on OVMF vs direct boot",
+        args.image.display()
+    );
+    let samples = bench::stage0::run(&bench, |run, s| {
+        let marks: Vec<String> = bench::stage0::USB_MARKS
+            .iter()
+            .zip(&s.usb_marks)
+            .filter_map(|((_, label), at)| {
+                Some(format!("{label} at {:.1} s", at.as_ref()?.as_secs_f64()))
+            })
+            .collect();
+        println!(
+            "run {run}/{runs}: direct ready {:.1} s; usb ready {:.1} s ({}; stage 0 read {} ms, verified {} ms)",
+            s.direct_ready.as_secs_f64(),
+            s.usb_ready.as_secs_f64(),
+            marks.join(", "),
+            s.read_ms,
+            s.verify_ms
+        );
+    })?;
+    if let Some(summary) = bench::stage0::summary(&samples) {
+        println!("{summary}");
     }
     Ok(())
 }
