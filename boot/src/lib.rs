@@ -1,23 +1,29 @@
 //! Stage 0 of NullOS: PID 1 of the boot image, the only code that runs before a release is
 //! verified.
 //!
-//! It loads the storage drivers (the `kernel-init` library's module loading and coldplug),
-//! finds the partition named `NULLOS-RELEASE`, reads the signed release from it into memory,
-//! verifies it (signer policy baked into the boot image at [`POLICY_PATH`], version at least
-//! the highest accepted on this machine, BLAKE3 of kernel, initramfs and command line), raises
-//! the persisted version floor, and `kexec_file_load`s exactly the verified bytes. Any failure
-//! is one `nullos: refused <artifact>: <reason>` console line, then a wait and another try: it
-//! never boots anything unverified and never offers a shell.
+//! It looks for the release in its sources, in order: the partition named `NULLOS-RELEASE`
+//! on the boot medium (storage drivers loaded with the `kernel-init` library's module loading
+//! and coldplug), a cache on a data disk (not implemented yet), then the release URLs
+//! (`nullos.release=` on its command line, the PXE case, or the list baked into the boot
+//! image; the network comes up with `kernel-init`'s DHCP). Whichever source, the release is
+//! read into memory, verified (signer policy baked into the boot image at [`POLICY_PATH`],
+//! version at least the highest accepted on this machine, BLAKE3 of kernel, initramfs and
+//! command line), the persisted version floor is raised (on the medium, if there is one), and
+//! exactly the verified bytes are `kexec_file_load`ed. Each source that fails is one
+//! `nullos: refused <artifact>: <reason>` console line; when none booted, a wait and another
+//! round: it never boots anything unverified and never offers a shell.
 //!
 //! - [`verify`]: the pure decision (what to boot, which refusal line), unit-tested with buffers.
 //! - [`state`]: the persisted highest version.
 //! - [`medium`]: finding and reading the release partition (sysfs, `fatfs`).
-//! - [`drivers`]: module loading for the medium.
+//! - [`network`]: release URLs and the HTTP source (`ureq`, bounded reads, retries).
+//! - [`drivers`]: module loading for the medium and the NICs.
 //! - [`kexec`]: sealed memfds, `kexec_file_load`, `reboot(RB_KEXEC)`.
 
 pub mod drivers;
 pub mod kexec;
 pub mod medium;
+pub mod network;
 pub mod state;
 pub mod verify;
 
@@ -58,15 +64,24 @@ pub fn run() -> Infallible {
             kernel_init::error!("{}", kernel_init::error_chain(&e));
         }
     }
-    let mut drivers = Drivers::open();
+    let baked = std::fs::read_to_string(network::RELEASE_URLS_PATH).ok();
+    let mut stage0 = Stage0 {
+        drivers: Drivers::open(),
+        urls: network::release_urls(&cmdline_text, baked.as_deref()),
+        network_boot: !network::release_urls(&cmdline_text, None).is_empty(),
+        network_up: false,
+        boot_cmdline: cmdline_text,
+    };
+    if !stage0.urls.is_empty() {
+        info!("release URLs: {}", stage0.urls.join(" "));
+    }
     loop {
-        let refusal = match load_policy() {
-            Ok(policy) => attempt(&mut drivers, &policy, &cmdline_text),
-            Err(refusal) => refusal,
-        };
-        log::interface_line(&refusal.to_string());
+        match load_policy() {
+            Ok(policy) => stage0.attempt(&policy),
+            Err(refusal) => log::interface_line(&refusal.to_string()),
+        }
         info!(
-            "nothing booted; trying the medium again in {} s",
+            "nothing booted; trying again in {} s",
             RETRY_DELAY.as_secs()
         );
         std::thread::sleep(RETRY_DELAY);
@@ -85,62 +100,186 @@ fn load_policy() -> Result<SignerPolicy, Refusal> {
         .map_err(|e| refuse(kernel_init::error_chain(&e)))
 }
 
-/// One try: find the medium, verify, boot. Returns why nothing was booted.
-fn attempt(drivers: &mut Drivers, policy: &SignerPolicy, boot_cmdline: &str) -> Refusal {
-    let Some(device) = wait_for_medium(drivers) else {
-        return Refusal::new(
-            "medium",
-            format!(
-                "no partition named {RELEASE_PARTITION} found in {} s",
-                MEDIUM_WAIT.as_secs()
-            ),
-        );
-    };
-    let start = Instant::now();
-    let mut medium = match Medium::read(&device) {
-        Ok(m) => m,
-        Err(e) => return Refusal::new("medium", kernel_init::error_chain(&e)),
-    };
-    let read_ms = start.elapsed().as_millis();
-    let highest = match highest_seen(&mut medium) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let start = Instant::now();
-    let verified = match verify::verify(&mut medium, policy, highest) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    drop(medium);
-    let verify_ms = start.elapsed().as_millis();
-    log::interface_line(&verified.line());
-    info!(
-        "release read from {} in {read_ms} ms, verified in {verify_ms} ms (highest version accepted before: {highest})",
-        device.display()
-    );
-    let cmdline = match verify::node_cmdline(&verified.cmdline, boot_cmdline) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if let Some(raised) = state::raised(highest, verified.manifest.version) {
-        match medium::write_file(&device, state::STATE_FILE, state::format(raised).as_bytes()) {
-            Ok(()) => info!("highest accepted version is now {raised}"),
-            Err(e) => warn!(
-                "cannot record version {raised} in {}: {}",
-                state::STATE_FILE,
-                kernel_init::error_chain(&e)
-            ),
+/// Stage 0's state across tries.
+struct Stage0 {
+    drivers: Drivers,
+    /// Release folders on HTTP servers, tried after the medium.
+    urls: Vec<String>,
+    /// Booted with `nullos.release=` (PXE): no medium is waited for.
+    network_boot: bool,
+    /// DHCP succeeded once (it is not redone on later tries).
+    network_up: bool,
+    /// Stage 0's own command line (its `nullos.*` words go to the node).
+    boot_cmdline: String,
+}
+
+/// Where the rollback floor lives: the medium's state file, if there is a medium.
+struct Floor {
+    /// The release partition, where the raised floor is written.
+    device: Option<PathBuf>,
+    /// The highest version accepted before.
+    highest: u64,
+}
+
+impl Stage0 {
+    /// One try of every source in order: the boot medium, (a data-disk cache: not implemented
+    /// yet), the release URLs. Prints one refusal line per source that failed; returns only if
+    /// nothing was booted.
+    fn attempt(&mut self, policy: &SignerPolicy) {
+        let floor = match self.try_medium(policy) {
+            Ok(floor) => floor,
+            Err(refusal) => {
+                // A medium whose rollback floor cannot be read: fail closed, no other source.
+                log::interface_line(&refusal.to_string());
+                return;
+            }
+        };
+        if self.urls.is_empty() {
+            return;
+        }
+        if !self.bring_up_network() {
+            log::interface_line(
+                &Refusal::new("network", "no interface got a DHCP lease").to_string(),
+            );
+            return;
+        }
+        for url in self.urls.clone() {
+            let mut source = network::HttpSource::new(&url);
+            let start = Instant::now();
+            let refusal = match verify::verify(&mut source, policy, floor.highest) {
+                Ok(verified) => {
+                    let how = format!(
+                        "release fetched from {url} and verified in {} ms (highest version accepted before: {})",
+                        start.elapsed().as_millis(),
+                        floor.highest
+                    );
+                    self.boot(verified, &floor, &how)
+                }
+                Err(r) => Refusal::new(
+                    &r.artifact,
+                    format!("{}: {}", network::artifact_url(&url, &r.artifact), r.reason),
+                ),
+            };
+            log::interface_line(&refusal.to_string());
         }
     }
-    if let Err(e) = kexec::load(&verified.kernel, &verified.initrd, &cmdline) {
-        return Refusal::new("kernel", kernel_init::error_chain(&e));
+
+    /// The boot medium: boots its release if it verifies (never returns then). `Ok` carries
+    /// the rollback floor for the next sources (the medium's, or 0 without a medium), after
+    /// printing why the medium's release was not booted; `Err` is a medium whose floor cannot
+    /// be read.
+    fn try_medium(&mut self, policy: &SignerPolicy) -> Result<Floor, Refusal> {
+        // Over PXE there is no medium to wait for: one look after the drivers settle.
+        let wait = if self.network_boot {
+            Duration::ZERO
+        } else {
+            MEDIUM_WAIT
+        };
+        let no_floor = Floor {
+            device: None,
+            highest: 0,
+        };
+        let Some(device) = wait_for_medium(&mut self.drivers, wait) else {
+            let missing = format!(
+                "no partition named {RELEASE_PARTITION} found in {} s",
+                wait.as_secs()
+            );
+            if self.urls.is_empty() {
+                log::interface_line(&Refusal::new("medium", missing).to_string());
+            } else {
+                info!("{missing}; the release comes from the network");
+                info!("release cache on a data disk: not implemented yet; skipped");
+            }
+            return Ok(no_floor);
+        };
+        let start = Instant::now();
+        let mut medium = match Medium::read(&device) {
+            Ok(m) => m,
+            Err(e) => {
+                log::interface_line(
+                    &Refusal::new("medium", kernel_init::error_chain(&e)).to_string(),
+                );
+                return Ok(no_floor);
+            }
+        };
+        let read_ms = start.elapsed().as_millis();
+        let highest = highest_seen(&mut medium)?;
+        let floor = Floor {
+            device: Some(device),
+            highest,
+        };
+        let start = Instant::now();
+        let refusal = match verify::verify(&mut medium, policy, highest) {
+            Ok(verified) => {
+                drop(medium);
+                // The bench parses this line (bench/src/stage0.rs TIMING_LINE).
+                let how = format!(
+                    "release read from {} in {read_ms} ms, verified in {} ms (highest version accepted before: {highest})",
+                    floor.device.as_deref().unwrap_or(Path::new("?")).display(),
+                    start.elapsed().as_millis()
+                );
+                self.boot(verified, &floor, &how)
+            }
+            Err(r) => r,
+        };
+        log::interface_line(&refusal.to_string());
+        Ok(floor)
     }
-    log::interface_line(&format!(
-        "nullos: booting release version={} cmdline=\"{cmdline}\"",
-        verified.manifest.version
-    ));
-    let e = kexec::start();
-    Refusal::new("kernel", kernel_init::error_chain(&e))
+
+    /// DHCP on every interface with carrier, once; the NIC drivers are loaded by coldplug.
+    fn bring_up_network(&mut self) -> bool {
+        if self.network_up {
+            return true;
+        }
+        self.drivers.coldplug();
+        match kernel_init::net::bring_up() {
+            Ok(configured) if !configured.is_empty() => self.network_up = true,
+            Ok(_) => {}
+            Err(e) => kernel_init::error!("network: {}", kernel_init::error_chain(&e)),
+        }
+        self.network_up
+    }
+
+    /// Boots a verified release, whichever source it came from: the success line, the node's
+    /// command line, the raised rollback floor, `kexec_file_load` of the verified bytes.
+    /// Returns why it did not happen.
+    /// `how` is the log line saying where it came from and how long it took.
+    fn boot(&self, verified: verify::Verified, floor: &Floor, how: &str) -> Refusal {
+        log::interface_line(&verified.line());
+        info!("{how}");
+        let cmdline = match verify::node_cmdline(&verified.cmdline, &self.boot_cmdline) {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        if let Some(raised) = state::raised(floor.highest, verified.manifest.version) {
+            match &floor.device {
+                Some(device) => match medium::write_file(
+                    device,
+                    state::STATE_FILE,
+                    state::format(raised).as_bytes(),
+                ) {
+                    Ok(()) => info!("highest accepted version is now {raised}"),
+                    Err(e) => warn!(
+                        "cannot record version {raised} in {}: {}",
+                        state::STATE_FILE,
+                        kernel_init::error_chain(&e)
+                    ),
+                },
+                None => warn!(
+                    "no writable medium: the rollback floor (version {raised}) is not persisted"
+                ),
+            }
+        }
+        if let Err(e) = kexec::load(&verified.kernel, &verified.initrd, &cmdline) {
+            return Refusal::new("kernel", kernel_init::error_chain(&e));
+        }
+        log::interface_line(&format!(
+            "nullos: booting release version={} cmdline=\"{cmdline}\"",
+            verified.manifest.version
+        ));
+        let e = kexec::start();
+        Refusal::new("kernel", kernel_init::error_chain(&e))
+    }
 }
 
 /// The highest version accepted before, from the medium's state file (0 when there is none).
@@ -157,8 +296,8 @@ fn highest_seen(medium: &mut Medium) -> Result<u64, Refusal> {
     state::parse(&text).map_err(|e| Refusal::new(state::STATE_FILE, e))
 }
 
-/// Waits (bounded) for the release partition, loading drivers as devices appear.
-fn wait_for_medium(drivers: &mut Drivers) -> Option<PathBuf> {
+/// Waits (up to `wait`) for the release partition, loading drivers as devices appear.
+fn wait_for_medium(drivers: &mut Drivers, wait: Duration) -> Option<PathBuf> {
     let start = Instant::now();
     loop {
         drivers.coldplug();
@@ -172,7 +311,7 @@ fn wait_for_medium(drivers: &mut Drivers) -> Option<PathBuf> {
             );
             return Some(device);
         }
-        if start.elapsed() >= MEDIUM_WAIT {
+        if start.elapsed() >= wait {
             return None;
         }
         std::thread::sleep(POLL);

@@ -165,7 +165,8 @@ pub fn node_cmdline(release: &[u8], boot_cmdline: &str) -> Result<String, Refusa
         if word == "--" {
             break;
         }
-        if word.starts_with("nullos.") {
+        // `nullos.release=` is stage 0's own: where the release came from, not the node's.
+        if word.starts_with("nullos.") && !word.starts_with("nullos.release=") {
             line.push(' ');
             line.push_str(word);
         }

@@ -226,14 +226,31 @@ pub fn build(
         }
         None => None,
     };
-    let script = pxe::script(&config.cmdline);
-    let mut outputs: Vec<(String, &[u8])> = vec![
-        (KERNEL_FILE.into(), &kernel.bzimage),
-        (INITRD_FILE.into(), &initrd),
-        (CMDLINE_FILE.into(), cmdline),
-        (MANIFEST_FILE.into(), &signed),
+    let release_files: [(&str, &[u8]); 4] = [
+        (KERNEL_FILE, &kernel.bzimage),
+        (INITRD_FILE, &initrd),
+        (CMDLINE_FILE, cmdline),
+        (MANIFEST_FILE, &signed),
     ];
-    outputs.extend(pxe::bundle(&script, &kernel.bzimage, &initrd));
+    let mut outputs: Vec<(String, &[u8])> = release_files
+        .iter()
+        .map(|(name, bytes)| ((*name).to_owned(), *bytes))
+        .collect();
+    // With a boot image, PXE boots stage 0, which fetches the release over HTTP.
+    let script = match (&config.stage0, &boot_image) {
+        (Some(section), Some(b)) => {
+            let boot_cmdline = String::from_utf8_lossy(&b.cmdline).into_owned();
+            pxe::stage0_script(&boot_cmdline, &section.pxe_release)
+        }
+        _ => pxe::script(&config.cmdline),
+    };
+    match &boot_image {
+        Some(b) => {
+            outputs.extend(pxe::bundle(&script, &b.kernel, &b.initrd));
+            outputs.extend(pxe::release_files(&release_files));
+        }
+        None => outputs.extend(pxe::bundle(&script, &kernel.bzimage, &initrd)),
+    }
     if let Some(b) = &boot_image {
         let dir = stage0::BOOT_DIR;
         outputs.push((format!("{dir}/{KERNEL_FILE}"), &b.kernel));

@@ -82,6 +82,13 @@ pub struct Stage0Section {
     pub modules: Vec<String>,
     /// Stage 0's own kernel command line.
     pub cmdline: String,
+    /// Release folders on HTTP servers (`release_urls = [...]`), baked into the boot initramfs
+    /// at `/etc/nullos/release-urls`: where stage 0 looks after the boot medium. A
+    /// `nullos.release=` on stage 0's command line replaces them.
+    pub release_urls: Vec<String>,
+    /// The release URL the PXE script passes as `nullos.release=` (`pxe_release = "..."`,
+    /// default [`crate::pxe::DEFAULT_RELEASE_URL`]); iPXE expands its `${...}` settings.
+    pub pxe_release: String,
 }
 
 /// `[usb]`: build `usb.img`.
@@ -165,6 +172,9 @@ struct RawStage0 {
     #[serde(default)]
     modules: Vec<String>,
     cmdline: String,
+    #[serde(default)]
+    release_urls: Vec<String>,
+    pxe_release: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -299,6 +309,13 @@ impl BuildConfig {
             if stage0.cmdline.contains('\n') {
                 return invalid("stage0.cmdline must be one line".into());
             }
+            for url in stage0.release_urls.iter().chain(&stage0.pxe_release) {
+                if !is_release_url(url) {
+                    return invalid(format!(
+                        "stage0 release URL '{url}' is not one http:// or https:// URL without spaces"
+                    ));
+                }
+            }
         }
         let kernel = base.join(raw.kernel.path);
         let stage0 = raw.stage0.map(|s| Stage0Section {
@@ -307,6 +324,10 @@ impl BuildConfig {
             policy: base.join(s.policy),
             modules: s.modules,
             cmdline: s.cmdline.trim().to_owned(),
+            release_urls: s.release_urls,
+            pxe_release: s
+                .pxe_release
+                .unwrap_or_else(|| crate::pxe::DEFAULT_RELEASE_URL.to_owned()),
         });
         Ok(BuildConfig {
             release: raw.release,
@@ -344,6 +365,12 @@ fn one_line(message: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A release URL stage 0 can fetch from: http(s), one word (it goes on a kernel command line).
+fn is_release_url(url: &str) -> bool {
+    (url.starts_with("http://") || url.starts_with("https://"))
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 #[cfg(test)]
@@ -420,6 +447,34 @@ control = "10.0.2.2:7878"
             "{}",
             problem(&nopolicy)
         );
+    }
+
+    #[test]
+    fn stage0_release_urls_are_checked_and_the_pxe_url_defaults() {
+        let base = format!(
+            "{GOOD}\n[stage0]\ninit = \"boot\"\npolicy = \"dev.pub\"\ncmdline = \"console=ttyS0\"\n"
+        );
+        let c = BuildConfig::parse(&base, Path::new("/cfg")).unwrap_or_else(|_| panic!("parse"));
+        let s = c.stage0.unwrap_or_else(|| panic!("no stage0"));
+        assert!(s.release_urls.is_empty());
+        assert_eq!(s.pxe_release, crate::pxe::DEFAULT_RELEASE_URL);
+        let with = format!(
+            "{base}release_urls = [\"http://10.1.2.3/nullos\"]\npxe_release = \"http://boot.farm/r\"\n"
+        );
+        let c = BuildConfig::parse(&with, Path::new("/cfg")).unwrap_or_else(|_| panic!("parse"));
+        let s = c.stage0.unwrap_or_else(|| panic!("no stage0"));
+        assert_eq!(s.release_urls, ["http://10.1.2.3/nullos"]);
+        assert_eq!(s.pxe_release, "http://boot.farm/r");
+        for bad in [
+            "release_urls = [\"ftp://x/r\"]",
+            "release_urls = [\"http://x/a b\"]",
+            "pxe_release = \"/release\"",
+        ] {
+            assert!(
+                problem(&format!("{base}{bad}\n")).contains("release URL"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -105,7 +105,19 @@ pub fn cosign(dir: &Path, key: &SecretKey) -> Result<(), ReleaseError> {
         return Err(ReleaseError::NotARelease(doc.kind().name()));
     }
     doc.sign(key).map_err(ReleaseError::Sign)?;
-    std::fs::write(&path, doc.encode()).map_err(|source| ReleaseError::Write { path, source })
+    let bytes = doc.encode();
+    // The PXE bundle serves its own copy of the manifest.
+    let copy = dir
+        .join(crate::pxe::PXE_DIR)
+        .join(crate::pxe::RELEASE_DIR)
+        .join(MANIFEST_FILE);
+    if copy.is_file() {
+        std::fs::write(&copy, &bytes).map_err(|source| ReleaseError::Write {
+            path: copy.clone(),
+            source,
+        })?;
+    }
+    std::fs::write(&path, bytes).map_err(|source| ReleaseError::Write { path, source })
 }
 
 /// What a successful verification found.
@@ -130,13 +142,31 @@ pub fn verify_dir(dir: &Path, policy: &SignerPolicy) -> Result<VerifiedRelease, 
         (dir.join(INITRD_FILE), &manifest.initrd),
         (dir.join(CMDLINE_FILE), &manifest.cmdline),
     ];
-    for (file, artifact) in [
-        (KERNEL_FILE, &manifest.kernel),
-        (INITRD_FILE, &manifest.initrd),
-    ] {
-        let copy = dir.join(crate::pxe::PXE_DIR).join(file);
+    // The PXE bundle's copies: the release under pxe/release/ (stage 0 bundles, whose
+    // pxe/kernel and pxe/initrd are the boot image), or the node's kernel and initramfs.
+    let pxe = dir.join(crate::pxe::PXE_DIR);
+    let pxe_release = pxe.join(crate::pxe::RELEASE_DIR);
+    let copies: &[(&str, &ArtifactRef)] = if pxe_release.is_dir() {
+        &[
+            (KERNEL_FILE, &manifest.kernel),
+            (INITRD_FILE, &manifest.initrd),
+            (CMDLINE_FILE, &manifest.cmdline),
+        ]
+    } else {
+        &[
+            (KERNEL_FILE, &manifest.kernel),
+            (INITRD_FILE, &manifest.initrd),
+        ]
+    };
+    let copy_dir = if pxe_release.is_dir() {
+        &pxe_release
+    } else {
+        &pxe
+    };
+    for (file, artifact) in copies {
+        let copy = copy_dir.join(file);
         if copy.exists() {
-            artifacts.push((copy, artifact));
+            artifacts.push((copy, *artifact));
         }
     }
     for (path, artifact) in artifacts {

@@ -1,7 +1,8 @@
-//! The boot image: the kernel and initramfs stage 0 runs from (`/init` = the `boot` binary,
-//! the storage drivers that reach the release medium, and the release signer policy at
-//! `/etc/nullos/release-policy`). Written to `boot/kernel`, `boot/initrd`, `boot/cmdline` and,
-//! on a USB stick, into the UKI.
+//! The boot image: the kernel and initramfs stage 0 runs from: `/init` = the `boot` binary,
+//! the drivers that reach the release (storage for the USB stick, NICs for HTTP), the release
+//! signer policy at `/etc/nullos/release-policy` and, when `[stage0] release_urls` names any,
+//! the release URLs at `/etc/nullos/release-urls`. Written to `boot/kernel`, `boot/initrd`,
+//! `boot/cmdline`, into the PXE bundle and, on a USB stick, into the UKI.
 
 use std::path::Path;
 
@@ -14,6 +15,8 @@ use crate::{keys, modules};
 
 /// Where the signer policy goes in the boot initramfs (read by `boot`).
 pub const POLICY_PATH: &str = "/etc/nullos/release-policy";
+/// Where the baked release URLs go in the boot initramfs (read by `boot`), one a line.
+pub const RELEASE_URLS_PATH: &str = "/etc/nullos/release-urls";
 /// The output folder of the boot image, inside the build's output folder.
 pub const BOOT_DIR: &str = "boot";
 
@@ -64,6 +67,13 @@ pub fn build(
         tree.add_dir(dir)?;
     }
     tree.add_file(POLICY_PATH, policy.to_text().into_bytes(), 0o644)?;
+    if !section.release_urls.is_empty() {
+        tree.add_file(
+            RELEASE_URLS_PATH,
+            release_urls_text(&section.release_urls).into_bytes(),
+            0o644,
+        )?;
+    }
     tree.add_file(
         MODULE_INDEX_PATH,
         selected.index.to_text().into_bytes(),
@@ -79,4 +89,24 @@ pub fn build(
         cmdline: section.cmdline.clone().into_bytes(),
         module_count,
     })
+}
+
+/// The release URLs file: a comment, then one URL a line.
+pub fn release_urls_text(urls: &[String]) -> String {
+    let mut text = String::from("# Written by image-builder; read by boot (stage 0).\n");
+    for url in urls {
+        text.push_str(url);
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn release_urls_file_is_one_url_a_line() {
+        let text = super::release_urls_text(&["http://a/r".into(), "http://b/r".into()]);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(lines, ["http://a/r", "http://b/r"]);
+    }
 }

@@ -419,6 +419,49 @@ fn the_boot_image_holds_boot_the_medium_drivers_and_the_signer_policy() {
 }
 
 #[test]
+fn the_pxe_bundle_boots_stage_0_and_carries_the_release_for_http() {
+    let f = Fixture::new();
+    let config = usb_config(&f).replace(
+        "[stage0]\n",
+        "[stage0]\nrelease_urls = [\"http://10.9.8.7/r\"]\npxe_release = \"http://10.1.1.1:81/nullos\"\n",
+    );
+    f.write_config(&config);
+    let out = f.builder(&["build", "image.toml", "--out", "out"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let read = |name: &str| std::fs::read(f.path("out").join(name)).unwrap();
+    assert_eq!(read("pxe/kernel"), read("boot/kernel"));
+    assert_eq!(read("pxe/initrd"), read("boot/initrd"));
+    for name in ["release.manifest", "kernel", "initrd", "cmdline"] {
+        assert_eq!(read(&format!("pxe/release/{name}")), read(name), "{name}");
+    }
+    let script = String::from_utf8(read("pxe/boot.ipxe")).unwrap();
+    assert!(
+        script.contains("set nullos-release http://10.1.1.1:81/nullos\n"),
+        "{script}"
+    );
+    assert!(
+        script.contains("console=ttyS0 stage0 nullos.release=${nullos-release}\n"),
+        "{script}"
+    );
+    let listing = stdout(&f.builder(&["inspect", "out/boot/initrd"]));
+    assert!(listing.contains("/etc/nullos/release-urls"), "{listing}");
+    // A changed copy in the bundle is caught by `verify`, and co-signing keeps the copy current.
+    let verify = f.builder(&["verify", "out", "--trust", "keys/dev.pub"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    let initrd = f.path("out/pxe/release/initrd");
+    let mut bad = read("pxe/release/initrd");
+    bad[0] ^= 1;
+    std::fs::write(&initrd, &bad).unwrap();
+    let verify = f.builder(&["verify", "out", "--trust", "keys/dev.pub"]);
+    assert!(!verify.status.success());
+    assert!(
+        stderr(&verify).contains("pxe/release/initrd"),
+        "{}",
+        stderr(&verify)
+    );
+}
+
+#[test]
 fn usb_image_holds_a_uki_of_the_release_and_the_release_itself() {
     use image_builder::usb::{self, disk, fat};
     use object::{Object, ObjectSection};

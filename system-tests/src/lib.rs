@@ -6,11 +6,11 @@
 //! Linux at useful speed.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use qemu::{Accel, Boot, Vm, VmConfig};
@@ -83,6 +83,107 @@ impl ControlServer {
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
     }
+}
+
+/// The port the PXE bundle's release URL names (`http://${next-server}:8080/release`:
+/// 10.0.2.2:8080 inside QEMU's user network is 127.0.0.1:8080 on the host).
+pub const RELEASE_PORT: u16 = 8080;
+/// The release URL stage 0 sees in the dev PXE bundle (QEMU's TFTP server is 10.0.2.2).
+pub const GUEST_RELEASE_URL: &str = "http://10.0.2.2:8080/release";
+
+/// A plain HTTP/1.1 file server on the host standing in for a farmer's release server: `GET
+/// /release/<name>` answers the file `<name>` of a folder (or a replacement set with
+/// [`ReleaseServer::replace`]), anything else 404. Written here because the tests must not
+/// need external tools; it serves one request per connection (`Connection: close`).
+#[derive(Debug)]
+pub struct ReleaseServer {
+    replaced: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl ReleaseServer {
+    /// Serves `dir` under `/release/` on 127.0.0.1:[`RELEASE_PORT`] until the process ends.
+    pub fn start(dir: &Path) -> ReleaseServer {
+        let listener = TcpListener::bind(("127.0.0.1", RELEASE_PORT)).unwrap_or_else(|e| {
+            panic!("cannot listen on 127.0.0.1:{RELEASE_PORT} for the release test server: {e}")
+        });
+        let server = ReleaseServer {
+            replaced: Arc::default(),
+            requests: Arc::default(),
+        };
+        let (dir, replaced, requests) = (
+            dir.to_owned(),
+            server.replaced.clone(),
+            server.requests.clone(),
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (dir, replaced, requests) = (dir.clone(), replaced.clone(), requests.clone());
+                std::thread::spawn(move || {
+                    let _ = serve_one(&stream, &dir, &replaced, &requests);
+                });
+            }
+        });
+        server
+    }
+
+    /// Serves `bytes` for `name` instead of the folder's file.
+    pub fn replace(&self, name: &str, bytes: Vec<u8>) {
+        if let Ok(mut map) = self.replaced.lock() {
+            map.insert(name.to_owned(), bytes);
+        }
+    }
+
+    /// The request lines received so far (`GET /release/kernel HTTP/1.1`).
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+/// Reads one request and answers it.
+fn serve_one(
+    stream: &std::net::TcpStream,
+    dir: &Path,
+    replaced: &Mutex<BTreeMap<String, Vec<u8>>>,
+    requests: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(stream);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
+            break;
+        }
+    }
+    let request = request.trim().to_owned();
+    if let Ok(mut r) = requests.lock() {
+        r.push(request.clone());
+    }
+    let name = request
+        .strip_prefix("GET /release/")
+        .and_then(|rest| rest.split_whitespace().next())
+        .filter(|n| !n.is_empty() && !n.contains(['/', '\\']) && *n != "..");
+    let body = name.and_then(|n| {
+        let replacement = replaced.lock().ok().and_then(|m| m.get(n).cloned());
+        replacement.or_else(|| std::fs::read(dir.join(n)).ok())
+    });
+    let mut out = stream;
+    match body {
+        Some(body) => {
+            write!(
+                out,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+                body.len()
+            )?;
+            out.write_all(&body)?;
+        }
+        None => out.write_all(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )?,
+    }
+    out.flush()
 }
 
 /// Starts a VM with the project's defaults for `boot`.

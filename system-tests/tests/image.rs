@@ -80,8 +80,9 @@ fn rebuilding_the_dev_image_gives_identical_bytes() {
         let out = tempfile::tempdir().unwrap();
         let report = build(&config, out.path(), mtime, &Quiet).unwrap_or_else(|e| panic!("{e}"));
         // kernel, initrd, cmdline, release.manifest, pxe/{boot.ipxe,kernel,initrd},
-        // boot/{kernel,initrd,cmdline}, usb.img.
-        assert_eq!(report.written.len(), 11, "{:?}", report.written);
+        // pxe/release/{kernel,initrd,cmdline,release.manifest}, boot/{kernel,initrd,cmdline},
+        // usb.img.
+        assert_eq!(report.written.len(), 15, "{:?}", report.written);
         for written in &report.written {
             let name = written.path.strip_prefix(out.path()).unwrap();
             let bytes = std::fs::read(&written.path).unwrap();

@@ -190,6 +190,22 @@ fn node_cmdline_is_the_release_line_plus_nullos_parameters() {
         "console=ttyS0 quiet nullos.control=10.0.2.2:7878 nullos.loglevel=debug"
     );
     assert_eq!(node_cmdline(b"a b", "").unwrap(), "a b");
+}
+
+#[test]
+fn the_release_url_stays_with_stage_0() {
+    assert_eq!(
+        node_cmdline(
+            b"console=ttyS0\n",
+            "quiet nullos.release=http://10.0.2.2:8080/release nullos.loglevel=debug"
+        )
+        .unwrap(),
+        "console=ttyS0 nullos.loglevel=debug"
+    );
+}
+
+#[test]
+fn node_cmdline_refuses_what_is_not_one_line() {
     assert_eq!(
         node_cmdline(b"a\nb", "").unwrap_err().artifact,
         CMDLINE_FILE
