@@ -134,21 +134,8 @@ pub fn build(
     let module_count = selected.files.len();
 
     progress.step("assembling initramfs");
-    let mut tree = InitrdTree::new();
-    tree.add_file("/init", init, 0o755)?;
-    tree.add_char_device("/dev/console", 5, 1, 0o600)?;
-    for dir in ["/proc", "/sys", "/run", "/tmp", "/root", "/var"] {
-        tree.add_dir(dir)?;
-    }
+    let mut tree = pid1_tree(init, &["/root", "/var"], selected)?;
     tree.add_file(NODE_CONFIG_PATH, node_config(config).into_bytes(), 0o644)?;
-    tree.add_file(
-        MODULE_INDEX_PATH,
-        selected.index.to_text().into_bytes(),
-        0o644,
-    )?;
-    for (path, bytes) in selected.files {
-        tree.add_file(&path, bytes, 0o644)?;
-    }
     for file in &config.files {
         let data = std::fs::read(&file.source).map_err(|source| BuildError::ExtraFile {
             path: file.source.clone(),
@@ -283,6 +270,31 @@ pub fn build(
         module_count,
         initrd_uncompressed: cpio.len() as u64,
     })
+}
+
+/// The part of an initramfs every NullOS PID 1 needs: `/init`, `/dev/console` (the kernel opens
+/// it for PID 1 before devtmpfs is mounted), the mount points, and the chosen modules with their
+/// coldplug index. `extra_dirs` are more empty folders.
+pub(crate) fn pid1_tree(
+    init: Vec<u8>,
+    extra_dirs: &[&str],
+    modules: modules::SelectedModules,
+) -> Result<InitrdTree, initrd::InitrdError> {
+    let mut tree = InitrdTree::new();
+    tree.add_file("/init", init, 0o755)?;
+    tree.add_char_device("/dev/console", 5, 1, 0o600)?;
+    for dir in ["/proc", "/sys", "/run", "/tmp"].iter().chain(extra_dirs) {
+        tree.add_dir(dir)?;
+    }
+    tree.add_file(
+        MODULE_INDEX_PATH,
+        modules.index.to_text().into_bytes(),
+        0o644,
+    )?;
+    for (path, bytes) in modules.files {
+        tree.add_file(&path, bytes, 0o644)?;
+    }
+    Ok(tree)
 }
 
 /// `/etc/nullos/node.toml`: what `init` knows about the release it belongs to.

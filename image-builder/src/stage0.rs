@@ -6,10 +6,9 @@
 
 use std::path::Path;
 
-use crate::build::{BuildError, MODULE_INDEX_PATH};
+use crate::build::{pid1_tree, BuildError};
 use crate::compress::Compression;
 use crate::config::{ModulesSection, Stage0Section};
-use crate::initrd::InitrdTree;
 use crate::kernel::KernelSource;
 use crate::{keys, modules};
 
@@ -60,12 +59,7 @@ pub fn build(
         },
     )?;
     let module_count = selected.files.len();
-    let mut tree = InitrdTree::new();
-    tree.add_file("/init", boot, 0o755)?;
-    tree.add_char_device("/dev/console", 5, 1, 0o600)?;
-    for dir in ["/proc", "/sys", "/run", "/tmp"] {
-        tree.add_dir(dir)?;
-    }
+    let mut tree = pid1_tree(boot, &[], selected)?;
     tree.add_file(POLICY_PATH, policy.to_text().into_bytes(), 0o644)?;
     if !section.release_urls.is_empty() {
         tree.add_file(
@@ -73,14 +67,6 @@ pub fn build(
             release_urls_text(&section.release_urls).into_bytes(),
             0o644,
         )?;
-    }
-    tree.add_file(
-        MODULE_INDEX_PATH,
-        selected.index.to_text().into_bytes(),
-        0o644,
-    )?;
-    for (path, bytes) in selected.files {
-        tree.add_file(&path, bytes, 0o644)?;
     }
     let initrd = compression.compress(&tree.to_cpio(mtime)?)?;
     Ok(BootImage {
