@@ -2,10 +2,11 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 
-use trust::{ArtifactRef, BuildInputs, ReleaseManifest, SecretKey, SignerPolicy};
+use trust::{SecretKey, SignerPolicy};
 
 use super::*;
-use crate::verify::{self, CMDLINE_FILE, INITRD_FILE, KERNEL_FILE, MANIFEST_FILE};
+use crate::verify::tests::{CMDLINE, INITRD, KERNEL};
+use crate::verify::{self, INITRD_FILE, KERNEL_FILE, MANIFEST_FILE};
 
 #[test]
 fn the_command_line_wins_over_the_baked_list() {
@@ -62,35 +63,8 @@ fn bounded_reads_never_take_more_than_the_cap_plus_one() {
     }
 }
 
-const KERNEL: &[u8] = b"MZ a kernel image";
-const INITRD: &[u8] = b"an initramfs";
-const CMDLINE: &[u8] = b"console=ttyS0 quiet\n";
-
 fn signed_release(signer: &SecretKey) -> BTreeMap<String, Vec<u8>> {
-    let manifest = ReleaseManifest {
-        format: ReleaseManifest::FORMAT,
-        version: 3,
-        profile: "dev".into(),
-        target: "x86_64".into(),
-        kernel: ArtifactRef::of(KERNEL),
-        initrd: ArtifactRef::of(INITRD),
-        cmdline: ArtifactRef::of(CMDLINE),
-        build: BuildInputs {
-            kernel_package: "linux-image-cloud-amd64".into(),
-            kernel_version: "6.1.0-56-cloud-amd64".into(),
-        },
-    };
-    let mut document = manifest.to_document();
-    document.sign(signer).unwrap();
-    [
-        (MANIFEST_FILE, document.encode()),
-        (KERNEL_FILE, KERNEL.to_vec()),
-        (INITRD_FILE, INITRD.to_vec()),
-        (CMDLINE_FILE, CMDLINE.to_vec()),
-    ]
-    .into_iter()
-    .map(|(n, b)| (n.to_owned(), b))
-    .collect()
+    verify::tests::signed_release_files(3, signer)
 }
 
 /// A one-thread HTTP/1.1 server on loopback serving `files` under `/release/`; `length`

@@ -4,9 +4,9 @@ use trust::{ArtifactRef, BuildInputs, SecretKey};
 
 use super::*;
 
-const KERNEL: &[u8] = b"MZ a kernel image";
-const INITRD: &[u8] = b"an initramfs";
-const CMDLINE: &[u8] = b"console=ttyS0 quiet\n";
+pub(crate) const KERNEL: &[u8] = b"MZ a kernel image";
+pub(crate) const INITRD: &[u8] = b"an initramfs";
+pub(crate) const CMDLINE: &[u8] = b"console=ttyS0 quiet\n";
 
 /// A release medium in memory; counts what was read.
 #[derive(Default)]
@@ -36,7 +36,8 @@ fn key(seed: u8) -> SecretKey {
     SecretKey::from_seed([seed; 32])
 }
 
-fn release(version: u64, signer: &SecretKey) -> Files {
+/// The files of a release signed by `signer`, by name (shared with the network tests).
+pub(crate) fn signed_release_files(version: u64, signer: &SecretKey) -> BTreeMap<String, Vec<u8>> {
     let manifest = ReleaseManifest {
         format: ReleaseManifest::FORMAT,
         version,
@@ -52,16 +53,22 @@ fn release(version: u64, signer: &SecretKey) -> Files {
     };
     let mut document = manifest.to_document();
     document.sign(signer).unwrap();
-    let mut files = Files::default();
-    for (name, bytes) in [
+    [
         (MANIFEST_FILE, document.encode()),
         (KERNEL_FILE, KERNEL.to_vec()),
         (INITRD_FILE, INITRD.to_vec()),
         (CMDLINE_FILE, CMDLINE.to_vec()),
-    ] {
-        files.files.insert(name.to_owned(), bytes);
+    ]
+    .into_iter()
+    .map(|(n, b)| (n.to_owned(), b))
+    .collect()
+}
+
+fn release(version: u64, signer: &SecretKey) -> Files {
+    Files {
+        files: signed_release_files(version, signer),
+        reads: Vec::new(),
     }
-    files
 }
 
 fn policy() -> SignerPolicy {
