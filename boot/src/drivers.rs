@@ -7,8 +7,8 @@
 
 use std::time::Instant;
 
-use kernel_init::coldplug::{self, events, scan::ScanDevices};
-use kernel_init::modules::{self, Loader, SysKmod};
+use kernel_init::coldplug;
+use kernel_init::modules::{self, Loader};
 use modindex::ModuleIndex;
 
 /// The module index and what has been loaded so far.
@@ -23,23 +23,7 @@ impl Drivers {
     /// Reads the module index (without it, no module is loaded; the medium may still be found
     /// if its drivers are built in).
     pub fn open() -> Drivers {
-        let index = match std::fs::read_to_string(modules::INDEX_PATH) {
-            Ok(text) => match ModuleIndex::parse(&text) {
-                Ok(index) => Some(index),
-                Err(e) => {
-                    kernel_init::error!(
-                        "modules: {}: {}",
-                        modules::INDEX_PATH,
-                        kernel_init::error_chain(&e)
-                    );
-                    None
-                }
-            },
-            Err(e) => {
-                kernel_init::warn!("modules: no index at {}: {e}", modules::INDEX_PATH);
-                None
-            }
-        };
+        let index = modules::read_index();
         Drivers {
             index,
             loader: Loader::new(),
@@ -55,35 +39,7 @@ impl Drivers {
         let before = self.loader.loaded().count();
         let first = self.rounds == 0;
         self.rounds += 1;
-        let feed = if first {
-            events::SocketFeed::open().ok()
-        } else {
-            None
-        };
-        match feed {
-            Some(feed) => {
-                let quiet = events::Quiet::new(events::QUIET, events::LIMIT);
-                let mut devices = events::UeventDevices::new(feed, quiet);
-                coldplug::run(
-                    index,
-                    &mut self.loader,
-                    &mut SysKmod,
-                    &mut devices,
-                    modules::log_event,
-                );
-                devices.close();
-            }
-            None => {
-                let mut devices = ScanDevices::new();
-                coldplug::run(
-                    index,
-                    &mut self.loader,
-                    &mut SysKmod,
-                    &mut devices,
-                    modules::log_event,
-                );
-            }
-        }
+        coldplug::run_system(index, &mut self.loader, first);
         let loaded = self.loader.loaded().count() - before;
         if first || loaded > 0 {
             kernel_init::info!(

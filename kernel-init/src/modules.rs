@@ -179,6 +179,35 @@ impl Loader {
     }
 }
 
+/// Reads and parses the image's module index ([`INDEX_PATH`]). A missing or broken index is
+/// logged and means no module is loaded; a mismatch with the running kernel is a warning.
+pub fn read_index() -> Option<ModuleIndex> {
+    let text = match std::fs::read_to_string(INDEX_PATH) {
+        Ok(text) => text,
+        Err(e) => {
+            crate::warn!("modules: no index at {INDEX_PATH}: {e}; loading none");
+            return None;
+        }
+    };
+    let index = match ModuleIndex::parse(&text) {
+        Ok(index) => index,
+        Err(e) => {
+            crate::error!("modules: {INDEX_PATH}: {}", crate::error_chain(&e));
+            return None;
+        }
+    };
+    if let Ok(uname) = nix::sys::utsname::uname() {
+        let running = uname.release().to_string_lossy();
+        if running != index.kernel_release.as_str() {
+            crate::warn!(
+                "modules: index is for kernel {}, running {running}",
+                index.kernel_release
+            );
+        }
+    }
+    Some(index)
+}
+
 /// Logs one load event in the contract's words.
 pub fn log_event(event: &LoadEvent) {
     match event {

@@ -13,8 +13,6 @@ use modindex::ModuleIndex;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use crate::coldplug::events::{self, Quiet, SocketFeed, UeventDevices};
-use crate::coldplug::scan::ScanDevices;
 use crate::config::{self, Cmdline, NodeConfig};
 use crate::input::PowerButtons;
 use crate::modules::{self, Loader, SysKmod};
@@ -106,36 +104,7 @@ pub fn run(cmdline: &Cmdline, signals: &Signals) -> Result<Infallible, InitError
 /// Loads the boot modules and coldplugs device drivers from the index, and starts a thread that
 /// loads the CPU-feature modules (returned, to be joined). Never fatal.
 fn load_modules() -> Option<std::thread::JoinHandle<()>> {
-    let text = match std::fs::read_to_string(modules::INDEX_PATH) {
-        Ok(text) => text,
-        Err(e) => {
-            crate::warn!(
-                "modules: no index at {}: {e}; loading none",
-                modules::INDEX_PATH
-            );
-            return None;
-        }
-    };
-    let index = match ModuleIndex::parse(&text) {
-        Ok(index) => index,
-        Err(e) => {
-            crate::error!(
-                "modules: {}: {}",
-                modules::INDEX_PATH,
-                crate::error_chain(&e)
-            );
-            return None;
-        }
-    };
-    if let Ok(uname) = nix::sys::utsname::uname() {
-        let running = uname.release().to_string_lossy();
-        if running != index.kernel_release.as_str() {
-            crate::warn!(
-                "modules: index is for kernel {}, running {running}",
-                index.kernel_release
-            );
-        }
-    }
+    let index = modules::read_index()?;
     let index = std::sync::Arc::new(index);
     let cpu_index = index.clone();
     let cpu_thread = std::thread::Builder::new()
@@ -151,35 +120,7 @@ fn load_modules() -> Option<std::thread::JoinHandle<()>> {
     };
     let start = Instant::now();
     let mut loader = Loader::new();
-    let report = match SocketFeed::open() {
-        Ok(feed) => {
-            let mut devices = UeventDevices::new(feed, Quiet::new(events::QUIET, events::LIMIT));
-            let report = coldplug::run(
-                &index,
-                &mut loader,
-                &mut SysKmod,
-                &mut devices,
-                modules::log_event,
-            );
-            // No netlink socket outlives coldplug.
-            devices.close();
-            report
-        }
-        Err(e) => {
-            crate::warn!(
-                "coldplug: {}; walking /sys after each round instead",
-                crate::error_chain(&e)
-            );
-            let mut devices = ScanDevices::new();
-            coldplug::run(
-                &index,
-                &mut loader,
-                &mut SysKmod,
-                &mut devices,
-                modules::log_event,
-            )
-        }
-    };
+    let report = coldplug::run_system(&index, &mut loader, true);
     if report.unfinished {
         crate::warn!(
             "coldplug: devices still appearing after {} rounds; stopped",

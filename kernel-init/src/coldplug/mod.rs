@@ -17,7 +17,7 @@ pub mod scan;
 use modindex::ModuleIndex;
 
 pub use self::scan::{scan_system, split_cpu, CPU_MODALIAS};
-use crate::modules::{Kmod, LoadEvent, Loader};
+use crate::modules::{self, Kmod, LoadEvent, Loader, SysKmod};
 
 /// Most load rounds (one per batch of new devices), so a source that never settles cannot
 /// keep coldplug going forever.
@@ -110,6 +110,49 @@ pub fn run(
                 return report;
             }
         };
+    }
+}
+
+/// Coldplugs the running system: with `listen`, new devices are taken from kernel uevents
+/// (the socket is closed before this returns); without it, or if the socket cannot be opened,
+/// `/sys` is walked again after each round. Loads through finit_module and logs every event.
+pub fn run_system(index: &ModuleIndex, loader: &mut Loader, listen: bool) -> Report {
+    let feed = if listen {
+        match events::SocketFeed::open() {
+            Ok(feed) => Some(feed),
+            Err(e) => {
+                crate::warn!(
+                    "coldplug: {}; walking /sys after each round instead",
+                    crate::error_chain(&e)
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    match feed {
+        Some(feed) => {
+            let quiet = events::Quiet::new(events::QUIET, events::LIMIT);
+            let mut devices = events::UeventDevices::new(feed, quiet);
+            let report = run(
+                index,
+                loader,
+                &mut SysKmod,
+                &mut devices,
+                modules::log_event,
+            );
+            // No netlink socket outlives coldplug.
+            devices.close();
+            report
+        }
+        None => run(
+            index,
+            loader,
+            &mut SysKmod,
+            &mut scan::ScanDevices::new(),
+            modules::log_event,
+        ),
     }
 }
 
