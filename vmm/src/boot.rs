@@ -14,6 +14,7 @@ use linux_loader::loader::bootparam::setup_header;
 use linux_loader::loader::{load_cmdline, BzImage, Elf, KernelLoader};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
+use crate::arch::x86_64::acpi::AcpiTables;
 use crate::arch::x86_64::boot_params::{self, ZeroPage, XLF_KERNEL_64};
 use crate::arch::x86_64::layout::{CMDLINE_MAX_SIZE, CMDLINE_START, HIMEM_START, ZERO_PAGE_START};
 use crate::arch::x86_64::regs;
@@ -59,6 +60,9 @@ pub enum Error {
     /// Writing the zero page failed.
     #[error("write the zero page into guest memory")]
     WriteZeroPage(#[source] vm_memory::GuestMemoryError),
+    /// Writing the ACPI tables failed.
+    #[error("write the ACPI tables into guest memory")]
+    WriteAcpi(#[source] vm_memory::GuestMemoryError),
     /// Writing GDT/IDT/page tables failed.
     #[error("write boot tables")]
     Tables(#[source] regs::Error),
@@ -88,6 +92,8 @@ pub struct BootConfig<'a> {
     pub initrd: Option<&'a Path>,
     /// Kernel command line.
     pub cmdline: &'a str,
+    /// ACPI tables to place (their RSDP goes into the zero page).
+    pub acpi: Option<&'a AcpiTables>,
 }
 
 /// Where the boot vCPU starts.
@@ -180,11 +186,16 @@ pub fn load_linux(
         cmdline_len,
         initrd,
         e820: &e820,
+        acpi_rsdp_addr: cfg.acpi.map(|t| t.rsdp_addr),
     })
     .map_err(Error::ZeroPage)?;
     mem.write_obj(zero_page, GuestAddress(ZERO_PAGE_START))
         .map_err(Error::WriteZeroPage)?;
     regs::write_boot_tables(mem).map_err(Error::Tables)?;
+    for (addr, bytes) in cfg.acpi.iter().flat_map(|t| t.blobs.iter()) {
+        mem.write_slice(bytes, GuestAddress(*addr))
+            .map_err(Error::WriteAcpi)?;
+    }
 
     Ok(EntryPoint {
         entry: kernel.entry,
@@ -248,6 +259,7 @@ mod tests {
                 kernel,
                 initrd: Some(&initrd),
                 cmdline: "console=ttyS0 panic=-1",
+                acpi: None,
             },
         )
         .unwrap();
@@ -295,6 +307,7 @@ mod tests {
                     kernel: path,
                     initrd: None,
                     cmdline: "",
+                    acpi: None,
                 },
             )
             .unwrap_err();

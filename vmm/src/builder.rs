@@ -17,10 +17,16 @@ use std::time::{Duration, Instant};
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::Killable;
 
+use crate::arch::x86_64::acpi::{self, AcpiConfig, VirtioMmioSlot};
+use crate::arch::x86_64::layout::{VIRTIO_GSI_BASE, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SIZE};
 use crate::boot::{self, BootConfig};
+use crate::seccomp;
 use crate::config::{SerialOutput, VmConfig};
 use crate::devices::bus::{self, Bus};
-use crate::devices::power::{SleepControl, I8042, I8042_BASE, I8042_LEN, SLEEP_CONTROL_PORT};
+use crate::devices::power::{
+    ExitCodeRegister, SleepControl, EXIT_CODE_PORT, I8042, I8042_BASE, I8042_LEN,
+    SLEEP_CONTROL_PORT,
+};
 use crate::devices::serial::{EventFdTrigger, SerialDevice, COM1_BASE, COM1_IRQ, COM1_LEN};
 use crate::exit::{CrashReason, GuestExit};
 use crate::vstate::vcpu::{self, Shared, Vcpu, VcpuEvent};
@@ -58,6 +64,12 @@ pub enum Error {
     /// A vCPU thread could not be started.
     #[error("spawn vCPU thread")]
     SpawnVcpu(#[source] std::io::Error),
+    /// The ACPI tables could not be built.
+    #[error("build the ACPI tables")]
+    Acpi(#[source] acpi::Error),
+    /// The seccomp filter could not be installed.
+    #[error("seccomp")]
+    Seccomp(#[source] seccomp::Error),
     /// Every vCPU thread ended without reporting.
     #[error("all vCPU threads ended without reporting how the guest ended")]
     VcpusGone,
@@ -74,9 +86,37 @@ impl Error {
     }
 }
 
+/// How a VM run ended: the guest's exit and the workload exit code its init reported, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmOutcome {
+    /// How the guest ended.
+    pub exit: GuestExit,
+    /// The byte the guest wrote to the exit-code port before ending, if any.
+    pub guest_code: Option<u8>,
+}
+
+/// The virtio-mmio windows and interrupt pins for `n` devices (checked against the pin count by
+/// `config`).
+pub fn virtio_slots(n: usize) -> Vec<VirtioMmioSlot> {
+    (0u32..)
+        .zip(0..n)
+        .map(|(i, _)| VirtioMmioSlot {
+            base: VIRTIO_MMIO_BASE + u64::from(i) * VIRTIO_MMIO_SIZE,
+            len: u32::try_from(VIRTIO_MMIO_SIZE).unwrap_or(u32::MAX),
+            gsi: VIRTIO_GSI_BASE + i,
+        })
+        .collect()
+}
+
 /// Runs the VM described by `cfg` until the guest ends.
-pub fn run_vm(cfg: &VmConfig) -> Result<GuestExit, Error> {
+pub fn run_vm(cfg: &VmConfig) -> Result<VmOutcome, Error> {
     let mem = memory::create_guest_memory(cfg.memory_bytes).map_err(Error::Memory)?;
+    let slots = virtio_slots(cfg.disks.len() + usize::from(cfg.net));
+    let acpi = acpi::build(&AcpiConfig {
+        vcpus: cfg.vcpus,
+        virtio: &slots,
+    })
+    .map_err(Error::Acpi)?;
     // Kernel first: bad input is reported before /dev/kvm is touched.
     let entry = boot::load_linux(
         &mem,
@@ -85,6 +125,7 @@ pub fn run_vm(cfg: &VmConfig) -> Result<GuestExit, Error> {
             kernel: &cfg.kernel,
             initrd: cfg.initrd.as_deref(),
             cmdline: &cfg.cmdline,
+            acpi: Some(&acpi),
         },
     )
     .map_err(Error::Boot)?;
@@ -118,6 +159,9 @@ pub fn run_vm(cfg: &VmConfig) -> Result<GuestExit, Error> {
         .map_err(Error::Bus)?;
     pio.insert(SLEEP_CONTROL_PORT, 1, Arc::new(Mutex::new(SleepControl)))
         .map_err(Error::Bus)?;
+    let exit_code = ExitCodeRegister::new();
+    pio.insert(EXIT_CODE_PORT, 1, Arc::new(Mutex::new(exit_code.clone())))
+        .map_err(Error::Bus)?;
     // No MMIO devices yet (virtio-mmio comes next): every MMIO access is logged as unhandled.
     let mmio = Bus::new();
 
@@ -136,6 +180,8 @@ pub fn run_vm(cfg: &VmConfig) -> Result<GuestExit, Error> {
     }
 
     vcpu::install_kick_handler().map_err(Error::Vcpu)?;
+    // Everything is open and mapped: from here on, every thread runs under the allow-list.
+    seccomp::install(cfg.seccomp).map_err(Error::Seccomp)?;
     let shared = Arc::new(Shared::new(cfg.vcpus));
     let (tx, rx) = mpsc::channel();
     let mut threads = Vec::with_capacity(vcpus.len());
@@ -174,7 +220,10 @@ pub fn run_vm(cfg: &VmConfig) -> Result<GuestExit, Error> {
     // `mem` outlives the VM's use of it: the vCPU threads have returned (or are stopped) here.
     drop(vm);
     drop(mem);
-    result
+    result.map(|exit| VmOutcome {
+        exit,
+        guest_code: exit_code.code(),
+    })
 }
 
 fn wait_for_exit(

@@ -5,9 +5,11 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-/// Kernel command line used when none is given: console on COM1, reboot through the i8042 (no
-/// ACPI yet), and a panicking kernel reboots at once instead of spinning.
-pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1";
+/// Kernel command line used when none is given: console on COM1, and a panicking kernel reboots
+/// at once instead of spinning (the VMM reports the reboot).
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 panic=-1";
+/// Most virtio devices (disks plus the network): one IOAPIC pin each, from GSI 5 to 23.
+pub const MAX_VIRTIO_DEVICES: usize = 19;
 /// Smallest guest memory accepted.
 pub const MIN_MEMORY_MIB: u64 = 16;
 /// Most vCPUs accepted (APIC ids fit a byte, and CPUID leaf 1 counts in a byte).
@@ -36,9 +38,20 @@ pub struct Cli {
     /// Number of vCPUs.
     #[arg(long, default_value_t = 1)]
     pub vcpus: u32,
+    /// A raw disk image, as a virtio block device: `PATH` or `PATH,ro`. Repeatable; the guest
+    /// sees them in this order (/dev/vda, /dev/vdb, ...).
+    #[arg(long = "disk", value_name = "PATH[,ro]")]
+    pub disks: Vec<String>,
+    /// A virtio network device on the VMM's user-mode network: the guest is 10.200.0.2/24,
+    /// gateway and DNS 10.200.0.1; outbound TCP and DNS only, nothing can connect in.
+    #[arg(long)]
+    pub net: bool,
     /// Where the guest console goes: a file path, or "stdout".
     #[arg(long, default_value = "stdout")]
     pub serial: String,
+    /// What a system call outside the VMM's seccomp allow-list does: kill (default), log, off.
+    #[arg(long, value_enum, default_value = "kill")]
+    pub seccomp: crate::seccomp::SeccompMode,
     /// Log level of the VMM's own messages on stderr (error, warn, info, debug).
     #[arg(long, default_value = "warn")]
     pub log_level: log::LevelFilter,
@@ -51,6 +64,34 @@ pub enum SerialOutput {
     Stdout,
     /// A file, created or truncated.
     File(PathBuf),
+}
+
+/// One virtio block device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskConfig {
+    /// Raw image file.
+    pub path: PathBuf,
+    /// Read-only: the guest is told (VIRTIO_BLK_F_RO) and writes fail.
+    pub read_only: bool,
+}
+
+impl DiskConfig {
+    /// Parses `PATH` or `PATH,ro` (`PATH,rw` is accepted too).
+    pub fn parse(arg: &str) -> Result<Self, Error> {
+        let (path, read_only) = match arg.rsplit_once(',') {
+            Some((p, "ro")) => (p, true),
+            Some((p, "rw")) => (p, false),
+            Some((_, opt)) => return Err(Error::DiskOption(arg.to_owned(), opt.to_owned())),
+            None => (arg, false),
+        };
+        if path.is_empty() {
+            return Err(Error::DiskPath(arg.to_owned()));
+        }
+        Ok(DiskConfig {
+            path: PathBuf::from(path),
+            read_only,
+        })
+    }
 }
 
 /// A validated VM configuration.
@@ -68,6 +109,12 @@ pub struct VmConfig {
     pub vcpus: u8,
     /// Console output.
     pub serial: SerialOutput,
+    /// Virtio block devices, in guest order.
+    pub disks: Vec<DiskConfig>,
+    /// Whether the guest has the user-mode network.
+    pub net: bool,
+    /// Seccomp filter mode.
+    pub seccomp: crate::seccomp::SeccompMode,
 }
 
 /// Invalid configuration.
@@ -79,6 +126,15 @@ pub enum Error {
     /// Memory below the minimum.
     #[error("--memory-mib {0}: must be at least {MIN_MEMORY_MIB}")]
     MemoryTooSmall(u64),
+    /// A `--disk` option other than `ro` or `rw`.
+    #[error("--disk {0}: unknown option {1:?} (expected PATH or PATH,ro)")]
+    DiskOption(String, String),
+    /// A `--disk` without a path.
+    #[error("--disk {0:?}: no path")]
+    DiskPath(String),
+    /// More virtio devices than interrupt pins.
+    #[error("{0} virtio devices (disks and network): at most {MAX_VIRTIO_DEVICES}")]
+    TooManyDevices(usize),
     /// Memory above what the host has.
     #[error("--memory-mib {requested}: the host has only {host} MiB")]
     MemoryExceedsHost {
@@ -107,6 +163,15 @@ impl VmConfig {
                 });
             }
         }
+        let disks = cli
+            .disks
+            .iter()
+            .map(|d| DiskConfig::parse(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let devices = disks.len() + usize::from(cli.net);
+        if devices > MAX_VIRTIO_DEVICES {
+            return Err(Error::TooManyDevices(devices));
+        }
         let serial = match cli.serial.as_str() {
             "stdout" => SerialOutput::Stdout,
             path => SerialOutput::File(PathBuf::from(path)),
@@ -125,6 +190,9 @@ impl VmConfig {
                 })?,
             vcpus,
             serial,
+            disks,
+            net: cli.net,
+            seccomp: cli.seccomp,
         })
     }
 }
@@ -190,6 +258,31 @@ mod tests {
         );
         assert!(check(&["--memory-mib", "8000"], Some(8000)).is_ok());
         assert!(check(&["--memory-mib", &u64::MAX.to_string()], None).is_err());
+    }
+
+    #[test]
+    fn disks_keep_their_order_and_read_only_flag() {
+        let c = VmConfig::from_cli(
+            &cli(&["--disk", "/r.img,ro", "--disk", "/v.img", "--disk", "/w.img,rw", "--net"]),
+            None,
+        )
+        .unwrap();
+        let got: Vec<_> = c.disks.iter().map(|d| (d.path.to_str().unwrap(), d.read_only)).collect();
+        assert_eq!(got, vec![("/r.img", true), ("/v.img", false), ("/w.img", false)]);
+        assert!(c.net);
+        assert_eq!(
+            DiskConfig::parse("/x.img,rx"),
+            Err(Error::DiskOption("/x.img,rx".into(), "rx".into()))
+        );
+        assert_eq!(DiskConfig::parse(",ro"), Err(Error::DiskPath(",ro".into())));
+        let many: Vec<String> = (0..19).flat_map(|i| ["--disk".into(), format!("/d{i}")]).collect();
+        let mut args: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(VmConfig::from_cli(&cli(&args), None).is_ok());
+        args.push("--net");
+        assert_eq!(
+            VmConfig::from_cli(&cli(&args), None),
+            Err(Error::TooManyDevices(20))
+        );
     }
 
     #[test]

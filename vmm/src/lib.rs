@@ -19,8 +19,9 @@ pub mod builder;
 pub mod config;
 pub mod devices;
 pub mod exit;
+pub mod seccomp;
 pub mod vstate;
 
-pub use builder::{run_vm, Error};
+pub use builder::{run_vm, Error, VmOutcome};
 pub use config::{Cli, SerialOutput, VmConfig};
 pub use exit::{CrashReason, GuestExit};

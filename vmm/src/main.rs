@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use vmm::exit::{EXIT_BAD_INPUT, EXIT_VMM_ERROR};
-use vmm::{Cli, GuestExit, VmConfig};
+use vmm::{Cli, VmConfig, VmOutcome};
 
 /// The VMM's own log lines on stderr: `vmm: <level>: <message>`.
 struct StderrLogger;
@@ -32,7 +32,7 @@ enum Failure {
     Vmm(anyhow::Error),
 }
 
-fn run(cli: &Cli) -> Result<GuestExit, Failure> {
+fn run(cli: &Cli) -> Result<VmOutcome, Failure> {
     let cfg = VmConfig::from_cli(cli, vmm::config::host_mem_mib())
         .map_err(|e| Failure::BadInput(e.into()))?;
     vmm::run_vm(&cfg).map_err(|e| {
@@ -50,8 +50,12 @@ fn main() -> ExitCode {
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(cli.log_level);
     match run(&cli) {
-        Ok(exit) => {
+        Ok(VmOutcome { exit, guest_code }) => {
             log::info!("guest {exit}");
+            // A stable line for the node's supervisor (docs/VMM.md), whatever the log level.
+            if let Some(code) = guest_code {
+                eprintln!("vmm: guest exit code={code}");
+            }
             ExitCode::from(exit.exit_code())
         }
         Err(Failure::BadInput(e)) => {

@@ -143,3 +143,75 @@ fn initrd_is_placed_and_described_in_the_zero_page() {
     assert_eq!(run.code, Some(0));
     assert_eq!(run.serial, "initrd says hi\n");
 }
+
+#[test]
+fn acpi_tables_are_found_from_the_zero_page_and_the_exit_code_is_reported() {
+    if !kvm_available() {
+        return;
+    }
+    let vmm = Vmm::new();
+    let run = vmm.run(&vmm.guest("acpi_exit"), &[]);
+    println!("{run:?}");
+    assert_eq!(run.code, Some(0), "poweroff");
+    assert_eq!(run.serial, "RSD PTR NULLOS\nFACP\n");
+    assert!(
+        run.stderr.lines().any(|l| l == "vmm: guest exit code=42"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_guest_that_reports_no_code_gets_no_exit_code_line() {
+    if !kvm_available() {
+        return;
+    }
+    let vmm = Vmm::new();
+    let run = vmm.run(&vmm.guest("hello"), &[]);
+    assert_eq!(run.code, Some(0));
+    assert!(!run.stderr.contains("guest exit code"), "{}", run.stderr);
+}
+
+/// Every thread of a running VMM is under the seccomp filter (mode 2) with no_new_privs.
+#[test]
+fn every_vmm_thread_runs_under_seccomp_with_no_new_privs() {
+    if !kvm_available() {
+        return;
+    }
+    let vmm = Vmm::new();
+    let kernel = vmm.guest("spin");
+    let serial = vmm.dir.path().join("spin.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vmm"))
+        .arg("--kernel")
+        .arg(&kernel)
+        .arg("--serial")
+        .arg(&serial)
+        .args(["--memory-mib", "32", "--vcpus", "2"])
+        .spawn()
+        .expect("spawn vmm");
+    let pid = child.id();
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&serial).unwrap_or_default() != "spinning\n" {
+        assert!(started.elapsed().as_secs() < 20, "guest did not start");
+        assert!(child.try_wait().unwrap().is_none(), "vmm exited early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut threads = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::trim)
+                .unwrap_or("")
+                .to_owned()
+        };
+        assert_eq!(field("Seccomp:"), "2", "{status}");
+        assert_eq!(field("NoNewPrivs:"), "1", "{status}");
+        threads += 1;
+    }
+    assert!(threads >= 3, "main + 2 vCPU threads, saw {threads}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -6,7 +6,13 @@
 //! - **Power-off**: an ACPI sleep control register (hardware-reduced ACPI, FADT
 //!   `SLEEP_CONTROL_REG`) at I/O port [`SLEEP_CONTROL_PORT`], one byte: `SLP_EN` (bit 5) with
 //!   `SLP_TYPx` (bits 2-4) = [`S5_SLP_TYP`] powers off. The FADT and the DSDT's `\_S5` object
-//!   that describe it to Linux come with the ACPI tables; a guest can already write it directly.
+//!   that describe it to Linux are in the ACPI tables (`arch::x86_64::acpi`).
+//! - **Exit code**: NullOS's guest `init` writes the workload's exit status (one byte) to
+//!   [`EXIT_CODE_PORT`] before powering off; the VMM reports it on stderr as
+//!   `vmm: guest exit code=<n>` (see `docs/VMM.md`).
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 
 use crate::devices::bus::BusDevice;
 use crate::exit::GuestExit;
@@ -62,6 +68,42 @@ impl BusDevice for SleepControl {
     }
 }
 
+/// I/O port where the guest reports its workload's exit code (next to the sleep control port).
+pub const EXIT_CODE_PORT: u64 = 0x3c1;
+
+/// The last exit code the guest reported, -1 for none.
+#[derive(Debug, Clone, Default)]
+pub struct ExitCodeRegister {
+    code: Arc<AtomicI32>,
+}
+
+impl ExitCodeRegister {
+    /// A register with no code reported.
+    pub fn new() -> Self {
+        Self {
+            code: Arc::new(AtomicI32::new(-1)),
+        }
+    }
+
+    /// The reported code, if any.
+    pub fn code(&self) -> Option<u8> {
+        u8::try_from(self.code.load(Ordering::Acquire)).ok()
+    }
+}
+
+impl BusDevice for ExitCodeRegister {
+    fn read(&mut self, _offset: u64, data: &mut [u8]) {
+        data.fill(0);
+    }
+
+    fn write(&mut self, _offset: u64, data: &[u8]) -> Option<GuestExit> {
+        if let Some(&v) = data.first() {
+            self.code.store(i32::from(v), Ordering::Release);
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +117,19 @@ mod tests {
         let mut status = [0xffu8];
         k.read(4, &mut status);
         assert_eq!(status, [0]);
+    }
+
+    #[test]
+    fn exit_code_register_keeps_the_last_byte_written() {
+        let reg = ExitCodeRegister::new();
+        let mut dev = reg.clone();
+        assert_eq!(reg.code(), None);
+        assert_eq!(dev.write(0, &[3]), None, "reporting a code does not end the VM");
+        assert_eq!(reg.code(), Some(3));
+        dev.write(0, &[255, 1]);
+        assert_eq!(reg.code(), Some(255));
+        dev.write(0, &[]);
+        assert_eq!(reg.code(), Some(255));
     }
 
     #[test]

@@ -125,6 +125,8 @@ pub struct ZeroPage<'a> {
     pub initrd: Option<(u64, u64)>,
     /// The memory map.
     pub e820: &'a [E820Entry],
+    /// Where the ACPI RSDP is (boot protocol 2.14's `acpi_rsdp_addr`), if there are tables.
+    pub acpi_rsdp_addr: Option<u64>,
 }
 
 /// Builds the zero page.
@@ -142,6 +144,9 @@ pub fn build_zero_page(input: &ZeroPage<'_>) -> Result<boot_params, Error> {
     if let Some((addr, size)) = input.initrd {
         params.hdr.ramdisk_image = low_u32(addr)?;
         params.hdr.ramdisk_size = low_u32(size)?;
+    }
+    if let Some(rsdp) = input.acpi_rsdp_addr {
+        params.acpi_rsdp_addr = rsdp;
     }
     if input.e820.len() > E820_MAX_ENTRIES {
         return Err(Error::TooManyE820Entries(input.e820.len()));
@@ -220,6 +225,7 @@ mod tests {
             cmdline_len: 17,
             initrd: Some((0x0f00_0000, 0x1000)),
             e820: &e820,
+            acpi_rsdp_addr: None,
         })
         .unwrap();
         let h = p.hdr;
@@ -251,6 +257,7 @@ mod tests {
             cmdline_len: 0,
             initrd: None,
             e820: &[],
+            acpi_rsdp_addr: None,
         })
         .unwrap();
         assert_eq!({ p.hdr.kernel_alignment }, KERNEL_MIN_ALIGNMENT_BYTES);
@@ -265,6 +272,7 @@ mod tests {
             cmdline_len: 0,
             initrd: None,
             e820: &[],
+            acpi_rsdp_addr: None,
         };
         assert_eq!(
             build_zero_page(&input).unwrap_err(),
@@ -274,6 +282,7 @@ mod tests {
         let input = ZeroPage {
             cmdline_addr: 0,
             e820: &many,
+            acpi_rsdp_addr: None,
             ..input
         };
         assert_eq!(

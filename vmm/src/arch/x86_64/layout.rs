@@ -43,3 +43,20 @@ pub const MMIO_GAP_END: u64 = 1 << 32;
 pub const KVM_TSS_ADDRESS: u64 = 0xfffb_d000;
 /// KVM's identity-map page for real-mode emulation on Intel (just below the TSS).
 pub const KVM_IDENTITY_MAP_ADDRESS: u64 = 0xfffb_c000;
+/// ACPI tables (RSDP first): in the BIOS area below 1 MiB, which is not RAM in the e820 map and
+/// where Linux also scans for the RSDP.
+pub const ACPI_START: u64 = 0xe_0000;
+/// End of the ACPI table region.
+pub const ACPI_END: u64 = HIMEM_START;
+/// Local APIC base (the architectural default).
+pub const LAPIC_ADDRESS: u32 = 0xfee0_0000;
+/// The in-kernel IOAPIC's base.
+pub const IOAPIC_ADDRESS: u32 = 0xfec0_0000;
+/// First virtio-mmio register window; device `i` is at `VIRTIO_MMIO_BASE + i * VIRTIO_MMIO_SIZE`.
+pub const VIRTIO_MMIO_BASE: u64 = 0xd000_0000;
+/// Size of one virtio-mmio window.
+pub const VIRTIO_MMIO_SIZE: u64 = 0x1000;
+/// GSI (IOAPIC pin) of the first virtio-mmio device; device `i` uses `VIRTIO_GSI_BASE + i`.
+pub const VIRTIO_GSI_BASE: u32 = 5;
+/// Highest IOAPIC pin (KVM's IOAPIC has 24).
+pub const MAX_GSI: u32 = 23;

@@ -1,6 +1,7 @@
 //! x86_64 specifics: the guest memory map, boot-time CPU state (registers, GDT, page tables,
 //! CPUID, MSRs, local APIC) and the Linux zero page.
 
+pub mod acpi;
 pub mod boot_params;
 pub mod cpuid;
 pub mod gdt;
