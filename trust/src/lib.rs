@@ -12,6 +12,7 @@
 //!   `domain tag ‖ BLAKE3(body)`; [`SignedDocument::verify`] checks them against a policy.
 //! - [`policy`] — [`SignerPolicy`] — weighted members, required members, threshold.
 //! - [`release`] — [`ReleaseManifest`] and [`verify_release`], the one call stage 0 makes.
+//! - [`workload`] — [`WorkloadManifest`] and [`verify_workload`], the node's check of a workload.
 //! - [`version`] — [`check_rollback`].
 //!
 //! The byte and text formats are specified in the module docs and in `docs/TRUST-FORMATS.md`.
@@ -53,6 +54,7 @@ pub mod limits;
 pub mod policy;
 pub mod release;
 pub mod version;
+pub mod workload;
 
 pub use digest::{Digest, Hasher, ParseError};
 pub use document::{
@@ -66,3 +68,4 @@ pub use release::{
     verify_release, ArtifactMismatch, ArtifactRef, BuildInputs, ReleaseError, ReleaseManifest,
 };
 pub use version::{check_rollback, RollbackError};
+pub use workload::{verify_workload, RestartPolicy, VolumeSpec, WorkloadError, WorkloadManifest};

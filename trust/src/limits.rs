@@ -41,6 +41,19 @@ pub const MAX_RELEASE_MANIFEST_BYTES: usize = 4 * 1024;
 pub const MAX_LABEL_BYTES: usize = 64;
 /// Longest build-input string in a manifest (package name, kernel version), in bytes.
 pub const MAX_BUILD_STRING_BYTES: usize = 128;
+/// Largest encoded workload manifest (the body of a signed workload document), in bytes: the
+/// whole document body cap, which also bounds the sum of the per-field caps below.
+pub const MAX_WORKLOAD_MANIFEST_BYTES: usize = MAX_BODY_BYTES;
+/// Longest workload or volume name, in bytes (`[a-z0-9-]`).
+pub const MAX_WORKLOAD_NAME_BYTES: usize = 32;
+/// Most arguments in a workload's entrypoint (argv).
+pub const MAX_WORKLOAD_ARGS: usize = 64;
+/// Most environment variables of a workload.
+pub const MAX_WORKLOAD_ENV: usize = 256;
+/// Longest single string in a workload manifest (argument, env key or value, path), in bytes.
+pub const MAX_WORKLOAD_STRING_BYTES: usize = 4096;
+/// Most volumes of a workload.
+pub const MAX_WORKLOAD_VOLUMES: usize = 8;
 
 /// Why untrusted bytes could not be decoded. Offsets count from the first byte of the input.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

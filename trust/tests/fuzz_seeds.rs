@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 
 use trust::{
-    ArtifactRef, BuildInputs, DocumentKind, PolicyMember, ReleaseManifest, SecretKey,
-    SignedDocument, SignerPolicy,
+    ArtifactRef, BuildInputs, DocumentKind, PolicyMember, ReleaseManifest, RestartPolicy,
+    SecretKey, SignedDocument, SignerPolicy, VolumeSpec, WorkloadManifest,
 };
 
 /// (target, file name, bytes). Documents are signed with seed [1; 32], the key the fuzz
@@ -58,7 +58,31 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         ],
     };
     let single = SignerPolicy::single(key(1).public());
+    let hello = WorkloadManifest {
+        format: WorkloadManifest::FORMAT,
+        name: "hello".into(),
+        version: 1,
+        root: ArtifactRef::of(b"root.img"),
+        kernel: None,
+        initrd: Some(ArtifactRef::of(b"initrd")),
+        entrypoint: vec!["/bin/hello".into(), "--once".into()],
+        env: vec![("GREETING".into(), "hi".into())],
+        workdir: "/".into(),
+        vcpus: 1,
+        memory_mib: 128,
+        volumes: vec![VolumeSpec {
+            name: "data".into(),
+            mount: "/data".into(),
+            size_mib: 16,
+        }],
+        network: true,
+        restart: RestartPolicy::OnFailure,
+    };
+    let mut hello_file = hello.to_document();
+    hello_file.sign(&key(1)).expect("sign");
     vec![
+        ("workload_manifest", "seed-1", hello_file.encode()),
+        ("workload_manifest", "seed-body", hello.encode()),
         ("signed_document_decode", "seed-release", release.encode()),
         (
             "signed_document_decode",
