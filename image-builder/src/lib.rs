@@ -19,6 +19,7 @@
 //! - [`keys`]: key and trust files on disk.
 //! - [`inspect`]: human-readable listings.
 //! - [`build`]: the whole pipeline.
+//! - [`workload`]: signed workload images (`root.img` squashfs + `workload.manifest`).
 
 pub mod build;
 pub mod compress;
@@ -33,3 +34,4 @@ pub mod pxe;
 pub mod release;
 pub mod stage0;
 pub mod usb;
+pub mod workload;

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use image_builder::build::{self, Progress};
-use image_builder::{config::BuildConfig, inspect, keys, release};
+use image_builder::{config::BuildConfig, inspect, keys, release, workload};
 
 #[derive(Parser)]
 #[command(
@@ -58,6 +58,18 @@ enum Command {
         #[arg(long)]
         trust: PathBuf,
     },
+    /// Build the workload in <dir> (workload.toml, rootfs/) into <out>: root.img (squashfs) and
+    /// workload.manifest (signed by every --key).
+    Workload {
+        /// Workload source folder holding workload.toml.
+        dir: PathBuf,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Secret key file to sign with (repeat for co-signers).
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+    },
     /// Show what a release folder, release.manifest, initramfs or usb.img contains (does not verify).
     Inspect {
         /// Folder or file.
@@ -72,7 +84,10 @@ fn main() -> ExitCode {
         Err(err) => {
             let chain: Vec<String> = err.chain().map(|e| e.to_string()).collect();
             eprintln!("image-builder: error: {}", chain.join(": "));
-            ExitCode::from(1)
+            let bad_input = err
+                .downcast_ref::<workload::WorkloadError>()
+                .is_some_and(workload::WorkloadError::is_bad_input);
+            ExitCode::from(if bad_input { 2 } else { 1 })
         }
     }
 }
@@ -135,6 +150,32 @@ fn run(cli: Cli) -> Result<()> {
             }
             for p in &verified.checked {
                 println!("  ok {}", p.display());
+            }
+        }
+        Command::Workload {
+            dir,
+            out,
+            keys: key_files,
+        } => {
+            let keys = key_files
+                .iter()
+                .map(|k| keys::load_secret(k))
+                .collect::<Result<Vec<_>, _>>()?;
+            let built = workload::build(&dir, &out, &keys, source_date_epoch()?)?;
+            let m = &built.manifest;
+            println!(
+                "built workload {} version {} ({} vcpu, {} MiB, {} volume(s), network {})",
+                m.name,
+                m.version,
+                m.vcpus,
+                m.memory_mib,
+                m.volumes.len(),
+                if m.network { "on" } else { "off" }
+            );
+            println!("wrote {} ({})", built.root_path.display(), m.root);
+            println!("wrote {}", built.manifest_path.display());
+            for s in &built.signers {
+                println!("  signed by {s}");
             }
         }
         Command::Inspect { path } => print!("{}", inspect::describe(&path)?),
