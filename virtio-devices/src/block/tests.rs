@@ -1,3 +1,6 @@
+// Test fixtures cast small, known constants and indices.
+#![allow(clippy::cast_possible_truncation)]
+
 use std::io::{Read, Seek, SeekFrom, Write};
 
 use tempfile::NamedTempFile;
