@@ -15,6 +15,8 @@
 //! - [`ready`]: the `nullos: ready` line.
 //! - [`signals`], [`input`], [`power`]: signalfd and reaping, the power button, power-off.
 //! - [`node`]: the node role's boot sequence and main loop.
+//! - [`workloads`]: verified micro-VM workloads: data disk, volumes, guest initramfs, `vmm`
+//!   supervision.
 //!
 //! Syscalls go through `nix` rather than `rustix`: PID 1 needs signalfd, `kill(-1)`,
 //! `finit_module`, `reboot(RB_DISABLE_CAD)` and `SO_BINDTODEVICE`, which nix wraps and rustix
@@ -34,6 +36,7 @@ pub mod ready;
 pub mod signals;
 pub mod sockets;
 pub mod uevent;
+pub mod workloads;
 
 use std::convert::Infallible;
 use std::error::Error;

@@ -98,6 +98,8 @@ pub fn run(cmdline: &Cmdline, signals: &Signals) -> Result<Infallible, InitError
         listening,
     };
     crate::log::interface_line(&ready.to_string());
+    // Workloads verify, set up and run on threads of their own; the main loop reaps for them.
+    crate::workloads::start();
     main_loop(signals, buttons)
 }
 
