@@ -2,6 +2,7 @@
 #
 #   make deps                 host packages (qemu, iPXE ROMs, OVMF, zstd) via apt-get
 #   make image [PROFILE=dev]  build/$(PROFILE)/: kernel, initrd, cmdline, release.manifest, pxe/
+#   make workloads            build/workloads/<name>/: the example workloads, signed with the dev key
 #   make run                  boot build/dev in QEMU, console on this terminal (RUN_ARGS=--pxe for PXE)
 #   make test                 unit, property and full-system tests (real kernels in real QEMU)
 #   make bench                benchmarks, printed as ratios against their baselines
@@ -28,7 +29,7 @@ KERNEL_PACKAGE_cloud := linux-image-cloud-amd64
 KERNEL_PACKAGE_metal := linux-image-amd64
 
 
-.PHONY: all deps kernel init boot baseline-init tools keys image run test bench fmt clippy fuzz-check clean
+.PHONY: all deps kernel init boot baseline-init tools keys workloads image run test bench fmt clippy fuzz-check clean
 
 all: image
 
@@ -68,6 +69,12 @@ $(DEV_KEY): | tools
 	$(BUILDER) keygen --out $(DEV_KEY) --comment "NullOS development key (not for production)"
 
 keys: $(DEV_KEY)
+
+# The example workloads, each built into build/workloads/<name>/ (root.img + the signed
+# workload.manifest). Their programs are static: a workload image has no libc unless it brings one.
+workloads: tools keys
+	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) -p hello
+	$(BUILDER) workload examples/hello --out build/workloads/hello --key $(DEV_KEY)
 
 image: kernel init boot tools keys
 	$(BUILDER) build profiles/$(PROFILE).toml --out build/$(PROFILE)
