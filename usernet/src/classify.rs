@@ -5,7 +5,7 @@
 //! network offers: ARP for the gateway, ICMP to the gateway, TCP anywhere (then refused or
 //! proxied), UDP to the gateway's DNS port. Everything else is dropped here.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol,
@@ -63,9 +63,7 @@ fn classify_arp(payload: &[u8], cfg: &UserNetConfig) -> Verdict {
             source_protocol_addr,
             target_protocol_addr,
             ..
-        }) if Ipv4Addr::from(target_protocol_addr) == cfg.gateway_ip
-            && Ipv4Addr::from(source_protocol_addr) == cfg.guest_ip =>
-        {
+        }) if target_protocol_addr == cfg.gateway_ip && source_protocol_addr == cfg.guest_ip => {
             Verdict::Ingest
         }
         _ => Verdict::Drop("arp not between the guest and the gateway"),
@@ -76,8 +74,8 @@ fn classify_ipv4(payload: &[u8], cfg: &UserNetConfig) -> Verdict {
     let Ok(ip) = Ipv4Packet::new_checked(payload) else {
         return Verdict::Drop("malformed ipv4 header");
     };
-    let src = Ipv4Addr::from(ip.src_addr());
-    let dst = Ipv4Addr::from(ip.dst_addr());
+    let src = ip.src_addr();
+    let dst = ip.dst_addr();
     if src != cfg.guest_ip {
         return Verdict::Drop("ipv4 source is not the guest");
     }
@@ -147,6 +145,7 @@ mod tests {
     use smoltcp::wire::{
         EthernetRepr, IpAddress, Ipv4Repr, TcpControl, TcpRepr, TcpSeqNumber, UdpRepr,
     };
+    use std::net::Ipv4Addr;
 
     const GUEST_MAC: EthernetAddress = EthernetAddress(crate::config::GUEST_MAC);
 

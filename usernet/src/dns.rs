@@ -119,31 +119,31 @@ impl Dns {
                 fd.revents = libc::POLLIN;
             }
         }
-        let mut i = 0;
-        let mut keep = Vec::with_capacity(self.queries.len());
-        for query in self.queries.drain(..) {
-            let ready = self.scratch.get(i).is_some_and(|fd| fd.revents != 0);
-            i += 1;
-            if ready {
-                match query.host.recv(&mut self.reply) {
-                    Ok(n) if n > MAX_REPLY => {
-                        log::debug!("usernet: dns answer larger than {MAX_REPLY} bytes dropped");
-                    }
-                    Ok(n) => {
-                        if let Err(e) = sock.send_slice(&self.reply[..n], query.guest) {
-                            log::debug!("usernet: dns answer to {}: {e}", query.guest);
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => keep.push(query),
-                    Err(e) => log::debug!("usernet: dns answer: {e}"),
+        // `queries` is unchanged since the fds were collected: same order.
+        let mut ready = self.scratch.iter().map(|fd| fd.revents != 0);
+        let reply = &mut self.reply;
+        self.queries.retain(|query| {
+            if !ready.next().unwrap_or(false) {
+                if now < query.deadline {
+                    return true;
                 }
-            } else if now < query.deadline {
-                keep.push(query);
-            } else {
                 log::debug!("usernet: dns query from {} timed out", query.guest);
+                return false;
             }
-        }
-        self.queries = keep;
+            match query.host.recv(reply) {
+                Ok(n) if n > MAX_REPLY => {
+                    log::debug!("usernet: dns answer larger than {MAX_REPLY} bytes dropped");
+                }
+                Ok(n) => {
+                    if let Err(e) = sock.send_slice(&reply[..n], query.guest) {
+                        log::debug!("usernet: dns answer to {}: {e}", query.guest);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) => log::debug!("usernet: dns answer: {e}"),
+            }
+            false
+        });
     }
 
     /// The resolver sockets; every one waits for its answer.
