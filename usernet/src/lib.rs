@@ -234,3 +234,38 @@ impl UserNet {
         Instant::from_micros(micros)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernet_moves_to_the_network_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<UserNet>();
+    }
+
+    #[test]
+    fn bad_config_is_an_error() {
+        let cfg = UserNetConfig {
+            tcp_buffer_size: 0,
+            ..UserNetConfig::default()
+        };
+        assert!(matches!(
+            UserNet::new(cfg),
+            Err(Error::ValidateConfig(ConfigError::Zero("tcp_buffer_size")))
+        ));
+    }
+
+    #[test]
+    fn idle_gateway_has_no_fds_and_no_timer() {
+        let mut net = UserNet::new(UserNetConfig::default()).unwrap();
+        net.poll();
+        let mut fds = Vec::new();
+        net.poll_fds(&mut fds);
+        assert!(fds.is_empty());
+        assert_eq!(net.poll_timeout(), None);
+        assert!(!net.has_guest_frames());
+        assert_eq!(net.stats(), Stats::default());
+    }
+}

@@ -4,6 +4,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, TcpListener};
+use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -231,16 +232,30 @@ fn flow_limit_refuses_beyond_and_frees_on_close() {
 }
 
 #[test]
-fn syn_to_a_silent_address_times_out_with_rst() {
-    // 192.0.2.0/24 (TEST-NET-1) is not routed: the host connect hangs or fails at once.
+fn connect_that_hangs_times_out_with_rst() {
+    // A listener whose accept queue is full drops SYNs: the host connect hangs.
+    let listener = TcpListener::bind((LOCALHOST, 0)).unwrap();
+    // SAFETY: a live listening fd; listen(2) again only changes the backlog.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    let addr = listener.local_addr().unwrap();
+    let _fill: Vec<_> = (0..3)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
+        })
+        .collect();
     let mut net = Net::new(UserNetConfig {
-        connect_timeout: Duration::from_millis(300),
+        connect_timeout: Duration::from_millis(500),
         ..test_config()
     });
-    let h = net.connect(Ipv4Addr::new(192, 0, 2, 1), 9, 4096);
+    let start = std::time::Instant::now();
+    let h = net.connect(LOCALHOST, addr.port(), 4096);
+    let mut established = false;
     net.run_until(10, "rst after the connect timeout", |n| {
+        established |= n.tcp(h).state() == State::Established;
         n.tcp(h).state() == State::Closed
     });
+    assert!(!established);
+    assert!(start.elapsed() >= Duration::from_millis(500));
     assert_eq!(net.net.stats().tcp_flows, 0);
 }
 
