@@ -15,12 +15,12 @@ pub const NET_HDR_LEN: usize = 12;
 /// Largest frame without offloads: 1500-byte MTU + Ethernet header + one VLAN tag.
 pub const MAX_FRAME_LEN: usize = 1518;
 /// Most descriptors we follow in one chain (the queue size).
-pub const MAX_DESCRIPTORS: usize = super::QUEUE_SIZE as usize;
+pub(crate) const MAX_DESCRIPTORS: usize = super::QUEUE_SIZE as usize;
 
 /// What is wrong with a chain.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
-    /// More than [`MAX_DESCRIPTORS`] descriptors.
+    /// More descriptors than the queue size.
     #[error("descriptor chain longer than {MAX_DESCRIPTORS} descriptors")]
     TooManyDescriptors,
     /// A TX descriptor is write-only or an RX descriptor is read-only.
