@@ -8,12 +8,22 @@ use crate::config::BuildConfig;
 use crate::initrd::InitrdTree;
 use crate::kernel::KernelSource;
 use crate::release::{CMDLINE_FILE, INITRD_FILE, KERNEL_FILE, MANIFEST_FILE};
-use crate::{compress, initrd, keys, modules, pxe, release, stage0, usb};
+use crate::{compress, initrd, keys, modules, pxe, release, stage0, tools, usb};
 
 /// Where the module index goes in the image (read by `init`).
 pub const MODULE_INDEX_PATH: &str = "/lib/modules/nullos.index";
 /// Where the node description goes in the image (read by `init`).
 pub const NODE_CONFIG_PATH: &str = "/etc/nullos/node.toml";
+/// Where the micro-VM monitor goes in the node image.
+pub const VMM_PATH: &str = "/bin/vmm";
+/// Where the workload signer policy goes in the node image (read by `init`).
+pub const WORKLOAD_POLICY_PATH: &str = "/etc/nullos/policy";
+/// Where workloads go in the node image: `<this>/<name>/{workload.manifest,root.img}`.
+pub const WORKLOADS_DIR: &str = "/lib/nullos/workloads";
+/// Where the guests' kernel (the node's own) goes when the image carries workloads.
+pub const GUEST_KERNEL_PATH: &str = "/lib/nullos/guest/vmlinuz";
+/// The files of a built workload folder.
+const WORKLOAD_FILES: [&str; 2] = ["workload.manifest", "root.img"];
 
 /// Why a build failed. Each variant names the step.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +45,25 @@ pub enum BuildError {
         /// What is wrong with it.
         problem: String,
     },
+    /// The vmm binary.
+    #[error("vmm binary {path}: {problem}")]
+    Vmm {
+        /// The binary.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A workload folder.
+    #[error("workload {path}: {problem}")]
+    Workload {
+        /// The folder.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A host tool or one of its libraries.
+    #[error("tools")]
+    Tools(#[from] tools::ToolsError),
     /// An extra file.
     #[error("cannot read extra file {path}")]
     ExtraFile {
@@ -120,6 +149,19 @@ pub fn build(
         .map(|p| keys::load_secret(p))
         .collect::<Result<Vec<_>, _>>()?;
     let init = read_init(&config.init)?;
+    let vmm = match &config.vmm {
+        Some(path) => Some(read_vmm(path)?),
+        None => None,
+    };
+    let workload_policy = match &config.workload_policy {
+        Some(path) => Some(keys::load_trust(path)?),
+        None => None,
+    };
+    let workloads = match &workload_policy {
+        Some(policy) => read_workloads(&config.workloads, policy)?,
+        None => Vec::new(),
+    };
+    let tool_files = tools::resolve(Path::new("/"), &config.tools)?;
     let stub = match &config.usb {
         Some(u) => Some(usb::read_stub(&u.stub)?),
         None => None,
@@ -142,6 +184,34 @@ pub fn build(
             source,
         })?;
         tree.add_file(&file.dest, data, file.mode)?;
+    }
+    if let Some(vmm) = vmm {
+        tree.add_file(VMM_PATH, vmm, 0o755)?;
+    }
+    if let Some(policy) = &workload_policy {
+        tree.add_file(WORKLOAD_POLICY_PATH, policy.to_text().into_bytes(), 0o644)?;
+    }
+    if !workloads.is_empty() {
+        tree.add_file(GUEST_KERNEL_PATH, kernel.bzimage.clone(), 0o644)?;
+    }
+    for workload in workloads {
+        for (file, bytes) in WORKLOAD_FILES
+            .iter()
+            .zip([workload.manifest, workload.root])
+        {
+            tree.add_file(
+                &format!("{WORKLOADS_DIR}/{}/{file}", workload.name),
+                bytes,
+                0o644,
+            )?;
+        }
+    }
+    for tool in tool_files {
+        let data = std::fs::read(&tool.source).map_err(|source| BuildError::ExtraFile {
+            path: tool.source.clone(),
+            source,
+        })?;
+        tree.add_file(&tool.dest, data, tool.mode)?;
     }
     let cpio = tree.to_cpio(mtime)?;
 
@@ -324,6 +394,85 @@ pub(crate) fn read_init(path: &Path) -> Result<Vec<u8>, BuildError> {
         Ok(()) => Ok(bytes),
         Err(why) => Err(problem(why)),
     }
+}
+
+/// Reads the vmm binary: static, like init (the initramfs has no libc for it).
+fn read_vmm(path: &Path) -> Result<Vec<u8>, BuildError> {
+    let problem = |problem: String| BuildError::Vmm {
+        path: path.to_owned(),
+        problem,
+    };
+    let bytes = std::fs::read(path).map_err(|e| {
+        problem(format!(
+            "cannot read it ({e}); build it static: RUSTFLAGS=\"-C target-feature=+crt-static\" \
+             cargo build --release --target x86_64-unknown-linux-gnu -p vmm"
+        ))
+    })?;
+    crate::elf::check_static_executable(&bytes).map_err(problem)?;
+    Ok(bytes)
+}
+
+/// A verified workload, ready for the image.
+#[derive(Debug)]
+struct Workload {
+    name: String,
+    manifest: Vec<u8>,
+    root: Vec<u8>,
+}
+
+/// Reads each built workload folder and refuses any the node would refuse: a manifest the
+/// policy does not accept, a root image that does not match it, two workloads with one name.
+fn read_workloads(
+    dirs: &[PathBuf],
+    policy: &trust::SignerPolicy,
+) -> Result<Vec<Workload>, BuildError> {
+    let mut out: Vec<Workload> = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        let problem = |problem: String| BuildError::Workload {
+            path: dir.clone(),
+            problem,
+        };
+        let read = |file: &str| {
+            std::fs::read(dir.join(file)).map_err(|e| {
+                problem(format!(
+                    "cannot read {file} ({e}); build the folder with `image-builder workload`"
+                ))
+            })
+        };
+        let [manifest_file, root_file] = WORKLOAD_FILES;
+        let manifest = read(manifest_file)?;
+        let verified = trust::verify_workload(&manifest, policy)
+            .map_err(|e| problem(format!("{manifest_file} refused: {}", chain(&e))))?;
+        let root = read(root_file)?;
+        verified
+            .root
+            .check(root_file, &root)
+            .map_err(|e| problem(e.to_string()))?;
+        if out.iter().any(|w| w.name == verified.name) {
+            return Err(problem(format!(
+                "a workload named '{}' is in the image already",
+                verified.name
+            )));
+        }
+        out.push(Workload {
+            name: verified.name,
+            manifest,
+            root,
+        });
+    }
+    Ok(out)
+}
+
+/// An error and its sources on one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
 }
 
 /// Writes through a temporary file and a rename, so an interrupted build never leaves a

@@ -65,6 +65,17 @@ pub struct BuildConfig {
     pub usb: Option<UsbSection>,
     /// The boot image (stage 0), built only when the config has a `[stage0]` section.
     pub stage0: Option<Stage0Section>,
+    /// The static `vmm` binary that becomes `/bin/vmm` (`[vmm] path`).
+    pub vmm: Option<PathBuf>,
+    /// The workload signer policy that becomes `/etc/nullos/policy` (`[workloads] policy`): a
+    /// public key file or a policy file.
+    pub workload_policy: Option<PathBuf>,
+    /// Built workload folders (`[[workload]] path`), each holding `workload.manifest` and
+    /// `root.img`.
+    pub workloads: Vec<PathBuf>,
+    /// Host executables that travel with their loader and libraries (`[tools] binaries`),
+    /// absolute paths on the build machine.
+    pub tools: Vec<String>,
 }
 
 /// `[stage0]`: the boot image that verifies the release before running it.
@@ -161,6 +172,37 @@ struct RawConfig {
     node: RawNode,
     usb: Option<RawUsb>,
     stage0: Option<RawStage0>,
+    vmm: Option<RawVmm>,
+    workloads: Option<RawWorkloads>,
+    #[serde(default, rename = "workload")]
+    workload: Vec<RawWorkload>,
+    #[serde(default)]
+    tools: RawTools,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVmm {
+    path: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkloads {
+    policy: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkload {
+    path: PathBuf,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTools {
+    #[serde(default)]
+    binaries: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -317,6 +359,22 @@ impl BuildConfig {
                 }
             }
         }
+        if !raw.workload.is_empty() {
+            if raw.workloads.is_none() {
+                return invalid(
+                    "[[workload]] needs [workloads] policy: workloads are verified before they go in"
+                        .into(),
+                );
+            }
+            if raw.vmm.is_none() {
+                return invalid(
+                    "[[workload]] needs [vmm] path: the node runs workloads with it".into(),
+                );
+            }
+        }
+        if let Some(tool) = raw.tools.binaries.iter().find(|t| !t.starts_with('/')) {
+            return invalid(format!("tools binary '{tool}' must be an absolute path"));
+        }
         let kernel = base.join(raw.kernel.path);
         let stage0 = raw.stage0.map(|s| Stage0Section {
             kernel: s.kernel.map_or_else(|| kernel.clone(), |k| base.join(k)),
@@ -340,6 +398,14 @@ impl BuildConfig {
             compression,
             signing_keys: raw.signing.keys.into_iter().map(|k| base.join(k)).collect(),
             control: raw.node.control,
+            vmm: raw.vmm.map(|v| base.join(v.path)),
+            workload_policy: raw.workloads.map(|w| base.join(w.policy)),
+            workloads: raw
+                .workload
+                .into_iter()
+                .map(|w| base.join(w.path))
+                .collect(),
+            tools: raw.tools.binaries,
             usb: raw.usb.map(|u| UsbSection {
                 stub: base.join(
                     u.stub
@@ -493,6 +559,33 @@ control = "10.0.2.2:7878"
         );
         let typo = format!("{GOOD}\n[usb]\nstup = \"x\"\n");
         assert!(problem(&typo).contains("stup"), "{}", problem(&typo));
+    }
+
+    #[test]
+    fn workload_sections_resolve_paths_and_need_a_policy_and_a_vmm() {
+        let with = format!(
+            "{GOOD}\n[vmm]\npath = \"vmm\"\n[workloads]\npolicy = \"dev.pub\"\n\
+             [[workload]]\npath = \"w/hello\"\n[[workload]]\npath = \"w/other\"\n\
+             [tools]\nbinaries = [\"/sbin/mke2fs\"]\n"
+        );
+        let c = BuildConfig::parse(&with, Path::new("/cfg")).unwrap_or_else(|_| panic!("parse"));
+        assert_eq!(c.vmm, Some(PathBuf::from("/cfg/vmm")));
+        assert_eq!(c.workload_policy, Some(PathBuf::from("/cfg/dev.pub")));
+        assert_eq!(
+            c.workloads,
+            [PathBuf::from("/cfg/w/hello"), PathBuf::from("/cfg/w/other")]
+        );
+        assert_eq!(c.tools, ["/sbin/mke2fs"]);
+        let plain = BuildConfig::parse(GOOD, Path::new("/")).unwrap_or_else(|_| panic!("parse"));
+        assert!(plain.vmm.is_none() && plain.workloads.is_empty() && plain.tools.is_empty());
+        let nopolicy = with.replace("[workloads]\npolicy = \"dev.pub\"\n", "");
+        assert!(problem(&nopolicy).contains("[workloads] policy"));
+        let novmm = with.replace("[vmm]\npath = \"vmm\"\n", "");
+        assert!(problem(&novmm).contains("[vmm] path"));
+        let relative = with.replace("\"/sbin/mke2fs\"", "\"mke2fs\"");
+        assert!(problem(&relative).contains("absolute"));
+        let typo = with.replace("[tools]\nbinaries", "[tools]\nbinary");
+        assert!(problem(&typo).contains("binary"));
     }
 
     fn problem(text: &str) -> String {

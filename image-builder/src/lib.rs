@@ -16,6 +16,7 @@
 //! - [`pxe`]: the iPXE bundle.
 //! - [`stage0`]: the boot image (`boot` as PID 1, medium drivers, the release signer policy).
 //! - [`usb`]: the USB stick image (GPT, EFI System Partition with a UKI, the signed release).
+//! - [`tools`]: host executables with their loader and libraries.
 //! - [`keys`]: key and trust files on disk.
 //! - [`inspect`]: human-readable listings.
 //! - [`build`]: the whole pipeline.
@@ -33,5 +34,6 @@ pub mod modules;
 pub mod pxe;
 pub mod release;
 pub mod stage0;
+pub mod tools;
 pub mod usb;
 pub mod workload;
