@@ -29,7 +29,7 @@ KERNEL_PACKAGE_cloud := linux-image-cloud-amd64
 KERNEL_PACKAGE_metal := linux-image-amd64
 
 
-.PHONY: all deps kernel init boot baseline-init tools keys workloads image run test bench fmt clippy fuzz-check clean
+.PHONY: all deps kernel init boot vmm baseline-init tools keys workloads image run test bench fmt clippy fuzz-check clean
 
 all: image
 
@@ -57,6 +57,10 @@ init:
 boot:
 	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) -p boot --bin boot
 
+# The micro-VM monitor, /bin/vmm in the node image: static for the same reason.
+vmm:
+	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) -p vmm --bin vmm
+
 # The benchmark's yardstick PID 1 (prints one line, powers off), static like init.
 baseline-init:
 	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) -p bench --bin baseline-init
@@ -76,7 +80,7 @@ workloads: tools keys
 	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) -p hello
 	$(BUILDER) workload examples/hello --out build/workloads/hello --key $(DEV_KEY)
 
-image: kernel init boot tools keys
+image: kernel init boot vmm tools keys workloads
 	$(BUILDER) build profiles/$(PROFILE).toml --out build/$(PROFILE)
 
 run: deps
