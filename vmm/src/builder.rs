@@ -14,13 +14,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use usernet::{UserNet, UserNetConfig};
+use virtio_devices::{InterruptLine, MmioTransport, VirtioBlock, VirtioNet};
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::Killable;
 
 use crate::arch::x86_64::acpi::{self, AcpiConfig, VirtioMmioSlot};
 use crate::arch::x86_64::layout::{VIRTIO_GSI_BASE, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SIZE};
 use crate::boot::{self, BootConfig};
-use crate::seccomp;
 use crate::config::{SerialOutput, VmConfig};
 use crate::devices::bus::{self, Bus};
 use crate::devices::power::{
@@ -28,7 +29,9 @@ use crate::devices::power::{
     SLEEP_CONTROL_PORT,
 };
 use crate::devices::serial::{EventFdTrigger, SerialDevice, COM1_BASE, COM1_IRQ, COM1_LEN};
+use crate::devices::virtio::{IrqfdLine, NetThread, SharedNet, UserNetBackend};
 use crate::exit::{CrashReason, GuestExit};
+use crate::seccomp;
 use crate::vstate::vcpu::{self, Shared, Vcpu, VcpuEvent};
 use crate::vstate::{memory, vm};
 
@@ -70,6 +73,24 @@ pub enum Error {
     /// The seccomp filter could not be installed.
     #[error("seccomp")]
     Seccomp(#[source] seccomp::Error),
+    /// A disk image could not be opened.
+    #[error("disk")]
+    Disk(#[source] virtio_devices::block::BlockError),
+    /// A virtio transport could not be created.
+    #[error("virtio device")]
+    Virtio(#[source] virtio_devices::MmioError),
+    /// The resolver for the guest's DNS could not be read.
+    #[error("user-mode network configuration")]
+    NetConfig(#[source] usernet::ConfigError),
+    /// The user-mode network could not be created.
+    #[error("user-mode network")]
+    Net(#[source] usernet::Error),
+    /// The network thread could not be started.
+    #[error("spawn the network thread")]
+    SpawnNet(#[source] std::io::Error),
+    /// More devices than windows (`config` bounds this).
+    #[error("no virtio-mmio window left")]
+    NoSlot,
     /// Every vCPU thread ended without reporting.
     #[error("all vCPU threads ended without reporting how the guest ended")]
     VcpusGone,
@@ -80,7 +101,7 @@ impl Error {
     pub fn is_bad_input(&self) -> bool {
         match self {
             Error::Boot(e) => e.is_bad_input(),
-            Error::SerialOutput(..) => true,
+            Error::SerialOutput(..) | Error::Disk(..) => true,
             _ => false,
         }
     }
@@ -162,8 +183,37 @@ pub fn run_vm(cfg: &VmConfig) -> Result<VmOutcome, Error> {
     let exit_code = ExitCodeRegister::new();
     pio.insert(EXIT_CODE_PORT, 1, Arc::new(Mutex::new(exit_code.clone())))
         .map_err(Error::Bus)?;
-    // No MMIO devices yet (virtio-mmio comes next): every MMIO access is logged as unhandled.
-    let mmio = Bus::new();
+    let mut mmio = Bus::new();
+    let mut slot_iter = slots.iter();
+    for (i, disk) in cfg.disks.iter().enumerate() {
+        let block = VirtioBlock::open(&disk.path, disk.read_only, &format!("disk{i}"))
+            .map_err(Error::Disk)?;
+        let slot = slot_iter.next().ok_or(Error::NoSlot)?;
+        let transport = MmioTransport::new(block, mem.clone(), irq_line(&vm, slot.gsi)?)
+            .map_err(Error::Virtio)?;
+        mmio.insert(
+            slot.base,
+            u64::from(slot.len),
+            Arc::new(Mutex::new(transport)),
+        )
+        .map_err(Error::Bus)?;
+    }
+    let mut net = None;
+    if cfg.net {
+        let slot = slot_iter.next().ok_or(Error::NoSlot)?;
+        let stack =
+            UserNet::new(UserNetConfig::system().map_err(Error::NetConfig)?).map_err(Error::Net)?;
+        let wake = EventFd::new(libc::EFD_NONBLOCK).map_err(Error::EventFd)?;
+        let backend = UserNetBackend::new(stack, wake.try_clone().map_err(Error::EventFd)?);
+        let device = VirtioNet::new(backend, usernet::config::GUEST_MAC);
+        let transport: SharedNet = Arc::new(Mutex::new(
+            MmioTransport::new(device, mem.clone(), irq_line(&vm, slot.gsi)?)
+                .map_err(Error::Virtio)?,
+        ));
+        mmio.insert(slot.base, u64::from(slot.len), transport.clone())
+            .map_err(Error::Bus)?;
+        net = Some((transport, wake));
+    }
 
     let supported = vm.supported_cpuid().map_err(Error::Vm)?;
     let mut vcpus = Vec::with_capacity(usize::from(cfg.vcpus));
@@ -182,6 +232,12 @@ pub fn run_vm(cfg: &VmConfig) -> Result<VmOutcome, Error> {
     vcpu::install_kick_handler().map_err(Error::Vcpu)?;
     // Everything is open and mapped: from here on, every thread runs under the allow-list.
     seccomp::install(cfg.seccomp).map_err(Error::Seccomp)?;
+    let net_thread = match net {
+        Some((transport, wake)) => {
+            Some(NetThread::spawn(transport, wake).map_err(Error::SpawnNet)?)
+        }
+        None => None,
+    };
     let shared = Arc::new(Shared::new(cfg.vcpus));
     let (tx, rx) = mpsc::channel();
     let mut threads = Vec::with_capacity(vcpus.len());
@@ -206,6 +262,9 @@ pub fn run_vm(cfg: &VmConfig) -> Result<VmOutcome, Error> {
         None => wait_for_exit(&rx, &shared, &threads),
     };
     teardown(&shared, threads);
+    if let Some(t) = net_thread {
+        t.stop();
+    }
     if let Err(e) = serial
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -224,6 +283,13 @@ pub fn run_vm(cfg: &VmConfig) -> Result<VmOutcome, Error> {
         exit,
         guest_code: exit_code.code(),
     })
+}
+
+/// An irqfd-backed interrupt line on `gsi`.
+fn irq_line(vm: &vm::Vm, gsi: u32) -> Result<Arc<dyn InterruptLine>, Error> {
+    let evt = EventFd::new(libc::EFD_NONBLOCK).map_err(Error::EventFd)?;
+    vm.register_irqfd(&evt, gsi).map_err(Error::Vm)?;
+    Ok(Arc::new(IrqfdLine(evt)))
 }
 
 fn wait_for_exit(

@@ -263,19 +263,36 @@ mod tests {
     #[test]
     fn disks_keep_their_order_and_read_only_flag() {
         let c = VmConfig::from_cli(
-            &cli(&["--disk", "/r.img,ro", "--disk", "/v.img", "--disk", "/w.img,rw", "--net"]),
+            &cli(&[
+                "--disk",
+                "/r.img,ro",
+                "--disk",
+                "/v.img",
+                "--disk",
+                "/w.img,rw",
+                "--net",
+            ]),
             None,
         )
         .unwrap();
-        let got: Vec<_> = c.disks.iter().map(|d| (d.path.to_str().unwrap(), d.read_only)).collect();
-        assert_eq!(got, vec![("/r.img", true), ("/v.img", false), ("/w.img", false)]);
+        let got: Vec<_> = c
+            .disks
+            .iter()
+            .map(|d| (d.path.to_str().unwrap(), d.read_only))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("/r.img", true), ("/v.img", false), ("/w.img", false)]
+        );
         assert!(c.net);
         assert_eq!(
             DiskConfig::parse("/x.img,rx"),
             Err(Error::DiskOption("/x.img,rx".into(), "rx".into()))
         );
         assert_eq!(DiskConfig::parse(",ro"), Err(Error::DiskPath(",ro".into())));
-        let many: Vec<String> = (0..19).flat_map(|i| ["--disk".into(), format!("/d{i}")]).collect();
+        let many: Vec<String> = (0..19)
+            .flat_map(|i| ["--disk".into(), format!("/d{i}")])
+            .collect();
         let mut args: Vec<&str> = many.iter().map(String::as_str).collect();
         assert!(VmConfig::from_cli(&cli(&args), None).is_ok());
         args.push("--net");

@@ -171,7 +171,16 @@ pub fn filter(mode: SeccompMode) -> Result<Option<BpfProgram>, Error> {
 }
 
 /// Installs the filter on the calling thread (and sets `no_new_privs`).
+///
+/// Also keeps glibc's malloc in its main (brk) arena first: a thread's own arena is sized from
+/// the CPU count (read by opening `/sys/devices/system/cpu/online`), and freeing into one may
+/// shrink its heap, which reads `/proc/sys/vm/overcommit_memory` (seen as a SIGSYS at
+/// teardown). With one arena neither happens, so no thread ever needs `openat`. The VMM's
+/// threads allocate little (network frames), so sharing one arena costs nothing measurable.
 pub fn install(mode: SeccompMode) -> Result<(), Error> {
+    // SAFETY: mallopt only changes malloc's tunables; M_ARENA_MAX = 1 is valid at any time and,
+    // called before the VMM starts its threads, no other arena exists yet.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     if let Some(program) = filter(mode)? {
         seccompiler::apply_filter(&program).map_err(Error::Install)?;
     }
@@ -228,7 +237,10 @@ mod tests {
                 libc::write(1, std::ptr::null(), 0);
             }
         });
-        assert!(libc::WIFEXITED(ok) && libc::WEXITSTATUS(ok) == 0, "status {ok:#x}");
+        assert!(
+            libc::WIFEXITED(ok) && libc::WEXITSTATUS(ok) == 0,
+            "status {ok:#x}"
+        );
 
         let killed = in_filtered_child(|| {
             // SAFETY: a NUL-terminated path; the call is expected to never return.

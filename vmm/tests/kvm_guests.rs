@@ -215,3 +215,37 @@ fn every_vmm_thread_runs_under_seccomp_with_no_new_privs() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// The virtio-mmio windows answer the driver's identity reads: a block device in the first
+/// window (id 2), the network device after the disks (id 1), both version 2.
+#[test]
+fn virtio_mmio_windows_identify_block_then_net_devices() {
+    if !kvm_available() {
+        return;
+    }
+    let vmm = Vmm::new();
+    let disk = vmm.dir.path().join("disk.img");
+    std::fs::write(&disk, vec![0u8; 4096]).unwrap();
+    let disk_arg = format!("{},ro", disk.display());
+    let run = vmm.run(&vmm.guest("virtio_probe"), &["--disk", &disk_arg, "--net"]);
+    println!("{run:?}");
+    assert_eq!(run.code, Some(0));
+    assert_eq!(run.serial, "virt22\nvirt21\n");
+}
+
+#[test]
+fn a_disk_that_cannot_be_opened_is_bad_input() {
+    if !kvm_available() {
+        return;
+    }
+    let vmm = Vmm::new();
+    let run = vmm.run(&vmm.guest("hello"), &["--disk", "/nonexistent/disk.img"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    let errors: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("vmm: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", run.stderr);
+    assert!(errors[0].contains("/nonexistent/disk.img"), "{}", errors[0]);
+}

@@ -124,7 +124,11 @@ mod tests {
         let reg = ExitCodeRegister::new();
         let mut dev = reg.clone();
         assert_eq!(reg.code(), None);
-        assert_eq!(dev.write(0, &[3]), None, "reporting a code does not end the VM");
+        assert_eq!(
+            dev.write(0, &[3]),
+            None,
+            "reporting a code does not end the VM"
+        );
         assert_eq!(reg.code(), Some(3));
         dev.write(0, &[255, 1]);
         assert_eq!(reg.code(), Some(255));

@@ -12,13 +12,15 @@
 //! them. The table encodings come from rust-vmm's `acpi_tables` crate.
 
 use acpi_tables::aml;
-use acpi_tables::Aml;
 use acpi_tables::fadt::{FADTBuilder, Flags};
 use acpi_tables::gas::{AccessSize, AddressSpace, GAS};
-use acpi_tables::madt::{EnabledStatus, IoApic, LocalInterruptController, ProcessorLocalApic, MADT};
+use acpi_tables::madt::{
+    EnabledStatus, IoApic, LocalInterruptController, ProcessorLocalApic, MADT,
+};
 use acpi_tables::rsdp::Rsdp;
 use acpi_tables::sdt::Sdt;
 use acpi_tables::xsdt::XSDT;
+use acpi_tables::Aml;
 
 use super::layout::{ACPI_END, ACPI_START, IOAPIC_ADDRESS, LAPIC_ADDRESS};
 
@@ -205,8 +207,11 @@ fn dsdt(virtio: &[VirtioMmioSlot]) -> Result<Vec<u8>, Error> {
             aml::Name::new("_UID".into(), &uid_value),
             aml::Name::new("_CRS".into(), &resources),
         );
-        aml::Device::new(aml::Path::new(&format!("_SB_.V{i:03X}")), vec![&hid, &uid, &crs])
-            .to_aml_bytes(&mut body);
+        aml::Device::new(
+            aml::Path::new(&format!("_SB_.V{i:03X}")),
+            vec![&hid, &uid, &crs],
+        )
+        .to_aml_bytes(&mut body);
     }
 
     // S5 (soft off): the SLP_TYP value the kernel writes to the sleep control register.
@@ -285,7 +290,10 @@ mod tests {
         let xsdt_addr = u64_at(&t.blobs[0].1, 24);
         let (addr, xsdt) = table(&t, b"XSDT");
         assert_eq!(*addr, xsdt_addr);
-        let entries: Vec<u64> = (36..xsdt.len()).step_by(8).map(|o| u64_at(xsdt, o)).collect();
+        let entries: Vec<u64> = (36..xsdt.len())
+            .step_by(8)
+            .map(|o| u64_at(xsdt, o))
+            .collect();
         assert_eq!(entries, vec![table(&t, b"FACP").0, table(&t, b"APIC").0]);
         let (_, fadt) = table(&t, b"FACP");
         assert_eq!(u64_at(fadt, 140), table(&t, b"DSDT").0, "X_DSDT");
@@ -337,9 +345,13 @@ mod tests {
         for s in &virtio {
             // Memory32Fixed: 0x86, len 9, rw, base, length.
             let mut m = vec![0x86, 9, 0, 1];
-            m.extend_from_slice(&(s.base as u32).to_le_bytes());
+            m.extend_from_slice(&u32::try_from(s.base).unwrap().to_le_bytes());
             m.extend_from_slice(&s.len.to_le_bytes());
-            assert!(dsdt.windows(m.len()).any(|w| w == m), "window {:#x}", s.base);
+            assert!(
+                dsdt.windows(m.len()).any(|w| w == m),
+                "window {:#x}",
+                s.base
+            );
             // Extended interrupt: consumer, edge, active high, exclusive, one GSI.
             let mut i = vec![0x89, 6, 0, 0b0011, 1];
             i.extend_from_slice(&s.gsi.to_le_bytes());

@@ -1,0 +1,178 @@
+//! The virtio devices on the MMIO bus: `virtio-devices`' transports wired to KVM (irqfd
+//! interrupts) and, for virtio-net, to the `usernet` stack on a thread of its own.
+//!
+//! Block devices run entirely in the vCPU thread that writes `QueueNotify`. The network device
+//! has two sides: the guest's transmissions arrive in the vCPU thread (the frame goes into
+//! `usernet`, and the network thread is woken), and everything from the host side (socket data,
+//! connect results, timers) is handled by [`NetThread`], which polls the host sockets together
+//! with a wake-up eventfd and moves frames into the guest's receive queue.
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use usernet::UserNet;
+use virtio_devices::{InterruptLine, MmioTransport, NetBackend, VirtioDevice, VirtioNet};
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::devices::bus::BusDevice;
+use crate::exit::GuestExit;
+
+/// A virtio device's interrupt: an eventfd registered with KVM as an irqfd on its GSI.
+#[derive(Debug)]
+pub struct IrqfdLine(pub EventFd);
+
+impl InterruptLine for IrqfdLine {
+    fn trigger(&self) -> std::io::Result<()> {
+        self.0.write(1)
+    }
+}
+
+impl<D: VirtioDevice> BusDevice for MmioTransport<D> {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        MmioTransport::read(self, offset, data);
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> Option<GuestExit> {
+        MmioTransport::write(self, offset, data);
+        None
+    }
+}
+
+/// `usernet` as virtio-net's backend. Frames from the guest wake the network thread, which
+/// runs the stack.
+#[derive(Debug)]
+pub struct UserNetBackend {
+    net: UserNet,
+    wake: EventFd,
+}
+
+impl UserNetBackend {
+    /// Wraps `net`; `wake` is written whenever the guest sends a frame.
+    pub fn new(net: UserNet, wake: EventFd) -> Self {
+        Self { net, wake }
+    }
+}
+
+impl NetBackend for UserNetBackend {
+    fn transmit(&mut self, frame: &[u8]) {
+        self.net.guest_frame(frame);
+        if let Err(e) = self.wake.write(1) {
+            log::warn!("wake the network thread: {e}");
+        }
+    }
+
+    fn receive(&mut self) -> Option<Vec<u8>> {
+        let frame = self.net.take_guest_frame();
+        // The stack's queue toward the guest is bounded: once drained (here, possibly in a vCPU
+        // thread that just posted receive buffers), the stack must run again to refill it.
+        if frame.is_some() && !self.net.has_guest_frames() {
+            if let Err(e) = self.wake.write(1) {
+                log::warn!("wake the network thread: {e}");
+            }
+        }
+        frame
+    }
+
+    fn has_pending(&self) -> bool {
+        self.net.has_guest_frames()
+    }
+}
+
+/// The virtio-net transport shared between the vCPU threads and the network thread.
+pub type SharedNet = Arc<Mutex<MmioTransport<VirtioNet<UserNetBackend>>>>;
+
+/// Longest sleep of the network thread without an event (it re-checks the stop flag).
+const MAX_WAIT: Duration = Duration::from_millis(500);
+/// Rounds of "deliver frames to the guest, run the stack again" per wake-up.
+const MAX_ROUNDS: usize = 64;
+
+/// The thread that runs the user-mode network.
+#[derive(Debug)]
+pub struct NetThread {
+    handle: JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+    wake: EventFd,
+}
+
+impl NetThread {
+    /// Starts the thread for `net`, woken through `wake` (a clone of the backend's eventfd).
+    pub fn spawn(net: SharedNet, wake: EventFd) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread_wake = wake.try_clone()?;
+        let thread_stop = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("net".into())
+            .spawn(move || run(&net, &thread_wake, &thread_stop))?;
+        Ok(Self { handle, stop, wake })
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.wake.write(1);
+        if self.handle.join().is_err() {
+            log::warn!("the network thread panicked");
+        }
+    }
+}
+
+fn run(net: &SharedNet, wake: &EventFd, stop: &AtomicBool) {
+    let mut fds: Vec<libc::pollfd> = Vec::new();
+    while !stop.load(Ordering::Acquire) {
+        let timeout = {
+            let mut t = net.lock().unwrap_or_else(PoisonError::into_inner);
+            t.with_device(|dev, mem| {
+                let used = pump(dev, mem);
+                (dev.backend().net.poll_timeout(), used)
+            })
+        };
+        fds.clear();
+        fds.push(libc::pollfd {
+            fd: wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        {
+            let t = net.lock().unwrap_or_else(PoisonError::into_inner);
+            t.device().backend().net.poll_fds(&mut fds);
+        }
+        let wait = timeout.map_or(MAX_WAIT, |t| t.min(MAX_WAIT));
+        let ms = libc::c_int::try_from(wait.as_millis()).unwrap_or(libc::c_int::MAX);
+        let nfds = libc::nfds_t::try_from(fds.len()).unwrap_or(0);
+        // SAFETY: `fds` is a valid array of `nfds` pollfd structs that lives across the call.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), nfds, ms) };
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                log::error!("network thread: poll: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        if fds[0].revents & libc::POLLIN != 0 {
+            // Reset the counter; the frames themselves are already inside usernet.
+            let _ = wake.read();
+        }
+    }
+}
+
+/// Runs the stack and moves its frames into the guest's receive queue until neither makes
+/// progress. Returns whether used buffers were added.
+fn pump(dev: &mut VirtioNet<UserNetBackend>, mem: &virtio_devices::GuestMemoryMmap) -> bool {
+    let mut used = false;
+    for _ in 0..MAX_ROUNDS {
+        dev.backend_mut().net.poll();
+        if !dev.is_active() || !(dev.has_pending_rx() || dev.backend().has_pending()) {
+            break;
+        }
+        if !dev.process_rx(mem) {
+            // No receive buffers: the guest will post some and notify, which wakes us again
+            // through its transmit path or the next poll round.
+            break;
+        }
+        used = true;
+    }
+    used
+}
