@@ -1,0 +1,319 @@
+//! Micro-VMs end to end (issue 3): a node booted under QEMU (TCG) verifies signed workloads and
+//! runs each in our `vmm` on the nested KVM (`kvm_amd` over QEMU's emulated SVM), booting the
+//! stock Debian cloud kernel the node itself runs.
+//!
+//! The test builds its own node image from the dev profile's parts with four workloads, all the
+//! example program `hello` (built by `make workloads`) with different manifests:
+//! - `hello`: the example as shipped (greeting, counter on its volume, exit 0);
+//! - `net`: connects to a TCP server this test runs on the host and prints the reply;
+//! - `crash`: exits 3, so the node restarts it with backoff; its counter shows the volume kept
+//!   its file across the restart;
+//! - `tampered`: signed, then one byte of its root image flipped after the image was built
+//!   (appended to the initramfs as a second cpio archive, as an attacker with write access to
+//!   the node image would), so the node must refuse it with both digests.
+//!
+//! The node gets an empty data disk, which it claims for the volumes.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use image_builder::build::{build, Quiet};
+use image_builder::config::BuildConfig;
+use image_builder::keys;
+use qemu::{Accel, Boot, Vm, VmConfig};
+use system_tests::{build_dir, repo_root, wait_ready};
+use trust::Hasher;
+
+/// Nested boots are slow under TCG and four run at once on two emulated CPUs.
+const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(360);
+
+fn hello_binary() -> PathBuf {
+    let path = repo_root().join("target/x86_64-unknown-linux-gnu/release/hello");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make workloads` (make test does it first)",
+        path.display()
+    );
+    path
+}
+
+/// Writes a workload source folder for `hello` with the given extra manifest lines.
+fn workload_source(root: &Path, name: &str, env: &str, restart: &str) -> PathBuf {
+    let dir = root.join("src").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = format!(
+        r#"name = "{name}"
+version = 1
+entrypoint = ["/bin/hello"]
+env = {{ {env} }}
+vcpus = 1
+memory_mib = 128
+network = true
+restart = "{restart}"
+
+[[volume]]
+name = "data"
+mount = "/data"
+size_mib = 16
+
+[files]
+"/bin/hello" = "{}"
+"#,
+        hello_binary().display()
+    );
+    std::fs::write(dir.join("workload.toml"), toml).unwrap();
+    dir
+}
+
+fn build_workload(root: &Path, src: &Path, name: &str) -> PathBuf {
+    let key = keys::load_secret(&build_dir().join("keys/dev.key")).unwrap();
+    let out = root.join("built").join(name);
+    image_builder::workload::build(src, &out, &[key], 0).unwrap_or_else(|e| panic!("{e}"));
+    out
+}
+
+/// The dev profile with these workloads, an uncompressed initramfs (so a second archive can be
+/// appended) and no USB or stage 0 outputs.
+fn node_profile(root: &Path, workloads: &[PathBuf]) -> PathBuf {
+    let repo = repo_root();
+    let mut text = std::fs::read_to_string(repo.join("profiles/dev.toml")).unwrap();
+    // Paths in the profile are relative to profiles/; make them absolute.
+    text = text.replace("\"../", &format!("\"{}/", repo.display()));
+    let cut = |t: &str, section: &str| match t.find(section) {
+        Some(start) => {
+            let rest = &t[start + section.len()..];
+            let end = rest
+                .find("\n[")
+                .map_or(t.len(), |e| start + section.len() + e + 1);
+            format!("{}{}", &t[..start], &t[end..])
+        }
+        None => t.to_owned(),
+    };
+    for section in ["[usb]", "[stage0]", "[[workload]]", "[initrd]"] {
+        while text.contains(section) {
+            text = cut(&text, section);
+        }
+    }
+    text.push_str("\n[initrd]\ncompression = \"none\"\n");
+    for w in workloads {
+        text.push_str(&format!("\n[[workload]]\npath = \"{}\"\n", w.display()));
+    }
+    let path = root.join("node.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A newc cpio archive of `files` (path, bytes), with their parent folders.
+fn cpio_archive(files: &[(&str, &[u8])]) -> Vec<u8> {
+    fn entry(out: &mut Vec<u8>, name: &str, mode: u32, data: &[u8]) {
+        let header = format!(
+            "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+            0,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            data.len(),
+            0,
+            0,
+            0,
+            0,
+            name.len() + 1,
+            0
+        );
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+        out.extend_from_slice(data);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+    }
+    let mut out = Vec::new();
+    let mut dirs: Vec<String> = Vec::new();
+    for (path, _) in files {
+        let mut parts: Vec<&str> = path.split('/').collect();
+        parts.pop();
+        for i in 1..=parts.len() {
+            let d = parts[..i].join("/");
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
+        }
+    }
+    for d in &dirs {
+        entry(&mut out, d, 0o040755, &[]);
+    }
+    for (path, data) in files {
+        entry(&mut out, path, 0o100644, data);
+    }
+    entry(&mut out, "TRAILER!!!", 0, &[]);
+    out
+}
+
+/// A host TCP server that answers each line with `pong <line>`; counts connections.
+fn start_echo_server() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            count.fetch_add(1, Ordering::SeqCst);
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+            let mut reader = BufReader::new(&stream);
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_ok() {
+                let _ = (&stream).write_all(format!("pong {}\n", line.trim()).as_bytes());
+            }
+        }
+    });
+    (port, served)
+}
+
+fn hex_digest(bytes: &[u8]) -> String {
+    let mut h = Hasher::new();
+    h.update(bytes);
+    h.finalize().to_hex()
+}
+
+#[test]
+fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
+    let root = tempfile::tempdir().unwrap();
+    let (port, served) = start_echo_server();
+
+    let hello = build_workload(
+        root.path(),
+        &workload_source(root.path(), "hello", "", "on-failure"),
+        "hello",
+    );
+    let net_env = format!("HELLO_CONNECT = \"10.0.2.2:{port}\"");
+    let net = build_workload(
+        root.path(),
+        &workload_source(root.path(), "net", &net_env, "never"),
+        "net",
+    );
+    let crash = build_workload(
+        root.path(),
+        &workload_source(root.path(), "crash", "HELLO_EXIT = \"3\"", "on-failure"),
+        "crash",
+    );
+    let tampered = build_workload(
+        root.path(),
+        &workload_source(root.path(), "tampered", "", "never"),
+        "tampered",
+    );
+
+    // The node image with the three good workloads (image-builder refuses a tampered one).
+    let profile = node_profile(root.path(), &[hello, net, crash]);
+    let config = BuildConfig::load(&profile).unwrap_or_else(|e| panic!("{e}"));
+    let image = root.path().join("image");
+    build(&config, &image, 0, &Quiet).unwrap_or_else(|e| panic!("{e}"));
+
+    // Tamper after the build: the fourth workload arrives in a second cpio archive with one
+    // byte of its root image flipped.
+    let manifest = std::fs::read(tampered.join("workload.manifest")).unwrap();
+    let signed_root = std::fs::read(tampered.join("root.img")).unwrap();
+    let mut bad_root = signed_root.clone();
+    let middle = bad_root.len() / 2;
+    bad_root[middle] ^= 0x01;
+    let extra = cpio_archive(&[
+        ("lib/nullos/workloads/tampered/workload.manifest", &manifest),
+        ("lib/nullos/workloads/tampered/root.img", &bad_root),
+    ]);
+    let mut initrd = std::fs::OpenOptions::new()
+        .append(true)
+        .open(image.join("initrd"))
+        .unwrap();
+    initrd.write_all(&extra).unwrap();
+    drop(initrd);
+
+    // An empty data disk for the volumes.
+    let disk = root.path().join("data.img");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+
+    let accel = Accel::detect().unwrap_or_else(|e| panic!("{e}"));
+    let boot: Boot = qemu::image::direct_boot(&image).unwrap_or_else(|e| panic!("{e}"));
+    let mut cfg = VmConfig::new(boot, accel);
+    cfg.memory_mib = 2048;
+    cfg.cpus = 2;
+    cfg.extra_args.push("-drive".into());
+    cfg.extra_args
+        .push(format!("file={},if=virtio,format=raw", disk.display()).into());
+    let vm = Vm::start(cfg).unwrap_or_else(|e| panic!("starting QEMU: {e}"));
+    wait_ready(&vm);
+
+    let wait = |needle: &str| -> String {
+        vm.wait_for_line(needle, WORKLOAD_TIMEOUT)
+            .unwrap_or_else(|e| panic!("waiting for {needle:?}: {e}"))
+    };
+
+    // Refusal of the tampered image, naming the artifact and both digests; the node goes on.
+    let refused = wait("nullos: refused workload tampered root.img:");
+    assert_eq!(
+        refused.trim(),
+        format!(
+            "nullos: refused workload tampered root.img: blake3 {} does not match the manifest's {}",
+            hex_digest(&bad_root),
+            hex_digest(&signed_root)
+        )
+    );
+    wait("init: info: data disk /dev/vda mounted at /var/lib/nullos");
+
+    // The example: the stock kernel boots our guest init, which runs the entrypoint.
+    wait("[hello] init: info: nullos init");
+    wait("[hello] hello from a micro-VM");
+    wait("[hello] hello: counter=1");
+    wait("nullos: workload hello exited code=0");
+
+    // Outbound TCP through the VMM's user-mode network to a server on the host.
+    wait("[net] hello: reply pong hello");
+    wait("nullos: workload net exited code=0");
+    assert!(
+        served.load(Ordering::SeqCst) >= 1,
+        "the host server saw no connection"
+    );
+
+    // A failing workload: its exit code is reported, it is restarted with growing backoff, and
+    // its volume still holds the counter file it wrote before the restart.
+    wait("[crash] hello: counter=1");
+    wait("nullos: workload crash exited code=3");
+    wait("nullos: workload crash restarting in 1000 ms (attempt 2)");
+    wait("[crash] hello: counter=2");
+    wait("nullos: workload crash restarting in 2000 ms (attempt 3)");
+
+    let console = vm.serial_text().unwrap_or_default();
+    let crash_exits = console
+        .lines()
+        .filter(|l| l.contains("nullos: workload crash exited code=3"))
+        .count();
+    assert!(
+        crash_exits >= 2,
+        "two failed runs before attempt 3:
+{console}"
+    );
+    assert!(
+        !console.contains("workload tampered started"),
+        "the tampered workload must never start:\n{console}"
+    );
+    assert!(
+        !console.contains("vm=vmm-error"),
+        "no VMM may fail:\n{console}"
+    );
+
+    println!("{console}");
+    vm.qmp("system_powerdown", None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait("nullos: poweroff");
+}
