@@ -59,9 +59,10 @@ impl VmPlan {
         }
     }
 
-    /// The guest kernel's command line.
+    /// The guest kernel's command line. The micro-VM has no PCI bus (its devices are virtio-mmio,
+    /// described by ACPI), so `pci=off` spares the kernel probing for one.
     pub fn cmdline(&self) -> String {
-        let mut cmdline = String::from("console=ttyS0 quiet panic=-1 nullos.role=guest");
+        let mut cmdline = String::from("console=ttyS0 quiet panic=-1 pci=off nullos.role=guest");
         if self.network {
             cmdline.push(' ');
             cmdline.push_str(GUEST_IP);
@@ -317,7 +318,7 @@ mod tests {
                 "--initrd",
                 "/run/nullos/guest/hello.initrd",
                 "--cmdline",
-                "console=ttyS0 quiet panic=-1 nullos.role=guest \
+                "console=ttyS0 quiet panic=-1 pci=off nullos.role=guest \
                  ip=10.200.0.2::10.200.0.1:255.255.255.0::eth0:off:10.200.0.1",
                 "--memory-mib",
                 "128",
@@ -334,7 +335,9 @@ mod tests {
         );
         let offline = plan(false).args();
         assert!(!offline.contains(&"--net".to_owned()));
-        assert!(offline.contains(&"console=ttyS0 quiet panic=-1 nullos.role=guest".to_owned()));
+        assert!(
+            offline.contains(&"console=ttyS0 quiet panic=-1 pci=off nullos.role=guest".to_owned())
+        );
     }
 
     #[test]
