@@ -1,6 +1,7 @@
 //! `nullos-qemu`: boots a built NullOS image in QEMU with the console on this terminal.
 //!
-//! `nullos-qemu run <image-dir> [--pxe | --usb] [--accel kvm|tcg] [--nic virtio|e1000|e1000e]`
+//! `nullos-qemu run <image-dir> [--pxe | --usb] [--accel kvm|tcg] [--nic virtio|e1000|e1000e]
+//! [--disk <raw image>]`
 //!
 //! Exit status: QEMU's own (0 after a guest poweroff), 2 for usage errors, 1 when the image is
 //! incomplete or QEMU cannot be started.
@@ -37,6 +38,11 @@ enum Cmd {
         /// Network card.
         #[arg(long, value_enum, default_value_t = Nic::Virtio)]
         nic: Nic,
+        /// A raw disk image attached as a virtio disk: the node claims it for workload volumes
+        /// if it is empty (all zeros at both ends) or already NullOS's. Created (sparse, 1 GiB)
+        /// if missing.
+        #[arg(long)]
+        disk: Option<PathBuf>,
     },
 }
 
@@ -65,6 +71,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         usb,
         accel,
         nic,
+        disk,
     } = cli.command;
     let (boot, how) = if pxe {
         (image::pxe_boot(&image_dir)?, "PXE")
@@ -83,6 +90,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Nic::E1000 => NicModel::E1000,
         Nic::E1000e => NicModel::E1000e,
     });
+    if let Some(disk) = &disk {
+        if !disk.exists() {
+            std::fs::File::create(disk)
+                .and_then(|f| f.set_len(1 << 30))
+                .with_context(|| format!("cannot create {}", disk.display()))?;
+        }
+        config.extra_args.push("-drive".into());
+        let mut drive = std::ffi::OsString::from("file=");
+        drive.push(disk.as_os_str());
+        drive.push(",if=virtio,format=raw");
+        config.extra_args.push(drive);
+    }
     // UEFI writes its variable store: this run's copy lives and dies with this directory.
     let scratch = tempfile::Builder::new()
         .prefix("nullos-qemu-")
