@@ -7,6 +7,8 @@
 //! - [`verify`]: stage 0's release verification (`boot::verify::verify`) against `b3sum` on the
 //!   same files;
 //! - [`stage0`]: boot-to-ready through the USB stick and stage 0 against booting the node directly;
+//! - [`microvm`]: our `vmm` against `qemu-system-x86_64 -M microvm` inside a bench node booted
+//!   under QEMU: boot to the guest's init, memory overhead, guest→host TCP throughput;
 //! - [`stats`]: pure helpers (console line parsing, medians, report lines).
 //!
 //! Add a benchmark as a module here plus a subcommand in `src/main.rs`.
@@ -14,6 +16,7 @@
 pub mod baseline;
 pub mod boot;
 pub mod build;
+pub mod microvm;
 pub mod stage0;
 pub mod stats;
 pub mod verify;

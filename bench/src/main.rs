@@ -5,6 +5,8 @@
 //! `nullos-bench build --config <profile.toml> [--runs N]`
 //! `nullos-bench verify --image <dir> [--policy <file>] [--iterations N]`
 //! `nullos-bench stage0 --image <dir> [--runs N] [--accel kvm|tcg] [--timeout-secs S]`
+//! `nullos-bench microvm [--kernel-dir <dir>] [--rounds N] [--mib N] [--accel kvm|tcg]
+//!  [--only vmm|qemu] [--no-tcp] [--echo] [--vmm P] [--node-init P] [--guest-init P]`
 //!
 //! Exit status: 0 when every run finished (whatever the ratio), 1 when a run failed, 2 for usage
 //! errors.
@@ -40,6 +42,51 @@ enum Cmd {
     Verify(VerifyArgs),
     /// Boot-to-ready through usb.img and stage 0 against booting the node image directly.
     Stage0(Stage0Args),
+    /// Our vmm against QEMU microvm in a bench node: boot to guest init, memory overhead, TCP.
+    Microvm(MicrovmArgs),
+}
+
+#[derive(Args)]
+struct MicrovmArgs {
+    /// The unpacked Debian kernel package booted as node and guest.
+    #[arg(long, default_value = "build/kernels/cloud")]
+    kernel_dir: PathBuf,
+    /// Rounds; each runs every measurement once per monitor.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=50))]
+    rounds: u64,
+    /// MiB the guest sends per throughput run.
+    #[arg(long, default_value_t = bench::microvm::DEFAULT_MIB, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    mib: u64,
+    /// How long the boot run's guest stays up after its first line (ms).
+    #[arg(long, default_value_t = bench::microvm::DEFAULT_HOLD_MS)]
+    hold_ms: u64,
+    /// Accelerator of the node; default: detected (NULLOS_ACCEL, else KVM only on bare metal).
+    #[arg(long)]
+    accel: Option<Accel>,
+    /// Run only one monitor (debugging).
+    #[arg(long, value_parser = ["vmm", "qemu"])]
+    only: Option<String>,
+    /// Skip the throughput runs.
+    #[arg(long)]
+    no_tcp: bool,
+    /// Show every node console line, with the monitors' output.
+    #[arg(long)]
+    echo: bool,
+    /// Longest one guest run may take in the node.
+    #[arg(long, default_value_t = 180)]
+    guest_timeout_secs: u64,
+    /// Longest the whole node run may take.
+    #[arg(long, default_value_t = 3600)]
+    timeout_secs: u64,
+    /// Static vmm; default: TARGET_DIR/x86_64-unknown-linux-gnu/release/vmm.
+    #[arg(long)]
+    vmm: Option<PathBuf>,
+    /// Static bench-node-init; default: next to vmm's default.
+    #[arg(long)]
+    node_init: Option<PathBuf>,
+    /// Static bench-guest-init; default: next to vmm's default.
+    #[arg(long)]
+    guest_init: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -109,6 +156,7 @@ fn main() -> ExitCode {
         Cmd::Build(args) => build_bench(args),
         Cmd::Verify(args) => verify_bench(args),
         Cmd::Stage0(args) => stage0_bench(args),
+        Cmd::Microvm(args) => microvm_bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -237,6 +285,71 @@ fn stage0_bench(args: Stage0Args) -> anyhow::Result<()> {
     })?;
     if let Some(summary) = bench::stage0::summary(&samples) {
         println!("{summary}");
+    }
+    Ok(())
+}
+
+fn microvm_bench(args: MicrovmArgs) -> anyhow::Result<()> {
+    use bench::microvm::image::NodeInputs;
+    use bench::microvm::proto::{summary, Monitor};
+    use bench::microvm::run::{find_kver, find_qemu, static_binary, MicrovmBench};
+
+    let accel = match args.accel {
+        Some(accel) => accel,
+        None => Accel::detect()?,
+    };
+    let inputs = NodeInputs {
+        kver: find_kver(&args.kernel_dir)?,
+        kernel_dir: args.kernel_dir,
+        node_init: args
+            .node_init
+            .unwrap_or_else(|| static_binary("bench-node-init")),
+        guest_init: args
+            .guest_init
+            .unwrap_or_else(|| static_binary("bench-guest-init")),
+        vmm: args.vmm.unwrap_or_else(|| static_binary("vmm")),
+        qemu: find_qemu()?,
+        qemu_data: PathBuf::from("/usr/share/qemu"),
+    };
+    let only = match args.only.as_deref() {
+        Some("vmm") => Some(Monitor::Vmm),
+        Some("qemu") => Some(Monitor::Qemu),
+        _ => None,
+    };
+    let bench = MicrovmBench {
+        inputs,
+        accel,
+        rounds: args.rounds,
+        mib: args.mib,
+        hold_ms: args.hold_ms,
+        only,
+        tcp: !args.no_tcp,
+        echo: args.echo,
+        guest_timeout: Duration::from_secs(args.guest_timeout_secs),
+        timeout: Duration::from_secs(args.timeout_secs),
+    };
+    println!(
+        "microvm bench: {} round(s), node on {accel} with nested KVM, guest {} (1 vCPU, {} MiB), \
+         vmm {} vs {} -M microvm, {} MiB per tcp run",
+        bench.rounds,
+        bench.inputs.kernel().display(),
+        bench::microvm::GUEST_MEMORY_MIB,
+        bench.inputs.vmm.display(),
+        bench.inputs.qemu.display(),
+        bench.mib,
+    );
+    let mut errors = 0usize;
+    let samples = bench::microvm::run::run(&bench, |line| {
+        if line.starts_with("bench: error") {
+            errors += 1;
+        }
+        println!("{line}");
+    })?;
+    for line in summary(&samples) {
+        println!("{line}");
+    }
+    if errors > 0 {
+        anyhow::bail!("{errors} microvm measurement(s) failed (see the bench: error lines)");
     }
     Ok(())
 }
