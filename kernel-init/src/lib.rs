@@ -1,5 +1,5 @@
-//! PID 1 of the NullOS node (node role; the micro-VM guest role will be selected by
-//! `nullos.role=guest` on the kernel command line and is not implemented yet).
+//! PID 1 of the NullOS node (node role) and of every micro-VM guest (guest role, selected by
+//! `nullos.role=guest` on the kernel command line).
 //!
 //! Layering: pure logic (parsers, the DHCP state machine, coldplug decisions, line formats) is
 //! kept apart from the thin I/O edges so it is unit-tested with plain buffers.
@@ -15,6 +15,7 @@
 //! - [`ready`]: the `nullos: ready` line.
 //! - [`signals`], [`input`], [`power`]: signalfd and reaping, the power button, power-off.
 //! - [`node`]: the node role's boot sequence and main loop.
+//! - [`guest`]: the guest role: mount the workload's root, run its entrypoint, report its exit.
 //! - [`workloads`]: verified micro-VM workloads: data disk, volumes, guest initramfs, `vmm`
 //!   supervision.
 //!
@@ -25,6 +26,7 @@
 pub mod coldplug;
 pub mod config;
 pub mod control;
+pub mod guest;
 pub mod input;
 pub mod log;
 pub mod modules;
@@ -98,7 +100,7 @@ pub fn run() -> Result<Infallible, InitError> {
     let signals = signals::Signals::open().map_err(InitError::Signals)?;
     match cmdline.role {
         Role::Node => node::run(&cmdline, &signals),
-        Role::Guest => Err(InitError::RoleNotImplemented(Role::Guest)),
+        Role::Guest => guest::run(&signals),
     }
 }
 
