@@ -15,7 +15,7 @@ pub enum Role {
     /// The node OS itself (the default).
     #[default]
     Node,
-    /// A micro-VM guest started by the node's VMM (not implemented yet).
+    /// A micro-VM guest started by the node's VMM (`guest` module).
     Guest,
 }
 

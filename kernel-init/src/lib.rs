@@ -52,9 +52,6 @@ pub enum InitError {
     /// Signal handling could not be set up.
     #[error("set up signals")]
     Signals(#[source] signals::SignalError),
-    /// The role asked for on the command line does not exist yet.
-    #[error("role '{}' is not implemented", .0.as_str())]
-    RoleNotImplemented(Role),
     /// The main loop's poll(2) failed.
     #[error("main loop poll")]
     Poll(#[source] nix::errno::Errno),
