@@ -29,7 +29,7 @@ KERNEL_PACKAGE_cloud := linux-image-cloud-amd64
 KERNEL_PACKAGE_metal := linux-image-amd64
 
 
-.PHONY: all deps kernel init boot vmm baseline-init tools keys workloads image run test bench fmt clippy fuzz-check clean
+.PHONY: all deps kernel init boot vmm baseline-init bench-inits tools keys workloads image run test bench fmt clippy fuzz-check clean
 
 all: image
 
@@ -65,6 +65,10 @@ vmm:
 baseline-init:
 	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) -p bench --bin baseline-init
 
+# The micro-VM benchmark's PID 1s (bench node and guest), static: their initramfs hold no libc.
+bench-inits:
+	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) -p bench --bin bench-node-init --bin bench-guest-init
+
 tools:
 	$(CARGO) build --release --locked -p image-builder -p qemu -p bench
 
@@ -98,7 +102,7 @@ fuzz-check:
 	cd fuzz && CARGO_TARGET_DIR=$(CURDIR)/target/fuzz $(CARGO) check --locked --bins
 
 # The verify benchmark's yardstick is b3sum (Debian package b3sum, BLAKE3's reference CLI).
-bench: deps baseline-init
+bench: deps baseline-init bench-inits vmm
 	@command -v b3sum >/dev/null || { \
 		echo "make bench: installing b3sum"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -108,6 +112,7 @@ bench: deps baseline-init
 	$(BENCH) boot --image build/dev
 	$(BENCH) verify --image build/dev
 	$(BENCH) stage0 --image build/dev
+	$(BENCH) microvm --kernel-dir $(KERNEL_DIR_dev)
 
 fmt:
 	$(CARGO) fmt --all
