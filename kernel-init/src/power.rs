@@ -2,7 +2,8 @@
 //! kernel would panic).
 //!
 //! Sequence: log why, SIGTERM to every other process, a bounded wait while reaping, SIGKILL,
-//! sync, unmount (or remount read-only) what can be, the final console line, reboot(2).
+//! sync, unmount (or remount read-only) what can be, the final console line, an optional last
+//! step (the guest role reports its workload's exit code there), reboot(2).
 
 use std::time::{Duration, Instant};
 
@@ -19,8 +20,14 @@ pub const FATAL_REBOOT_DELAY: Duration = Duration::from_secs(10);
 
 /// Powers the machine off cleanly. `reason` goes into the `powering off (<reason>)` line.
 pub fn power_off(reason: &str) -> ! {
+    power_off_then(reason, &|| {})
+}
+
+/// Like [`power_off`], running `last` after everything is synced and unmounted and the final
+/// console line is out, just before reboot(2).
+pub fn power_off_then(reason: &str, last: &dyn Fn()) -> ! {
     crate::info!("powering off ({reason})");
-    shutdown(RebootMode::RB_POWER_OFF, "nullos: poweroff")
+    shutdown(RebootMode::RB_POWER_OFF, "nullos: poweroff", last)
 }
 
 /// Logs a fatal error, waits [`FATAL_REBOOT_DELAY`], and reboots.
@@ -28,10 +35,10 @@ pub fn fatal_reboot(message: &str) -> ! {
     crate::error!("fatal: {message}");
     crate::info!("rebooting in {} s", FATAL_REBOOT_DELAY.as_secs());
     std::thread::sleep(FATAL_REBOOT_DELAY);
-    shutdown(RebootMode::RB_AUTOBOOT, "nullos: reboot")
+    shutdown(RebootMode::RB_AUTOBOOT, "nullos: reboot", &|| {})
 }
 
-fn shutdown(mode: RebootMode, final_line: &str) -> ! {
+fn shutdown(mode: RebootMode, final_line: &str, last: &dyn Fn()) -> ! {
     stop_all_processes();
     nix::unistd::sync();
     let stuck = mounts::unmount_all();
@@ -40,6 +47,7 @@ fn shutdown(mode: RebootMode, final_line: &str) -> ! {
     }
     nix::unistd::sync();
     crate::log::interface_line(final_line);
+    last();
     let Err(e) = reboot(mode);
     crate::error!("reboot(2): {e}");
     // reboot(2) does not return on success; if it failed there is nothing left but to idle.

@@ -2,42 +2,16 @@
 //!
 //! The code goes to I/O port [`EXIT_CODE_PORT`] *after* the volumes are synced and unmounted:
 //! our VMM only records it, but QEMU's `isa-debug-exit` device (used to test this path) ends
-//! the VM on the write, and nothing written to a volume may be lost then. The node's
-//! [`crate::power`] sequence cannot be reused as is because the report must sit between the
-//! unmount and reboot(2).
-
-use std::time::{Duration, Instant};
-
-use nix::sys::reboot::{reboot, RebootMode};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
-use crate::{mounts, signals};
+//! the VM on the write, and nothing written to a volume may be lost then.
 
 /// The port the guest writes its exit code to (one byte), next to the VMM's ACPI sleep
 /// control register at 0x3c0.
 pub const EXIT_CODE_PORT: u16 = 0x3c1;
-/// How long the remaining processes get between SIGTERM and SIGKILL.
-const TERM_GRACE: Duration = Duration::from_secs(2);
 
-/// Stops every other process, syncs, unmounts, reports `code` and powers off.
+/// Stops every other process, syncs, unmounts, reports `code` and powers off (the node's
+/// [`crate::power`] sequence with the report as its last step).
 pub fn finish(code: u8, reason: &str) -> ! {
-    crate::info!("powering off ({reason})");
-    stop_all_processes();
-    nix::unistd::sync();
-    let stuck = mounts::unmount_all();
-    if !stuck.is_empty() {
-        crate::warn!("still mounted read-write: {}", stuck.join(" "));
-    }
-    nix::unistd::sync();
-    crate::log::interface_line("nullos: poweroff");
-    report_exit_code(code);
-    let Err(e) = reboot(RebootMode::RB_POWER_OFF);
-    crate::error!("reboot(2): {e}");
-    // reboot(2) does not return on success; if it failed there is nothing left but to idle.
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
+    crate::power::power_off_then(reason, &|| report_exit_code(code))
 }
 
 /// Writes `code` to [`EXIT_CODE_PORT`]. A failure is logged: the VM then ends without a code.
@@ -62,33 +36,5 @@ pub fn report_exit_code(code: u8) {
             in("al") code,
             options(nomem, nostack, preserves_flags)
         );
-    }
-}
-
-/// SIGTERM to all other processes, a grace period while reaping, then SIGKILL.
-fn stop_all_processes() {
-    let all = Pid::from_raw(-1);
-    if !signals::reap_zombies().children_left {
-        return;
-    }
-    let _ = kill(all, Signal::SIGTERM);
-    if wait_for_children(TERM_GRACE) {
-        return;
-    }
-    let _ = kill(all, Signal::SIGKILL);
-    wait_for_children(Duration::from_secs(1));
-}
-
-/// Reaps until no child is left or `limit` passes; true if none is left.
-fn wait_for_children(limit: Duration) -> bool {
-    let start = Instant::now();
-    loop {
-        if !signals::reap_zombies().children_left {
-            return true;
-        }
-        if start.elapsed() >= limit {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
