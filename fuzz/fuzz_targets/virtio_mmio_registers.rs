@@ -23,17 +23,9 @@ impl InterruptLine for NoLine {
     }
 }
 
-/// A 8-sector scratch image, unlinked as soon as it is open.
+/// A 8-sector scratch image (an unlinked temporary file).
 fn image() -> File {
-    let path = std::env::temp_dir().join(format!("virtio-mmio-fuzz-{}.img", std::process::id()));
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .expect("scratch image");
-    let _ = std::fs::remove_file(&path);
+    let file = tempfile::tempfile().expect("scratch image");
     file.set_len(8 * 512).expect("size the scratch image");
     file
 }
