@@ -1,9 +1,14 @@
-//! The VM's configuration: the command line as parsed by clap, and its validation into a
+//! The VM's configuration: the command line, parsed with `lexopt`, and its validation into a
 //! [`VmConfig`] (pure, so the bounds are unit-tested).
+//!
+//! `lexopt` rather than clap: the VMM's resident size is a goal (≤ 2 MiB besides guest memory,
+//! `make bench`), and clap's parser, help and error machinery was about a fifth of the binary.
+//! The options are few and fixed; the help text is below.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::Parser;
+use crate::seccomp::SeccompMode;
 
 /// Kernel command line used when none is given: console on COM1, and a panicking kernel reboots
 /// at once instead of spinning (the VMM reports the reboot).
@@ -15,46 +20,149 @@ pub const MIN_MEMORY_MIB: u64 = 16;
 /// Most vCPUs accepted (APIC ids fit a byte, and CPUID leaf 1 counts in a byte).
 pub const MAX_VCPUS: u32 = 254;
 
+/// `vmm --help`.
+pub const HELP: &str = "\
+vmm: run one KVM micro-VM. The exit status says how the guest ended:
+0 poweroff, 10 reboot, 11 crash, 1 VMM error, 2 bad input (docs/VMM.md).
+
+Usage: vmm --kernel <FILE> [OPTIONS]
+
+Options:
+  --kernel <FILE>        bzImage (64-bit boot protocol) or ELF vmlinux
+  --initrd <FILE>        initial ramdisk, loaded at the top of low memory
+  --cmdline <TEXT>       kernel command line [default: console=ttyS0 panic=-1]
+  --memory-mib <N>       guest memory in MiB [default: 128]
+  --vcpus <N>            number of vCPUs [default: 1]
+  --disk <PATH[,ro]>     raw disk image as a virtio block device; repeatable, the guest sees
+                         them in this order (/dev/vda, /dev/vdb, ...)
+  --net                  virtio network on the VMM's user-mode network: the guest is
+                         10.200.0.2/24, gateway and DNS 10.200.0.1; outbound only
+  --serial <FILE|stdout> where the guest console goes [default: stdout]
+  --seccomp <MODE>       kill, log or off: what a system call outside the allow-list does
+                         [default: kill]
+  --log-level <LEVEL>    off, error, warn, info, debug, trace [default: warn]
+  -h, --help             this text
+  -V, --version          the version
+";
+
 /// `vmm` command line.
-#[derive(Debug, Clone, Parser)]
-#[command(
-    name = "vmm",
-    version,
-    about = "Run one KVM micro-VM: boot a Linux kernel with an 8250 console; the exit status says how the guest ended (0 poweroff, 10 reboot, 11 crash, 1 VMM error, 2 bad input)"
-)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cli {
     /// Kernel: bzImage (64-bit boot protocol) or ELF vmlinux.
-    #[arg(long)]
     pub kernel: PathBuf,
     /// Initial ramdisk, loaded at the top of low memory.
-    #[arg(long)]
     pub initrd: Option<PathBuf>,
     /// Kernel command line.
-    #[arg(long, default_value = DEFAULT_CMDLINE)]
     pub cmdline: String,
     /// Guest memory in MiB.
-    #[arg(long, default_value_t = 128)]
     pub memory_mib: u64,
     /// Number of vCPUs.
-    #[arg(long, default_value_t = 1)]
     pub vcpus: u32,
-    /// A raw disk image, as a virtio block device: `PATH` or `PATH,ro`. Repeatable; the guest
-    /// sees them in this order (/dev/vda, /dev/vdb, ...).
-    #[arg(long = "disk", value_name = "PATH[,ro]")]
+    /// Raw disk images (`PATH` or `PATH,ro`), in guest order.
     pub disks: Vec<String>,
-    /// A virtio network device on the VMM's user-mode network: the guest is 10.200.0.2/24,
-    /// gateway and DNS 10.200.0.1; outbound TCP and DNS only, nothing can connect in.
-    #[arg(long)]
+    /// Whether the guest gets the user-mode network.
     pub net: bool,
     /// Where the guest console goes: a file path, or "stdout".
-    #[arg(long, default_value = "stdout")]
     pub serial: String,
-    /// What a system call outside the VMM's seccomp allow-list does: kill (default), log, off.
-    #[arg(long, value_enum, default_value = "kill")]
-    pub seccomp: crate::seccomp::SeccompMode,
-    /// Log level of the VMM's own messages on stderr (error, warn, info, debug).
-    #[arg(long, default_value = "warn")]
+    /// What a system call outside the VMM's seccomp allow-list does.
+    pub seccomp: SeccompMode,
+    /// Log level of the VMM's own messages on stderr.
     pub log_level: log::LevelFilter,
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run a VM.
+    Run(Cli),
+    /// Print [`HELP`].
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// A command line that cannot be parsed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} (see vmm --help)")]
+pub struct ArgError(String);
+
+impl From<lexopt::Error> for ArgError {
+    fn from(e: lexopt::Error) -> Self {
+        ArgError(e.to_string())
+    }
+}
+
+fn number<T: std::str::FromStr>(parser: &mut lexopt::Parser, option: &str) -> Result<T, ArgError> {
+    let value = parser.value()?;
+    value.to_str().and_then(|v| v.parse().ok()).ok_or_else(|| {
+        ArgError(format!(
+            "{option} {}: not a number",
+            value.to_string_lossy()
+        ))
+    })
+}
+
+fn text(parser: &mut lexopt::Parser, option: &str) -> Result<String, ArgError> {
+    parser
+        .value()?
+        .into_string()
+        .map_err(|v| ArgError(format!("{option} {}: not UTF-8", v.to_string_lossy())))
+}
+
+impl Cli {
+    /// Parses the arguments after the program name.
+    pub fn parse_from<I>(args: I) -> Result<Command, ArgError>
+    where
+        I: IntoIterator,
+        I::Item: Into<OsString>,
+    {
+        use lexopt::prelude::*;
+        let mut parser = lexopt::Parser::from_args(args);
+        let mut kernel = None;
+        let mut cli = Cli {
+            kernel: PathBuf::new(),
+            initrd: None,
+            cmdline: DEFAULT_CMDLINE.to_owned(),
+            memory_mib: 128,
+            vcpus: 1,
+            disks: Vec::new(),
+            net: false,
+            serial: "stdout".to_owned(),
+            seccomp: SeccompMode::Kill,
+            log_level: log::LevelFilter::Warn,
+        };
+        while let Some(arg) = parser.next()? {
+            match arg {
+                Long("kernel") => kernel = Some(PathBuf::from(parser.value()?)),
+                Long("initrd") => cli.initrd = Some(PathBuf::from(parser.value()?)),
+                Long("cmdline") => cli.cmdline = text(&mut parser, "--cmdline")?,
+                Long("memory-mib") => cli.memory_mib = number(&mut parser, "--memory-mib")?,
+                Long("vcpus") => cli.vcpus = number(&mut parser, "--vcpus")?,
+                Long("disk") => cli.disks.push(text(&mut parser, "--disk")?),
+                Long("net") => cli.net = true,
+                Long("serial") => cli.serial = text(&mut parser, "--serial")?,
+                Long("seccomp") => {
+                    let v = text(&mut parser, "--seccomp")?;
+                    cli.seccomp = v.parse().map_err(|()| {
+                        ArgError(format!("--seccomp {v}: expected kill, log or off"))
+                    })?;
+                }
+                Long("log-level") => {
+                    let v = text(&mut parser, "--log-level")?;
+                    cli.log_level = v.parse().map_err(|_| {
+                        ArgError(format!(
+                            "--log-level {v}: expected off, error, warn, info, debug or trace"
+                        ))
+                    })?;
+                }
+                Short('h') | Long("help") => return Ok(Command::Help),
+                Short('V') | Long("version") => return Ok(Command::Version),
+                _ => return Err(arg.unexpected().into()),
+            }
+        }
+        cli.kernel = kernel.ok_or_else(|| ArgError("--kernel is required".to_owned()))?;
+        Ok(Command::Run(cli))
+    }
 }
 
 /// Where the serial console's output goes.
@@ -218,9 +326,38 @@ mod tests {
     use super::*;
 
     fn cli(args: &[&str]) -> Cli {
-        let mut v = vec!["vmm", "--kernel", "k"];
+        let mut v = vec!["--kernel", "k"];
         v.extend_from_slice(args);
-        Cli::try_parse_from(v).unwrap()
+        match Cli::parse_from(v).unwrap() {
+            Command::Run(cli) => cli,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parse_errors_name_the_option_and_help_and_version_are_commands() {
+        let err = |args: &[&str]| {
+            Cli::parse_from(args.iter().copied())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(err(&[]), "--kernel is required (see vmm --help)");
+        assert_eq!(
+            err(&["--kernel", "k", "--vcpus", "two"]),
+            "--vcpus two: not a number (see vmm --help)"
+        );
+        assert!(err(&["--kernel", "k", "--frobnicate"]).contains("--frobnicate"));
+        assert!(err(&["--kernel"]).contains("--kernel"));
+        assert_eq!(
+            err(&["--kernel", "k", "--seccomp", "maybe"]),
+            "--seccomp maybe: expected kill, log or off (see vmm --help)"
+        );
+        assert!(matches!(Cli::parse_from(["--help"]), Ok(Command::Help)));
+        assert!(matches!(Cli::parse_from(["-V"]), Ok(Command::Version)));
+        let c = cli(&["--seccomp", "log", "--log-level", "debug", "--initrd", "i"]);
+        assert_eq!(c.seccomp, SeccompMode::Log);
+        assert_eq!(c.log_level, log::LevelFilter::Debug);
+        assert_eq!(c.initrd, Some(PathBuf::from("i")));
     }
 
     #[test]

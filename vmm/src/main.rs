@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use vmm::config::{Command, HELP};
 use vmm::exit::{EXIT_BAD_INPUT, EXIT_VMM_ERROR};
 use vmm::{Cli, VmConfig, VmOutcome};
 
@@ -45,7 +45,21 @@ fn run(cli: &Cli) -> Result<VmOutcome, Failure> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::parse_from(std::env::args_os().skip(1)) {
+        Ok(Command::Run(cli)) => cli,
+        Ok(Command::Help) => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("vmm {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("vmm: error: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
     // Only fails if a logger is already set, which cannot happen here.
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(cli.log_level);

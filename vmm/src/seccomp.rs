@@ -19,7 +19,7 @@ use seccompiler::{
 };
 
 /// What to do with a system call outside the allow-list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SeccompMode {
     /// Kill the VMM (SIGSYS); the default.
     Kill,
@@ -27,6 +27,19 @@ pub enum SeccompMode {
     Log,
     /// No filter (debugging only).
     Off,
+}
+
+impl std::str::FromStr for SeccompMode {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "kill" => Ok(SeccompMode::Kill),
+            "log" => Ok(SeccompMode::Log),
+            "off" => Ok(SeccompMode::Off),
+            _ => Err(()),
+        }
+    }
 }
 
 /// Errors building or installing the filter.
