@@ -12,7 +12,8 @@
 //!   (appended to the initramfs as a second cpio archive, as an attacker with write access to
 //!   the node image would), so the node must refuse it with both digests.
 //!
-//! The node gets an empty data disk, which it claims for the volumes.
+//! The node gets an empty data disk, which it claims for the volumes, and a second disk holding
+//! foreign data, which it must leave alone.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -243,6 +244,13 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
         .set_len(256 << 20)
         .unwrap();
 
+    // A disk with someone else's data: random-looking bytes at both ends.
+    let foreign = root.path().join("foreign.img");
+    let foreign_bytes: Vec<u8> = (0..(8u32 << 20))
+        .map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes()[1])
+        .collect();
+    std::fs::write(&foreign, &foreign_bytes).unwrap();
+
     let accel = Accel::detect().unwrap_or_else(|e| panic!("{e}"));
     let boot: Boot = qemu::image::direct_boot(&image).unwrap_or_else(|e| panic!("{e}"));
     let mut cfg = VmConfig::new(boot, accel);
@@ -251,6 +259,9 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
     cfg.extra_args.push("-drive".into());
     cfg.extra_args
         .push(format!("file={},if=virtio,format=raw", disk.display()).into());
+    cfg.extra_args.push("-drive".into());
+    cfg.extra_args
+        .push(format!("file={},if=virtio,format=raw", foreign.display()).into());
     let vm = Vm::start(cfg).unwrap_or_else(|e| panic!("starting QEMU: {e}"));
     wait_ready(&vm);
 
@@ -270,6 +281,7 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
         )
     );
     wait("init: info: data disk /dev/vda mounted at /var/lib/nullos");
+    wait("init: warn: disk /dev/vdb holds foreign data; not claimed");
 
     // The example: the stock kernel boots our guest init, which runs the entrypoint.
     wait("[hello] init: info: nullos init");
@@ -292,17 +304,16 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
     wait("nullos: workload crash restarting in 1000 ms (attempt 2)");
     wait("[crash] hello: counter=2");
     wait("nullos: workload crash restarting in 2000 ms (attempt 3)");
+    wait("nullos: workload crash restarting in 4000 ms (attempt 4)");
+    // The crash-loop limit.
+    wait("nullos: workload crash gave up after 5 attempts");
 
     let console = vm.serial_text().unwrap_or_default();
     let crash_exits = console
         .lines()
         .filter(|l| l.contains("nullos: workload crash exited code=3"))
         .count();
-    assert!(
-        crash_exits >= 2,
-        "two failed runs before attempt 3:
-{console}"
-    );
+    assert_eq!(crash_exits, 5, "five failed runs:\n{console}");
     assert!(
         !console.contains("workload tampered started"),
         "the tampered workload must never start:\n{console}"
@@ -316,4 +327,9 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
     vm.qmp("system_powerdown", None)
         .unwrap_or_else(|e| panic!("{e}"));
     wait("nullos: poweroff");
+    drop(vm);
+    assert!(
+        std::fs::read(&foreign).unwrap() == foreign_bytes,
+        "the foreign disk was written to"
+    );
 }
