@@ -1,9 +1,11 @@
 //! Linux direct boot: kernel (bzImage or ELF vmlinux) and initrd into guest memory, the command
-//! line, the zero page and the boot-time tables; the result is the 64-bit entry point.
+//! line, the zero page or PVH start info and the boot-time tables; the result is the entry point.
 //!
-//! Both formats are entered through the 64-bit boot protocol (long mode, `rsi` = zero page):
-//! a bzImage at `startup_64` = load address + 0x200, a vmlinux at its ELF entry. PVH entry
-//! (32-bit, `start_info`) is not used.
+//! A bzImage is entered through the 64-bit boot protocol (long mode, `rsi` = zero page) at
+//! `startup_64` = load address + 0x200. An ELF vmlinux with a `XEN_ELFNOTE_PHYS32_ENTRY` note
+//! (Linux built with `CONFIG_PVH`, as Debian's kernels are) is entered through PVH: 32-bit
+//! protected mode at the note's address, `ebx` = `hvm_start_info`. An ELF without the note falls
+//! back to the 64-bit protocol at its ELF entry.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -11,12 +13,14 @@ use std::path::{Path, PathBuf};
 
 use linux_loader::cmdline::Cmdline;
 use linux_loader::loader::bootparam::setup_header;
+use linux_loader::loader::elf::PvhBootCapability;
 use linux_loader::loader::{load_cmdline, BzImage, Elf, KernelLoader};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::arch::x86_64::acpi::AcpiTables;
 use crate::arch::x86_64::boot_params::{self, ZeroPage, XLF_KERNEL_64};
 use crate::arch::x86_64::layout::{CMDLINE_MAX_SIZE, CMDLINE_START, HIMEM_START, ZERO_PAGE_START};
+use crate::arch::x86_64::pvh::{self, PvhBoot};
 use crate::arch::x86_64::regs;
 use crate::vstate::memory;
 
@@ -60,6 +64,9 @@ pub enum Error {
     /// Writing the zero page failed.
     #[error("write the zero page into guest memory")]
     WriteZeroPage(#[source] vm_memory::GuestMemoryError),
+    /// The PVH start info could not be built or written.
+    #[error("PVH start info")]
+    PvhStartInfo(#[source] pvh::Error),
     /// Writing the ACPI tables failed.
     #[error("write the ACPI tables into guest memory")]
     WriteAcpi(#[source] vm_memory::GuestMemoryError),
@@ -96,19 +103,44 @@ pub struct BootConfig<'a> {
     pub acpi: Option<&'a AcpiTables>,
 }
 
-/// Where the boot vCPU starts.
+/// Where and how the boot vCPU starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EntryPoint {
-    /// 64-bit entry address (`rip`).
-    pub entry: u64,
-    /// Zero page address (`rsi`).
-    pub zero_page: u64,
+pub enum EntryPoint {
+    /// The 64-bit boot protocol: long mode at `entry`, `rsi` = zero page.
+    LongMode {
+        /// 64-bit entry address (`rip`).
+        entry: u64,
+        /// Zero page address (`rsi`).
+        zero_page: u64,
+    },
+    /// PVH: 32-bit protected mode, paging off, at `entry`, `ebx` = `hvm_start_info`.
+    Pvh {
+        /// 32-bit entry address (`rip`).
+        entry: u64,
+        /// `hvm_start_info` address (`rbx`).
+        start_info: u64,
+    },
+}
+
+impl std::fmt::Display for EntryPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EntryPoint::LongMode { entry, zero_page } => {
+                write!(f, "64-bit entry {entry:#x}, zero page {zero_page:#x}")
+            }
+            EntryPoint::Pvh { entry, start_info } => {
+                write!(f, "PVH entry {entry:#x}, start info {start_info:#x}")
+            }
+        }
+    }
 }
 
 struct LoadedKernel {
     entry: u64,
     end: u64,
     header: Option<setup_header>,
+    /// The PVH entry of an ELF that has one.
+    pvh_entry: Option<u64>,
 }
 
 fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel, Error> {
@@ -124,10 +156,15 @@ fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel, Error
     let load_err = |e| Error::LoadKernel(path.to_path_buf(), e);
     if is_elf {
         let r = Elf::load(mem, None, &mut file, himem).map_err(load_err)?;
+        let pvh_entry = match r.pvh_boot_cap {
+            PvhBootCapability::PvhEntryPresent(addr) => Some(addr.0),
+            _ => None,
+        };
         return Ok(LoadedKernel {
             entry: r.kernel_load.0,
             end: r.kernel_end,
             header: None,
+            pvh_entry,
         });
     }
     let r = BzImage::load(mem, None, &mut file, himem).map_err(load_err)?;
@@ -140,6 +177,7 @@ fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel, Error
         entry: r.kernel_load.0 + STARTUP_64_OFFSET,
         end: r.kernel_end,
         header: Some(hdr),
+        pvh_entry: None,
     })
 }
 
@@ -180,24 +218,37 @@ pub fn load_linux(
     };
 
     let e820 = boot_params::e820_map(&memory::ram_regions(mem_size));
-    let zero_page = boot_params::build_zero_page(&ZeroPage {
-        setup_header: kernel.header,
-        cmdline_addr: CMDLINE_START,
-        cmdline_len,
-        initrd,
-        e820: &e820,
-        acpi_rsdp_addr: cfg.acpi.map(|t| t.rsdp_addr),
-    })
-    .map_err(Error::ZeroPage)?;
-    mem.write_obj(zero_page, GuestAddress(ZERO_PAGE_START))
-        .map_err(Error::WriteZeroPage)?;
+    let acpi_rsdp_addr = cfg.acpi.map(|t| t.rsdp_addr);
     regs::write_boot_tables(mem).map_err(Error::Tables)?;
     for (addr, bytes) in cfg.acpi.iter().flat_map(|t| t.blobs.iter()) {
         mem.write_slice(bytes, GuestAddress(*addr))
             .map_err(Error::WriteAcpi)?;
     }
 
-    Ok(EntryPoint {
+    if let Some(entry) = kernel.pvh_entry {
+        let info = pvh::start_info(&PvhBoot {
+            cmdline_addr: CMDLINE_START,
+            initrd,
+            memmap: &e820,
+            acpi_rsdp_addr,
+        })
+        .map_err(Error::PvhStartInfo)?;
+        let start_info = pvh::write_start_info(mem, &info).map_err(Error::PvhStartInfo)?;
+        return Ok(EntryPoint::Pvh { entry, start_info });
+    }
+
+    let zero_page = boot_params::build_zero_page(&ZeroPage {
+        setup_header: kernel.header,
+        cmdline_addr: CMDLINE_START,
+        cmdline_len,
+        initrd,
+        e820: &e820,
+        acpi_rsdp_addr,
+    })
+    .map_err(Error::ZeroPage)?;
+    mem.write_obj(zero_page, GuestAddress(ZERO_PAGE_START))
+        .map_err(Error::WriteZeroPage)?;
+    Ok(EntryPoint::LongMode {
         entry: kernel.entry,
         zero_page: ZERO_PAGE_START,
     })
@@ -234,19 +285,24 @@ mod tests {
     use super::*;
     use crate::arch::x86_64::layout::PML4_START;
 
-    /// The Debian cloud kernel the project boots (unpacked by `make`; absent in a bare clone).
-    const DEBIAN_KERNEL: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../build/kernels/cloud/boot/vmlinuz-6.1.0-56-cloud-amd64"
-    );
+    /// The Debian cloud kernel the project boots (unpacked by `make kernel`).
+    fn debian_kernel() -> std::path::PathBuf {
+        let boot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/kernels/cloud/boot");
+        std::fs::read_dir(&boot)
+            .ok()
+            .and_then(|entries| {
+                entries.filter_map(Result::ok).map(|e| e.path()).find(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+                })
+            })
+            .unwrap_or_else(|| panic!("no kernel in {}: run `make kernel`", boot.display()))
+    }
 
     #[test]
     fn debian_bzimage_loads_with_64_bit_entry_initrd_and_zero_page() {
-        let kernel = Path::new(DEBIAN_KERNEL);
-        if !kernel.exists() {
-            println!("skipped: {DEBIAN_KERNEL} absent (run make deps)");
-            return;
-        }
+        let kernel = debian_kernel();
+        let kernel = kernel.as_path();
         let dir = tempfile::tempdir().unwrap();
         let initrd = dir.path().join("initrd");
         std::fs::write(&initrd, vec![0x5a; 10_000]).unwrap();
@@ -263,9 +319,12 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(ep.entry, HIMEM_START + STARTUP_64_OFFSET);
+        let EntryPoint::LongMode { entry, zero_page } = ep else {
+            panic!("a bzImage is entered in long mode: {ep}");
+        };
+        assert_eq!(entry, HIMEM_START + STARTUP_64_OFFSET);
         let zp: linux_loader::loader::bootparam::boot_params =
-            mem.read_obj(GuestAddress(ep.zero_page)).unwrap();
+            mem.read_obj(GuestAddress(zero_page)).unwrap();
         let hdr = zp.hdr;
         assert_ne!({ hdr.xloadflags } & XLF_KERNEL_64, 0);
         assert!({ hdr.version } >= MIN_BOOT_PROTOCOL);

@@ -151,9 +151,7 @@ pub fn run_vm(cfg: &VmConfig) -> Result<VmOutcome, Error> {
     )
     .map_err(Error::Boot)?;
     log::info!(
-        "kernel entry {:#x}, zero page {:#x}, {} MiB, {} vCPU(s)",
-        entry.entry,
-        entry.zero_page,
+        "kernel {entry}, {} MiB, {} vCPU(s)",
         cfg.memory_bytes >> 20,
         cfg.vcpus
     );

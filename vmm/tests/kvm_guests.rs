@@ -129,6 +129,42 @@ fn elf_kernel_is_entered_at_its_elf_entry_in_long_mode() {
     );
 }
 
+/// An ELF with a PVH note is entered at the note's 32-bit address (its ELF entry is a `ud2`),
+/// with `ebx` = `hvm_start_info` describing the command line, memory map, initrd and RSDP.
+#[test]
+fn elf_kernel_with_a_pvh_note_is_entered_through_pvh() {
+    if !kvm_available() {
+        return;
+    }
+    let vmm = Vmm::new();
+    let kernel = assemble_elf("pvh", vmm.dir.path());
+    let initrd = vmm.dir.path().join("initrd");
+    std::fs::write(&initrd, b"PVH! and more").unwrap();
+    let run = vmm.run(
+        &kernel,
+        &["--cmdline", "pvh=1", "--initrd", initrd.to_str().unwrap()],
+    );
+    println!("{run:?}");
+    assert_eq!(run.code, Some(0), "poweroff");
+    assert_eq!(
+        run.serial,
+        "hello from a PVH guest\ncmdline=pvh=1\nmemmap=2\nmodules=1\ninitrd=PVH!\nrsdp=RSD PTR \n"
+    );
+    assert!(
+        run.stderr.lines().any(|l| l == "vmm: guest exit code=7"),
+        "{}",
+        run.stderr
+    );
+
+    // Without an initrd there is no module.
+    let run = vmm.run(&kernel, &["--cmdline", "x"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(
+        run.serial,
+        "hello from a PVH guest\ncmdline=x\nmemmap=2\nmodules=0\nrsdp=RSD PTR \n"
+    );
+}
+
 #[test]
 fn initrd_is_placed_and_described_in_the_zero_page() {
     if !kvm_available() {

@@ -1,7 +1,7 @@
 //! vCPUs: boot-time configuration and the run loop, one thread each.
 //!
-//! The boot vCPU (id 0) starts in long mode at the kernel's entry; the others wait, as on real
-//! hardware, for the guest's INIT/SIPI (the in-kernel LAPIC handles that).
+//! The boot vCPU (id 0) starts at the kernel's entry (long mode, or 32-bit mode for PVH); the
+//! others wait, as on real hardware, for the guest's INIT/SIPI (the in-kernel LAPIC handles that).
 //!
 //! With an in-kernel LAPIC, `hlt` never exits to user space, so a guest that halts with
 //! interrupts off would hang the VMM for ever. The VMM's main thread therefore kicks every vCPU
@@ -115,8 +115,8 @@ pub fn install_kick_handler() -> Result<(), Error> {
     result
 }
 
-/// Configures vCPU `id` of `count`: CPUID, MSRs, LAPIC, and for the boot vCPU the long-mode
-/// entry state.
+/// Configures vCPU `id` of `count`: CPUID, MSRs, LAPIC, and for the boot vCPU the entry state
+/// (long mode or PVH).
 pub fn configure(
     fd: &VcpuFd,
     id: u8,
@@ -129,8 +129,14 @@ pub fn configure(
     fd.set_cpuid2(&cpuid).map_err(Error::SetCpuid)?;
     msr::setup_msrs(fd).map_err(Error::Msrs)?;
     lapic::setup_lapic(fd).map_err(Error::Lapic)?;
-    if let Some(ep) = entry {
-        regs::setup_long_mode(fd, ep.entry, ep.zero_page).map_err(Error::Regs)?;
+    match entry {
+        Some(EntryPoint::LongMode { entry, zero_page }) => {
+            regs::setup_long_mode(fd, entry, zero_page).map_err(Error::Regs)?;
+        }
+        Some(EntryPoint::Pvh { entry, start_info }) => {
+            regs::setup_pvh(fd, entry, start_info).map_err(Error::Regs)?;
+        }
+        None => {}
     }
     Ok(())
 }
@@ -167,6 +173,9 @@ impl Vcpu {
             match result {
                 None => {}
                 Some(Ok(exit)) => {
+                    if exit == GuestExit::Crash(CrashReason::InternalError) {
+                        log::info!("vCPU {id}: {}", internal_error_detail(&mut self.fd));
+                    }
                     // The receiver is gone only when the VM is already ending.
                     let _ = events.send(VcpuEvent::Exit(id, exit));
                     return;
@@ -287,6 +296,24 @@ fn handle_exit(
         VcpuExit::Intr => None,
         other => Some(Err(Error::UnexpectedExit(id, format!("{other:?}")))),
     }
+}
+
+/// What KVM says about the `KVM_EXIT_INTERNAL_ERROR` just taken: its suberror (1 is an
+/// instruction it could not emulate), the data words and the guest's `rip`.
+fn internal_error_detail(fd: &mut VcpuFd) -> String {
+    let rip = fd.get_regs().map(|r| r.rip).unwrap_or_default();
+    let run = fd.get_kvm_run();
+    // SAFETY: the last exit was KVM_EXIT_INTERNAL_ERROR, for which KVM fills the `internal`
+    // member of the exit union; every bit pattern is a valid value of its integer fields.
+    let internal = unsafe { run.__bindgen_anon_1.internal };
+    let n = usize::try_from(internal.ndata)
+        .unwrap_or(usize::MAX)
+        .min(internal.data.len());
+    format!(
+        "internal error suberror {} at rip {rip:#x}, data {:x?}",
+        internal.suberror,
+        &internal.data[..n]
+    )
 }
 
 #[cfg(test)]

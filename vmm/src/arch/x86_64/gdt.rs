@@ -1,13 +1,16 @@
 //! Global descriptor table entries and the KVM segment registers made from them.
 //!
-//! The Linux 64-bit boot protocol wants `__BOOT_CS` (selector 0x10) and `__BOOT_DS` (0x18), so the
-//! table is: null, null, 64-bit code, data, TSS.
+//! The Linux 64-bit boot protocol wants `__BOOT_CS` (selector 0x10) and `__BOOT_DS` (0x18); PVH
+//! wants a flat 32-bit code segment (any selector). So the table is: null, 32-bit code, 64-bit
+//! code, data, TSS.
 
 // Descriptor fields are masked to their width before each narrowing cast.
 #![allow(clippy::cast_possible_truncation)]
 
 use kvm_bindings::kvm_segment;
 
+/// 32-bit code segment selector index (0x08), for the PVH entry.
+pub const PVH_CS_INDEX: u16 = 1;
 /// Code segment selector index (`__BOOT_CS` = 0x10).
 pub const BOOT_CS_INDEX: u16 = 2;
 /// Data segment selector index (`__BOOT_DS` = 0x18).
@@ -26,11 +29,11 @@ pub const fn gdt_entry(flags: u16, base: u32, limit: u32) -> u64 {
         | (limit & 0x0000_ffff)
 }
 
-/// The boot GDT: null, null, 64-bit code (L=1), flat data, 32-bit busy TSS.
+/// The boot GDT: null, 32-bit code (D=1), 64-bit code (L=1), flat data, 32-bit busy TSS.
 pub const fn boot_gdt() -> [u64; 5] {
     [
         0,
-        0,
+        gdt_entry(0xc09b, 0, 0xfffff), // code: G, D, present, DPL0, execute/read, accessed
         gdt_entry(0xa09b, 0, 0xfffff), // code: G, L, present, DPL0, execute/read, accessed
         gdt_entry(0xc093, 0, 0xfffff), // data: G, D/B, present, DPL0, read/write, accessed
         gdt_entry(0x808b, 0, 0xfffff), // TSS: G, present, 32-bit busy TSS (VMX wants a usable TR)
@@ -82,6 +85,7 @@ mod tests {
     #[test]
     fn descriptors_match_the_well_known_encodings() {
         let gdt = boot_gdt();
+        assert_eq!(gdt[1], 0x00cf_9b00_0000_ffff);
         assert_eq!(gdt[2], 0x00af_9b00_0000_ffff);
         assert_eq!(gdt[3], 0x00cf_9300_0000_ffff);
         assert_eq!(gdt[4], 0x008f_8b00_0000_ffff);
@@ -98,6 +102,14 @@ mod tests {
         assert_eq!(cs.type_, 0xb);
         assert_eq!(cs.limit, 0xffff_ffff);
         assert_eq!(cs.unusable, 0);
+    }
+
+    #[test]
+    fn pvh_code_segment_is_flat_32_bit() {
+        let cs = segment_from_entry(boot_gdt()[1], PVH_CS_INDEX);
+        assert_eq!(cs.selector, 0x08);
+        assert_eq!((cs.l, cs.db, cs.base, cs.limit), (0, 1, 0, 0xffff_ffff));
+        assert_eq!(cs.type_, 0xb);
     }
 
     #[test]

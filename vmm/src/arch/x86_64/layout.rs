@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! 0x0000_0500  GDT (5 entries)            0x0000_0520  IDT (empty, limit 0)
+//! 0x0000_6000  PVH hvm_start_info, 0x6040 its module list (initrd), 0x6080 its memory map
 //! 0x0000_7000  zero page (boot_params)    0x0000_8ff0  boot stack top
 //! 0x0000_9000  PML4, 0xa000 PDPT, 0xb000..0xf000 four page directories (identity map 0..4 GiB)
 //! 0x0002_0000  kernel command line (up to CMDLINE_MAX_SIZE)
@@ -15,6 +16,12 @@
 pub const GDT_START: u64 = 0x500;
 /// Interrupt descriptor table (empty: the kernel installs its own before enabling interrupts).
 pub const IDT_START: u64 = 0x520;
+/// PVH `hvm_start_info` handed to the kernel in `ebx` (56 bytes).
+pub const PVH_START_INFO_START: u64 = 0x6000;
+/// PVH module list (one `hvm_modlist_entry`, the initrd).
+pub const PVH_MODLIST_START: u64 = 0x6040;
+/// PVH memory map (`hvm_memmap_table_entry`s, 24 bytes each, up to the zero page).
+pub const PVH_MEMMAP_START: u64 = 0x6080;
 /// The zero page (`struct boot_params`) handed to the kernel in `rsi`.
 pub const ZERO_PAGE_START: u64 = 0x7000;
 /// Initial stack pointer.

@@ -1,13 +1,15 @@
-//! Register state for entering a 64-bit Linux kernel: long mode, paging on, flat segments.
+//! Register state for entering a Linux kernel: long mode with paging and flat segments for the
+//! 64-bit boot protocol, or 32-bit protected mode without paging for PVH.
 //!
-//! The pure builders (`boot_regs`, `long_mode_sregs`, `identity_page_tables`, `boot_fpu`) are
-//! unit-tested; `setup_*` apply them to a vCPU and write the tables into guest memory.
+//! The pure builders (`boot_regs`, `pvh_regs`, `long_mode_sregs`, `protected_mode_sregs`,
+//! `identity_page_tables`, `boot_fpu`) are unit-tested; `setup_*` apply them to a vCPU and write
+//! the tables into guest memory.
 
 use kvm_bindings::{kvm_fpu, kvm_regs, kvm_sregs};
 use kvm_ioctls::VcpuFd;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::gdt::{self, BOOT_CS_INDEX, BOOT_DS_INDEX, BOOT_TSS_INDEX};
+use super::gdt::{self, BOOT_CS_INDEX, BOOT_DS_INDEX, BOOT_TSS_INDEX, PVH_CS_INDEX};
 use super::layout::{
     BOOT_STACK_POINTER, GDT_START, IDENTITY_MAPPED_GIB, IDT_START, PDE_START, PDPTE_START,
     PML4_START,
@@ -55,6 +57,16 @@ pub fn boot_regs(entry: u64, zero_page: u64) -> kvm_regs {
     }
 }
 
+/// General registers at a PVH entry: `rip` = 32-bit entry, `rbx` = `hvm_start_info`.
+pub fn pvh_regs(entry: u64, start_info: u64) -> kvm_regs {
+    kvm_regs {
+        rflags: 0x2,
+        rip: entry,
+        rbx: start_info,
+        ..Default::default()
+    }
+}
+
 /// FPU at its reset values (x87 control word, SSE control/status).
 pub fn boot_fpu() -> kvm_fpu {
     kvm_fpu {
@@ -88,6 +100,32 @@ pub fn long_mode_sregs(sregs: &mut kvm_sregs) {
     sregs.cr4 |= X86_CR4_PAE;
     sregs.cr0 |= X86_CR0_PE | X86_CR0_ET | X86_CR0_PG;
     sregs.efer |= EFER_LME | EFER_LMA;
+}
+
+/// Turns `sregs` into what the PVH boot ABI specifies: 32-bit protected mode, paging off, flat
+/// 4 GiB code and data segments, a usable TR, CR4 and EFER clear.
+pub fn protected_mode_sregs(sregs: &mut kvm_sregs) {
+    let table = gdt::boot_gdt();
+    let code = gdt::segment_from_entry(table[usize::from(PVH_CS_INDEX)], PVH_CS_INDEX);
+    let data = gdt::segment_from_entry(table[usize::from(BOOT_DS_INDEX)], BOOT_DS_INDEX);
+    let tss = gdt::segment_from_entry(table[usize::from(BOOT_TSS_INDEX)], BOOT_TSS_INDEX);
+
+    sregs.gdt.base = GDT_START;
+    sregs.gdt.limit = gdt_limit();
+    sregs.idt.base = IDT_START;
+    sregs.idt.limit = 0;
+    sregs.cs = code;
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.tr = tss;
+
+    sregs.cr0 = (sregs.cr0 | X86_CR0_PE | X86_CR0_ET) & !X86_CR0_PG;
+    sregs.cr3 = 0;
+    sregs.cr4 = 0;
+    sregs.efer = 0;
 }
 
 fn gdt_limit() -> u16 {
@@ -142,6 +180,17 @@ pub fn setup_long_mode(vcpu: &VcpuFd, entry: u64, zero_page: u64) -> Result<(), 
     vcpu.set_fpu(&boot_fpu()).map_err(Error::SetFpu)
 }
 
+/// Puts `vcpu` in 32-bit protected mode at the PVH `entry` with `ebx` pointing at
+/// `hvm_start_info`.
+pub fn setup_pvh(vcpu: &VcpuFd, entry: u64, start_info: u64) -> Result<(), Error> {
+    let mut sregs = vcpu.get_sregs().map_err(Error::GetSregs)?;
+    protected_mode_sregs(&mut sregs);
+    vcpu.set_sregs(&sregs).map_err(Error::SetSregs)?;
+    vcpu.set_regs(&pvh_regs(entry, start_info))
+        .map_err(Error::SetRegs)?;
+    vcpu.set_fpu(&boot_fpu()).map_err(Error::SetFpu)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +238,21 @@ mod tests {
         assert_eq!((s.ds.selector, s.ss.selector), (0x18, 0x18));
         assert_eq!(s.gdt.limit, 39);
         assert_eq!(s.tr.type_, 0xb);
+    }
+
+    #[test]
+    fn protected_mode_sregs_are_32_bit_without_paging() {
+        let mut s = kvm_sregs::default();
+        long_mode_sregs(&mut s); // whatever came before is undone
+        protected_mode_sregs(&mut s);
+        assert_eq!(s.cr0 & (X86_CR0_PE | X86_CR0_PG), X86_CR0_PE);
+        assert_eq!((s.cr3, s.cr4, s.efer), (0, 0, 0));
+        assert_eq!((s.cs.selector, s.cs.l, s.cs.db), (0x08, 0, 1));
+        assert_eq!((s.cs.base, s.cs.limit), (0, 0xffff_ffff));
+        assert_eq!((s.ds.selector, s.ds.db, s.ds.limit), (0x18, 1, 0xffff_ffff));
+        assert_eq!(s.tr.type_, 0xb);
+        let r = pvh_regs(0x100_0000, 0x6000);
+        assert_eq!((r.rip, r.rbx, r.rflags), (0x100_0000, 0x6000, 2));
     }
 
     #[test]
