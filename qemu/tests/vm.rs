@@ -1,7 +1,7 @@
 //! `Vm` against a real QEMU: startup failures, QMP, teardown, and a real kernel on the console.
 //!
 //! Needs `qemu-system-x86_64` and, for the kernel test, the Debian cloud kernel unpacked by
-//! `make deps` under `build/kernels/cloud/` (or `NULLOS_TEST_KERNEL` naming a bzImage).
+//! `make kernel` under `build/kernels/cloud/` (or `NULLOS_TEST_KERNEL` naming a bzImage).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,7 +36,7 @@ fn cloud_kernel() -> PathBuf {
     match found {
         Some(path) => path,
         None => panic!(
-            "no kernel in {}: run `make deps` (or set NULLOS_TEST_KERNEL)",
+            "no kernel in {}: run `make kernel` (or set NULLOS_TEST_KERNEL)",
             boot.display()
         ),
     }
