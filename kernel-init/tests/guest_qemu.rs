@@ -45,7 +45,8 @@ fn debug_exit_status(code: u8) -> i32 {
 /// A whole boot, power-off included, under TCG on a shared two-core machine.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 /// The modules the guest initramfs carries (their dependencies are added).
-const MODULES: [&str; 5] = [
+const MODULES: [&str; 6] = [
+    "pvpanic_mmio",
     "virtio_mmio",
     "virtio_blk",
     "virtio_net",

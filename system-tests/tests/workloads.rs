@@ -2,12 +2,14 @@
 //! runs each in our `vmm` on the nested KVM (`kvm_amd` over QEMU's emulated SVM), booting the
 //! stock Debian cloud kernel the node itself runs.
 //!
-//! The test builds its own node image from the dev profile's parts with four workloads, all the
+//! The test builds its own node image from the dev profile's parts with five workloads, all the
 //! example program `hello` (built by `make workloads`) with different manifests:
 //! - `hello`: the example as shipped (greeting, counter on its volume, exit 0);
 //! - `net`: connects to a TCP server this test runs on the host and prints the reply;
 //! - `crash`: exits 3, so the node restarts it with backoff; its counter shows the volume kept
 //!   its file across the restart;
+//! - `panic`: has its guest kernel panic; the VMM learns it on the pvpanic port and the node
+//!   reports `vm=panic` (and, with `restart = "never"`, does not restart it);
 //! - `tampered`: signed, then one byte of its root image flipped after the image was built
 //!   (appended to the initramfs as a second cpio archive, as an attacker with write access to
 //!   the node image would), so the node must refuse it with both digests.
@@ -207,19 +209,24 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
         &workload_source(root.path(), "crash", "HELLO_EXIT = \"3\"", "on-failure"),
         "crash",
     );
+    let panic = build_workload(
+        root.path(),
+        &workload_source(root.path(), "panic", "HELLO_PANIC = \"1\"", "never"),
+        "panic",
+    );
     let tampered = build_workload(
         root.path(),
         &workload_source(root.path(), "tampered", "", "never"),
         "tampered",
     );
 
-    // The node image with the three good workloads (image-builder refuses a tampered one).
-    let profile = node_profile(root.path(), &[hello, net, crash]);
+    // The node image with the four good workloads (image-builder refuses a tampered one).
+    let profile = node_profile(root.path(), &[hello, net, crash, panic]);
     let config = BuildConfig::load(&profile).unwrap_or_else(|e| panic!("{e}"));
     let image = root.path().join("image");
     build(&config, &image, 0, &Quiet).unwrap_or_else(|e| panic!("{e}"));
 
-    // Tamper after the build: the fourth workload arrives in a second cpio archive with one
+    // Tamper after the build: the fifth workload arrives in a second cpio archive with one
     // byte of its root image flipped.
     let manifest = std::fs::read(tampered.join("workload.manifest")).unwrap();
     let signed_root = std::fs::read(tampered.join("root.img")).unwrap();
@@ -297,6 +304,11 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
         "the host server saw no connection"
     );
 
+    // A guest kernel panic: reported as such through pvpanic, and not restarted.
+    wait("[panic] hello: asking the kernel to panic");
+    wait("[panic] Kernel panic - not syncing: sysrq triggered crash");
+    wait("nullos: workload panic exited code=12 vm=panic");
+
     // A failing workload: its exit code is reported, it is restarted with growing backoff, and
     // its volume still holds the counter file it wrote before the restart.
     wait("[crash] hello: counter=1");
@@ -314,6 +326,10 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
         .filter(|l| l.contains("nullos: workload crash exited code=3"))
         .count();
     assert_eq!(crash_exits, 5, "five failed runs:\n{console}");
+    assert!(
+        !console.contains("workload panic restarting"),
+        "restart = \"never\":\n{console}"
+    );
     assert!(
         !console.contains("workload tampered started"),
         "the tampered workload must never start:\n{console}"

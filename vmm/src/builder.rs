@@ -25,8 +25,8 @@ use crate::boot::{self, BootConfig};
 use crate::config::{SerialOutput, VmConfig};
 use crate::devices::bus::{self, Bus};
 use crate::devices::power::{
-    ExitCodeRegister, SleepControl, EXIT_CODE_PORT, I8042, I8042_BASE, I8042_LEN,
-    SLEEP_CONTROL_PORT,
+    ExitCodeRegister, PvPanic, SleepControl, EXIT_CODE_PORT, I8042, I8042_BASE, I8042_LEN,
+    PVPANIC_PORT, SLEEP_CONTROL_PORT,
 };
 use crate::devices::serial::{EventFdTrigger, SerialDevice, COM1_BASE, COM1_IRQ, COM1_LEN};
 use crate::devices::virtio::{IrqfdLine, NetThread, SharedNet, UserNetBackend};
@@ -177,6 +177,8 @@ pub fn run_vm(cfg: &VmConfig) -> Result<VmOutcome, Error> {
     pio.insert(I8042_BASE, I8042_LEN, Arc::new(Mutex::new(I8042)))
         .map_err(Error::Bus)?;
     pio.insert(SLEEP_CONTROL_PORT, 1, Arc::new(Mutex::new(SleepControl)))
+        .map_err(Error::Bus)?;
+    pio.insert(PVPANIC_PORT, 1, Arc::new(Mutex::new(PvPanic)))
         .map_err(Error::Bus)?;
     let exit_code = ExitCodeRegister::new();
     pio.insert(EXIT_CODE_PORT, 1, Arc::new(Mutex::new(exit_code.clone())))

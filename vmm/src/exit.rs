@@ -5,6 +5,7 @@
 //! | 0  | the guest powered off (ACPI S5 through the sleep control port) |
 //! | 10 | the guest rebooted (i8042 reset, or KVM's reset system event) |
 //! | 11 | the guest crashed: triple fault (`KVM_EXIT_SHUTDOWN`), failed entry, an instruction KVM could not emulate, or every vCPU halted with interrupts off |
+//! | 12 | the guest kernel panicked (it said so on the pvpanic port) |
 //! | 1  | the VMM failed (KVM or host error) |
 //! | 2  | bad input: missing or invalid kernel/initrd, bad command line, memory or vCPU count out of range |
 //!
@@ -22,6 +23,8 @@ pub const EXIT_BAD_INPUT: u8 = 2;
 pub const EXIT_REBOOT: u8 = 10;
 /// Exit status: the guest crashed.
 pub const EXIT_CRASH: u8 = 11;
+/// Exit status: the guest kernel panicked.
+pub const EXIT_PANIC: u8 = 12;
 
 /// Why the guest stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +35,8 @@ pub enum GuestExit {
     Reboot,
     /// The guest cannot continue.
     Crash(CrashReason),
+    /// The guest kernel panicked and said so on the pvpanic port.
+    Panic,
 }
 
 /// What kind of crash.
@@ -56,6 +61,7 @@ impl GuestExit {
             GuestExit::Poweroff => EXIT_POWEROFF,
             GuestExit::Reboot => EXIT_REBOOT,
             GuestExit::Crash(_) => EXIT_CRASH,
+            GuestExit::Panic => EXIT_PANIC,
         }
     }
 }
@@ -66,6 +72,7 @@ impl fmt::Display for GuestExit {
             GuestExit::Poweroff => write!(f, "poweroff"),
             GuestExit::Reboot => write!(f, "reboot"),
             GuestExit::Crash(r) => write!(f, "crash ({r})"),
+            GuestExit::Panic => write!(f, "kernel panic"),
         }
     }
 }
@@ -91,12 +98,14 @@ mod tests {
         assert_eq!(GuestExit::Poweroff.exit_code(), 0);
         assert_eq!(GuestExit::Reboot.exit_code(), 10);
         assert_eq!(GuestExit::Crash(CrashReason::TripleFault).exit_code(), 11);
+        assert_eq!(GuestExit::Panic.exit_code(), 12);
         let all = [
             EXIT_POWEROFF,
             EXIT_VMM_ERROR,
             EXIT_BAD_INPUT,
             EXIT_REBOOT,
             EXIT_CRASH,
+            EXIT_PANIC,
         ];
         for (i, a) in all.iter().enumerate() {
             assert!(all[i + 1..].iter().all(|b| a != b));

@@ -198,6 +198,19 @@ fn acpi_tables_are_found_from_the_zero_page_and_the_exit_code_is_reported() {
 }
 
 #[test]
+fn a_panic_reported_on_the_pvpanic_port_is_exit_12() {
+    if !kvm_available() {
+        return;
+    }
+    let vmm = Vmm::new();
+    let run = vmm.run(&vmm.guest("panic"), &[]);
+    println!("{run:?}");
+    assert_eq!(run.code, Some(12));
+    assert_eq!(run.serial, "1\n", "the port offers PVPANIC_PANICKED");
+    assert!(run.stderr.contains("kernel panic"), "{}", run.stderr);
+}
+
+#[test]
 fn a_guest_that_reports_no_code_gets_no_exit_code_line() {
     if !kvm_available() {
         return;

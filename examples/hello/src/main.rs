@@ -6,7 +6,9 @@
 //!    it says so and goes on;
 //! 3. with `HELLO_CONNECT=host:port`, sends `hello\n` over TCP, reads one line and prints
 //!    `hello: reply <line>` (on failure `hello: connect <addr> failed: <err>`, exit status 4);
-//! 4. exits with `$HELLO_EXIT` (default 0), so the node's restart policy can be exercised.
+//! 4. with `HELLO_PANIC=1`, has the guest kernel panic (`c` into `/proc/sysrq-trigger`), so the
+//!    node's report of a guest panic (`vm=panic`) can be exercised;
+//! 5. exits with `$HELLO_EXIT` (default 0), so the node's restart policy can be exercised.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -34,6 +36,15 @@ fn main() -> ExitCode {
                 println!("hello: connect {addr} failed: {e}");
                 return ExitCode::from(4);
             }
+        }
+    }
+
+    if std::env::var("HELLO_PANIC").is_ok_and(|v| v == "1") {
+        println!("hello: asking the kernel to panic");
+        // Does not return when it works: the kernel panics and the VM ends.
+        if let Err(e) = std::fs::write("/proc/sysrq-trigger", b"c") {
+            println!("hello: /proc/sysrq-trigger: {e}");
+            return ExitCode::from(5);
         }
     }
 

@@ -23,10 +23,11 @@ pub const LINK_WAIT: Duration = Duration::from_secs(5);
 /// How often disks and links are looked for.
 const POLL: Duration = Duration::from_millis(20);
 
-/// The modules a guest needs, in load order: the virtio-mmio transport first (it finds the
-/// devices in ACPI), then the drivers and filesystems.
+/// The modules a guest needs, in load order: pvpanic first (from then on a kernel panic ends
+/// the VM as one, vmm exit 12), the virtio-mmio transport (it finds the devices in ACPI), then
+/// the drivers and filesystems.
 pub fn wanted_modules(config: &GuestConfig) -> Vec<&'static str> {
-    let mut names = vec!["virtio_mmio", "virtio_blk"];
+    let mut names = vec!["pvpanic_mmio", "virtio_mmio", "virtio_blk"];
     if config.network {
         names.push("virtio_net");
     }

@@ -24,7 +24,8 @@ pub const BASE_PATH: &str = "/run/nullos/guest/initrd.base";
 /// Where the guest role reads its description (inside the guest).
 pub const GUEST_TOML_PATH: &str = "etc/nullos/guest.toml";
 /// The modules a guest loads (the guest role loads them in dependency order).
-pub const GUEST_MODULES: [&str; 5] = [
+pub const GUEST_MODULES: [&str; 6] = [
+    "pvpanic_mmio",
     "virtio_mmio",
     "virtio_blk",
     "virtio_net",
@@ -348,6 +349,7 @@ mod tests {
              module kvm /lib/modules/k/kvm.ko boot=1 depends=-\n\
              module net_failover /lib/modules/k/net_failover.ko boot=0 depends=failover\n\
              module overlay /lib/modules/k/overlay.ko boot=0 depends=-\n\
+             module pvpanic_mmio /lib/modules/k/pvpanic-mmio.ko boot=0 depends=-\n\
              module squashfs /lib/modules/k/squashfs.ko boot=0 depends=-\n\
              module virtio_blk /lib/modules/k/virtio_blk.ko boot=0 depends=-\n\
              module virtio_mmio /lib/modules/k/virtio_mmio.ko boot=1 depends=-\n\
@@ -369,6 +371,7 @@ mod tests {
                 "failover",
                 "net_failover",
                 "overlay",
+                "pvpanic_mmio",
                 "squashfs",
                 "virtio_blk",
                 "virtio_mmio",

@@ -137,6 +137,7 @@ impl VmExit {
                     0 => "poweroff",
                     10 => "reboot",
                     11 => "crash",
+                    12 => "panic",
                     2 => "bad-input",
                     // 1, killed by a signal, anything undocumented.
                     _ => "vmm-error",
@@ -349,6 +350,7 @@ mod tests {
             (WaitStatus::Exited(pid, 0), 0, "0 vm=poweroff"),
             (WaitStatus::Exited(pid, 10), 10, "10 vm=reboot"),
             (WaitStatus::Exited(pid, 11), 11, "11 vm=crash"),
+            (WaitStatus::Exited(pid, 12), 12, "12 vm=panic"),
             (WaitStatus::Exited(pid, 1), 1, "1 vm=vmm-error"),
             (WaitStatus::Exited(pid, 2), 2, "2 vm=bad-input"),
             (

@@ -7,6 +7,10 @@
 //!   `SLEEP_CONTROL_REG`) at I/O port [`SLEEP_CONTROL_PORT`], one byte: `SLP_EN` (bit 5) with
 //!   `SLP_TYPx` (bits 2-4) = [`S5_SLP_TYP`] powers off. The FADT and the DSDT's `\_S5` object
 //!   that describe it to Linux are in the ACPI tables (`arch::x86_64::acpi`).
+//! - **Panic**: a pvpanic device at I/O port [`PVPANIC_PORT`] (the DSDT names it `QEMU0001`, which
+//!   Linux's `pvpanic-mmio` driver binds, I/O or memory). Reading it tells the guest which events
+//!   it may report ([`PVPANIC_PANICKED`] only: with a crash kernel loaded the guest goes on to
+//!   kdump); writing `PANICKED` ends the VM as a panic, before Linux's own `panic=` reboot.
 //! - **Exit code**: NullOS's guest `init` writes the workload's exit status (one byte) to
 //!   [`EXIT_CODE_PORT`] before powering off; the VMM reports it on stderr as
 //!   `vmm: guest exit code=<n>` (see `docs/VMM.md`).
@@ -63,6 +67,34 @@ impl BusDevice for SleepControl {
             Some(GuestExit::Poweroff)
         } else {
             log::warn!("guest asked for unsupported sleep state SLP_TYP={slp_typ}");
+            None
+        }
+    }
+}
+
+/// I/O port of the pvpanic device (QEMU's ISA pvpanic uses the same).
+pub const PVPANIC_PORT: u64 = 0x505;
+/// pvpanic event: the guest kernel panicked.
+pub const PVPANIC_PANICKED: u8 = 1 << 0;
+
+/// The pvpanic device.
+#[derive(Debug, Default)]
+pub struct PvPanic;
+
+impl BusDevice for PvPanic {
+    fn read(&mut self, _offset: u64, data: &mut [u8]) {
+        data.fill(0);
+        if let Some(b) = data.first_mut() {
+            *b = PVPANIC_PANICKED;
+        }
+    }
+
+    fn write(&mut self, _offset: u64, data: &[u8]) -> Option<GuestExit> {
+        let v = *data.first()?;
+        if v & PVPANIC_PANICKED != 0 {
+            Some(GuestExit::Panic)
+        } else {
+            log::warn!("guest wrote unsupported pvpanic event {v:#x}");
             None
         }
     }
@@ -134,6 +166,17 @@ mod tests {
         assert_eq!(reg.code(), Some(255));
         dev.write(0, &[]);
         assert_eq!(reg.code(), Some(255));
+    }
+
+    #[test]
+    fn pvpanic_offers_panicked_and_a_panic_event_ends_the_vm() {
+        let mut p = PvPanic;
+        let mut caps = [0xffu8];
+        p.read(0, &mut caps);
+        assert_eq!(caps, [PVPANIC_PANICKED]);
+        assert_eq!(p.write(0, &[PVPANIC_PANICKED]), Some(GuestExit::Panic));
+        assert_eq!(p.write(0, &[2]), None, "crash kernel loaded is not offered");
+        assert_eq!(p.write(0, &[]), None);
     }
 
     #[test]

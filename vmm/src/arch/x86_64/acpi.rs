@@ -4,9 +4,10 @@
 //! FADT, a MADT and (through the FADT) a DSDT. The FADT's sleep control register is the VMM's
 //! power-off port and its reset register the i8042 command port, so `poweroff` and `reboot` in
 //! the guest end the VM through ACPI. The MADT lists one local APIC per vCPU and the in-kernel
-//! IOAPIC. The DSDT describes COM1 (`PNP0501`) and one `LNRO0005` device per virtio-mmio window,
-//! with its register range and edge-triggered interrupt, which is exactly what Linux's
-//! `virtio_mmio` module binds to (`drivers/virtio/virtio_mmio.c`, its ACPI match table).
+//! IOAPIC. The DSDT describes COM1 (`PNP0501`), the pvpanic port (`QEMU0001`, Linux's
+//! `pvpanic-mmio`) and one `LNRO0005` device per virtio-mmio window, with its register range and
+//! edge-triggered interrupt, which is exactly what Linux's `virtio_mmio` module binds to
+//! (`drivers/virtio/virtio_mmio.c`, its ACPI match table).
 //!
 //! Pure: [`build`] returns the tables as byte blobs with their guest addresses; `boot.rs` writes
 //! them. The table encodings come from rust-vmm's `acpi_tables` crate.
@@ -23,6 +24,7 @@ use acpi_tables::xsdt::XSDT;
 use acpi_tables::Aml;
 
 use super::layout::{ACPI_END, ACPI_START, IOAPIC_ADDRESS, LAPIC_ADDRESS};
+use crate::devices::power::PVPANIC_PORT;
 
 /// OEM id in every table header.
 pub const OEM_ID: [u8; 6] = *b"NULLOS";
@@ -196,6 +198,16 @@ fn dsdt(virtio: &[VirtioMmioSlot]) -> Result<Vec<u8>, Error> {
     );
     aml::Device::new("_SB_.COM1".into(), vec![&hid, &uid, &crs]).to_aml_bytes(&mut body);
 
+    // pvpanic, as QEMU describes its ISA one: Linux's pvpanic-mmio driver binds `QEMU0001`.
+    let pvpanic_port = u16::try_from(PVPANIC_PORT).unwrap_or(u16::MAX);
+    let pvpanic_io = aml::IO::new(pvpanic_port, pvpanic_port, 1, 1);
+    let pvpanic_crs = aml::ResourceTemplate::new(vec![&pvpanic_io]);
+    let (hid, crs) = (
+        aml::Name::new("_HID".into(), &"QEMU0001"),
+        aml::Name::new("_CRS".into(), &pvpanic_crs),
+    );
+    aml::Device::new("_SB_.PEVT".into(), vec![&hid, &crs]).to_aml_bytes(&mut body);
+
     for (i, slot) in virtio.iter().enumerate() {
         let base = u32::try_from(slot.base).map_err(|_| Error::WindowAbove4G(slot.base))?;
         let window = aml::Memory32Fixed::new(true, base, slot.len);
@@ -358,6 +370,20 @@ mod tests {
             assert!(dsdt.windows(i.len()).any(|w| w == i), "gsi {}", s.gsi);
         }
         assert!(dsdt.windows(4).any(|w| w == b"_S5_"));
+    }
+
+    #[test]
+    fn dsdt_describes_the_pvpanic_port_as_qemu0001() {
+        let t = build(&AcpiConfig {
+            vcpus: 1,
+            virtio: &[],
+        })
+        .unwrap();
+        let (_, dsdt) = table(&t, b"DSDT");
+        assert!(dsdt.windows(9).any(|w| w == b"QEMU0001\0"));
+        // I/O port descriptor: 0x47, 16-bit decode, min 0x505, max 0x505, alignment 1, length 1.
+        let io = [0x47, 1, 0x05, 0x05, 0x05, 0x05, 1, 1];
+        assert!(dsdt.windows(io.len()).any(|w| w == io), "{dsdt:02x?}");
     }
 
     #[test]
