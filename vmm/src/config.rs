@@ -23,7 +23,7 @@ pub const MAX_VCPUS: u32 = 254;
 /// `vmm --help`.
 pub const HELP: &str = "\
 vmm: run one KVM micro-VM. The exit status says how the guest ended:
-0 poweroff, 10 reboot, 11 crash, 1 VMM error, 2 bad input (docs/VMM.md).
+0 poweroff, 10 reboot, 11 crash, 12 kernel panic, 1 VMM error, 2 bad input (docs/VMM.md).
 
 Usage: vmm --kernel <FILE> [OPTIONS]
 
