@@ -14,8 +14,8 @@
 //!   (appended to the initramfs as a second cpio archive, as an attacker with write access to
 //!   the node image would), so the node must refuse it with both digests.
 //!
-//! The node gets an empty data disk, which it claims for the volumes, and a second disk holding
-//! foreign data, which it must leave alone.
+//! The node gets a disk holding foreign data, which it must leave alone, and an empty data disk,
+//! which it claims for the volumes.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -263,18 +263,21 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
     let mut cfg = VmConfig::new(boot, accel);
     cfg.memory_mib = 2048;
     cfg.cpus = 2;
-    cfg.extra_args.push("-drive".into());
-    cfg.extra_args
-        .push(format!("file={},if=virtio,format=raw", disk.display()).into());
-    cfg.extra_args.push("-drive".into());
-    cfg.extra_args
-        .push(format!("file={},if=virtio,format=raw", foreign.display()).into());
+    // The foreign disk first: the node looks at disks in name order and must pass over it.
+    for image in [&foreign, &disk] {
+        cfg.extra_args.push("-drive".into());
+        cfg.extra_args
+            .push(format!("file={},if=virtio,format=raw", image.display()).into());
+    }
     let vm = Vm::start(cfg).unwrap_or_else(|e| panic!("starting QEMU: {e}"));
     wait_ready(&vm);
 
     let wait = |needle: &str| -> String {
         vm.wait_for_line(needle, WORKLOAD_TIMEOUT)
-            .unwrap_or_else(|e| panic!("waiting for {needle:?}: {e}"))
+            .unwrap_or_else(|e| {
+                let console = vm.serial_text().unwrap_or_default();
+                panic!("waiting for {needle:?}: {e}\n--- whole console ---\n{console}")
+            })
     };
 
     // Refusal of the tampered image, naming the artifact and both digests; the node goes on.
@@ -287,8 +290,8 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
             hex_digest(&signed_root)
         )
     );
-    wait("init: info: data disk /dev/vda mounted at /var/lib/nullos");
-    wait("init: warn: disk /dev/vdb holds foreign data; not claimed");
+    wait("init: warn: disk /dev/vda holds foreign data; not claimed");
+    wait("init: info: data disk /dev/vdb mounted at /var/lib/nullos");
 
     // The example: the stock kernel boots our guest init, which runs the entrypoint.
     wait("[hello] init: info: nullos init");
@@ -306,7 +309,8 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
 
     // A guest kernel panic: reported as such through pvpanic, and not restarted.
     wait("[panic] hello: asking the kernel to panic");
-    wait("[panic] Kernel panic - not syncing: sysrq triggered crash");
+    let line = wait("Kernel panic - not syncing: sysrq triggered crash");
+    assert!(line.starts_with("[panic] "), "the guest's line: {line}");
     wait("nullos: workload panic exited code=12 vm=panic");
 
     // A failing workload: its exit code is reported, it is restarted with growing backoff, and
