@@ -54,7 +54,17 @@ impl Kmod for SysKmod {
             errno: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
         })?;
         let started = std::time::Instant::now();
-        let result = nix::kmod::finit_module(&file, c"", ModuleInitFlags::empty());
+        let mut result = nix::kmod::finit_module(&file, c"", ModuleInitFlags::empty());
+        if result == Err(Errno::EKEYREJECTED) {
+            // The kernel checked the module's signature and it did not match. Under nested
+            // virtualization on emulated SVM this has been seen once in some thirty guest boots
+            // for a module that verifies every other time; a module whose signature is really
+            // wrong fails the second check too, so one more attempt costs no safety.
+            crate::warn!(
+                "finit_module {path}: signature rejected (EKEYREJECTED); checking once more"
+            );
+            result = nix::kmod::finit_module(&file, c"", ModuleInitFlags::empty());
+        }
         crate::debug!("finit_module {path}: {} ms", started.elapsed().as_millis());
         result.map_err(LoadError::Finit)
     }
