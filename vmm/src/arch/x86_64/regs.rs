@@ -79,23 +79,7 @@ pub fn boot_fpu() -> kvm_fpu {
 /// Turns `sregs` into long mode: the boot GDT's segments, an empty IDT, PAE paging from
 /// [`PML4_START`], `EFER.LME|LMA`.
 pub fn long_mode_sregs(sregs: &mut kvm_sregs) {
-    let table = gdt::boot_gdt();
-    let code = gdt::segment_from_entry(table[usize::from(BOOT_CS_INDEX)], BOOT_CS_INDEX);
-    let data = gdt::segment_from_entry(table[usize::from(BOOT_DS_INDEX)], BOOT_DS_INDEX);
-    let tss = gdt::segment_from_entry(table[usize::from(BOOT_TSS_INDEX)], BOOT_TSS_INDEX);
-
-    sregs.gdt.base = GDT_START;
-    sregs.gdt.limit = gdt_limit();
-    sregs.idt.base = IDT_START;
-    sregs.idt.limit = 0;
-    sregs.cs = code;
-    sregs.ds = data;
-    sregs.es = data;
-    sregs.fs = data;
-    sregs.gs = data;
-    sregs.ss = data;
-    sregs.tr = tss;
-
+    flat_segments(sregs, BOOT_CS_INDEX);
     sregs.cr3 = PML4_START;
     sregs.cr4 |= X86_CR4_PAE;
     sregs.cr0 |= X86_CR0_PE | X86_CR0_ET | X86_CR0_PG;
@@ -105,8 +89,18 @@ pub fn long_mode_sregs(sregs: &mut kvm_sregs) {
 /// Turns `sregs` into what the PVH boot ABI specifies: 32-bit protected mode, paging off, flat
 /// 4 GiB code and data segments, a usable TR, CR4 and EFER clear.
 pub fn protected_mode_sregs(sregs: &mut kvm_sregs) {
+    flat_segments(sregs, PVH_CS_INDEX);
+    sregs.cr0 = (sregs.cr0 | X86_CR0_PE | X86_CR0_ET) & !X86_CR0_PG;
+    sregs.cr3 = 0;
+    sregs.cr4 = 0;
+    sregs.efer = 0;
+}
+
+/// The boot GDT and an empty IDT; CS from GDT slot `code_index`, the data segments and TR from
+/// theirs.
+fn flat_segments(sregs: &mut kvm_sregs, code_index: u16) {
     let table = gdt::boot_gdt();
-    let code = gdt::segment_from_entry(table[usize::from(PVH_CS_INDEX)], PVH_CS_INDEX);
+    let code = gdt::segment_from_entry(table[usize::from(code_index)], code_index);
     let data = gdt::segment_from_entry(table[usize::from(BOOT_DS_INDEX)], BOOT_DS_INDEX);
     let tss = gdt::segment_from_entry(table[usize::from(BOOT_TSS_INDEX)], BOOT_TSS_INDEX);
 
@@ -121,11 +115,6 @@ pub fn protected_mode_sregs(sregs: &mut kvm_sregs) {
     sregs.gs = data;
     sregs.ss = data;
     sregs.tr = tss;
-
-    sregs.cr0 = (sregs.cr0 | X86_CR0_PE | X86_CR0_ET) & !X86_CR0_PG;
-    sregs.cr3 = 0;
-    sregs.cr4 = 0;
-    sregs.efer = 0;
 }
 
 fn gdt_limit() -> u16 {
