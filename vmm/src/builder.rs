@@ -259,7 +259,7 @@ pub fn run_vm(cfg: &VmConfig) -> Result<VmOutcome, Error> {
 
     let result = match spawn_error {
         Some(e) => Err(e),
-        None => wait_for_exit(&rx, &shared, &threads),
+        None => wait_for_exit(&rx, &shared, &threads, &serial),
     };
     teardown(&shared, threads);
     if let Some(t) = net_thread {
@@ -296,6 +296,7 @@ fn wait_for_exit(
     rx: &mpsc::Receiver<VcpuEvent>,
     shared: &Shared,
     threads: &[JoinHandle<()>],
+    serial: &Mutex<SerialDevice<EventFdTrigger>>,
 ) -> Result<GuestExit, Error> {
     loop {
         match rx.recv_timeout(WATCHDOG_TICK) {
@@ -311,6 +312,14 @@ fn wait_for_exit(
                 }
                 shared.round.fetch_add(1, Ordering::AcqRel);
                 kick(threads);
+                // A partial console line (a prompt, a line being written) is not held longer.
+                if let Err(e) = serial
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .flush()
+                {
+                    log::debug!("flush serial output: {e}");
+                }
             }
         }
     }

@@ -2,6 +2,11 @@
 //!
 //! The UART itself is vm-superio's pure state machine; this adapts it to the bus and raises its
 //! interrupt through an `EventFd` registered as a KVM irqfd.
+//!
+//! Output is line-buffered ([`ConsoleOutput`]): the UART hands over and flushes one byte per guest
+//! `out`, which unbuffered would be one `write(2)` per byte, and one wake-up per byte of whoever
+//! reads the console (the node's supervisor). A line goes out at its newline; a partial line when
+//! 4 KiB are pending or when the VMM pushes it (every watchdog tick, and at teardown).
 
 use std::io::Write;
 
@@ -32,7 +37,62 @@ impl Trigger for EventFdTrigger {
 
 /// The serial port device on the PIO bus.
 pub struct SerialDevice<T: Trigger> {
-    uart: Serial<T, NoEvents, Box<dyn Write + Send>>,
+    uart: Serial<T, NoEvents, ConsoleOutput>,
+}
+
+/// Pending bytes after which a partial line is written out anyway.
+pub const CONSOLE_BUFFER: usize = 4096;
+
+/// The console's line buffer in front of the output file or pipe.
+pub struct ConsoleOutput {
+    out: Box<dyn Write + Send>,
+    pending: Vec<u8>,
+}
+
+impl std::fmt::Debug for ConsoleOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleOutput")
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConsoleOutput {
+    /// Buffers in front of `out`.
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        Self {
+            out,
+            pending: Vec::with_capacity(CONSOLE_BUFFER),
+        }
+    }
+
+    /// Writes out whatever is pending, complete line or not, and flushes `out`.
+    pub fn push(&mut self) -> std::io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let result = self.out.write_all(&self.pending);
+        // Written or not, the bytes are not kept: a console that cannot be written must not
+        // grow without bound.
+        self.pending.clear();
+        result.and_then(|()| self.out.flush())
+    }
+}
+
+impl Write for ConsoleOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        if buf.contains(&b'\n') || self.pending.len() >= CONSOLE_BUFFER {
+            self.push()?;
+        }
+        Ok(buf.len())
+    }
+
+    /// Does nothing: the UART flushes after every byte, which would undo the buffering. Complete
+    /// lines are written by `write`; [`ConsoleOutput::push`] writes the rest.
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl<T: Trigger> std::fmt::Debug for SerialDevice<T> {
@@ -45,13 +105,13 @@ impl<T: Trigger> SerialDevice<T> {
     /// A UART that writes the guest's output to `out` and interrupts through `trigger`.
     pub fn new(trigger: T, out: Box<dyn Write + Send>) -> Self {
         Self {
-            uart: Serial::new(trigger, out),
+            uart: Serial::new(trigger, ConsoleOutput::new(out)),
         }
     }
 
-    /// Flushes the output.
+    /// Writes out the pending partial line, if any.
     pub fn flush(&mut self) -> std::io::Result<()> {
-        self.uart.writer_mut().flush()
+        self.uart.writer_mut().push()
     }
 }
 
@@ -110,10 +170,33 @@ mod tests {
         for b in b"hello" {
             assert_eq!(dev.write(0, &[*b]), None);
         }
-        assert_eq!(out.0.lock().unwrap().as_slice(), b"hello");
+        assert!(out.0.lock().unwrap().is_empty(), "a partial line waits");
+        dev.write(0, b"\n");
+        assert_eq!(
+            out.0.lock().unwrap().as_slice(),
+            b"hello\n",
+            "a line goes out whole"
+        );
+        dev.write(0, b"!");
+        dev.flush().unwrap();
+        assert_eq!(
+            out.0.lock().unwrap().as_slice(),
+            b"hello\n!",
+            "and the rest when pushed"
+        );
         let mut lsr = [0u8];
         dev.read(5, &mut lsr);
         assert_eq!(lsr[0] & 0x60, 0x60, "THR empty and transmitter idle");
+    }
+
+    #[test]
+    fn a_long_line_goes_out_in_buffer_sized_pieces() {
+        let out = Shared::default();
+        let mut dev = SerialDevice::new(Count::default(), Box::new(out.clone()));
+        for _ in 0..CONSOLE_BUFFER + 10 {
+            dev.write(0, b"x");
+        }
+        assert_eq!(out.0.lock().unwrap().len(), CONSOLE_BUFFER);
     }
 
     #[test]
