@@ -178,7 +178,7 @@ pub fn run_vm(cfg: &VmConfig) -> Result<VmOutcome, Error> {
         .map_err(Error::Bus)?;
     pio.insert(SLEEP_CONTROL_PORT, 1, Arc::new(Mutex::new(SleepControl)))
         .map_err(Error::Bus)?;
-    pio.insert(PVPANIC_PORT, 1, Arc::new(Mutex::new(PvPanic)))
+    pio.insert(u64::from(PVPANIC_PORT), 1, Arc::new(Mutex::new(PvPanic)))
         .map_err(Error::Bus)?;
     let exit_code = ExitCodeRegister::new();
     pio.insert(EXIT_CODE_PORT, 1, Arc::new(Mutex::new(exit_code.clone())))

@@ -72,8 +72,9 @@ impl BusDevice for SleepControl {
     }
 }
 
-/// I/O port of the pvpanic device (QEMU's ISA pvpanic uses the same).
-pub const PVPANIC_PORT: u64 = 0x505;
+/// I/O port of the pvpanic device (QEMU's ISA pvpanic uses the same; 16 bits, as the DSDT
+/// gives it).
+pub const PVPANIC_PORT: u16 = 0x505;
 /// pvpanic event: the guest kernel panicked.
 pub const PVPANIC_PANICKED: u8 = 1 << 0;
 

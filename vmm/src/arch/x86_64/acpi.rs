@@ -199,8 +199,7 @@ fn dsdt(virtio: &[VirtioMmioSlot]) -> Result<Vec<u8>, Error> {
     aml::Device::new("_SB_.COM1".into(), vec![&hid, &uid, &crs]).to_aml_bytes(&mut body);
 
     // pvpanic, as QEMU describes its ISA one: Linux's pvpanic-mmio driver binds `QEMU0001`.
-    let pvpanic_port = u16::try_from(PVPANIC_PORT).unwrap_or(u16::MAX);
-    let pvpanic_io = aml::IO::new(pvpanic_port, pvpanic_port, 1, 1);
+    let pvpanic_io = aml::IO::new(PVPANIC_PORT, PVPANIC_PORT, 1, 1);
     let pvpanic_crs = aml::ResourceTemplate::new(vec![&pvpanic_io]);
     let (hid, crs) = (
         aml::Name::new("_HID".into(), &"QEMU0001"),

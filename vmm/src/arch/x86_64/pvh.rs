@@ -33,8 +33,8 @@ pub enum Error {
     #[error("{0} memory-map entries, PVH start info holds {MAX_MEMMAP_ENTRIES}")]
     TooManyMemmapEntries(usize),
     /// linux-loader could not write the structures.
-    #[error("write the PVH start info into guest memory: {0}")]
-    Write(String),
+    #[error("write the PVH start info into guest memory")]
+    Write(#[source] linux_loader::configurator::Error),
 }
 
 /// What the kernel is told.
@@ -116,8 +116,7 @@ pub fn write_start_info(mem: &GuestMemoryMmap, s: &StartInfo) -> Result<u64, Err
     if !s.modules.is_empty() {
         params.set_modules(&s.modules, GuestAddress(PVH_MODLIST_START));
     }
-    PvhBootConfigurator::write_bootparams::<GuestMemoryMmap>(&params, mem)
-        .map_err(|e| Error::Write(e.to_string()))?;
+    PvhBootConfigurator::write_bootparams::<GuestMemoryMmap>(&params, mem).map_err(Error::Write)?;
     Ok(PVH_START_INFO_START)
 }
 
