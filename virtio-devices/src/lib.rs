@@ -38,7 +38,7 @@ pub mod block;
 pub mod mmio;
 pub mod net;
 
-/// Test support for dependents, behind the `test-utils` feature; see the module's docs.
+// Test support for dependents, behind the `test-utils` feature (see the module's docs).
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
 
