@@ -8,38 +8,16 @@
 #![no_main]
 
 use std::collections::VecDeque;
-use std::fs::File;
 
 use libfuzzer_sys::fuzz_target;
 use virtio_devices::block::Request;
 use virtio_devices::net::{read_tx_frame, write_rx_frame};
-use virtio_devices::{NetBackend, VirtioBlock, VirtioDevice, VirtioNet};
+use virtio_devices::test_utils::{scratch_image, FakeBackend};
+use virtio_devices::{VirtioBlock, VirtioDevice, VirtioNet};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 const MEM_SIZE: usize = 0x1_0000;
-
-struct Backend(VecDeque<Vec<u8>>);
-
-impl NetBackend for Backend {
-    fn transmit(&mut self, frame: &[u8]) {
-        // Answer like a peer would, so RX runs too.
-        self.0.push_back(frame.to_vec());
-    }
-    fn receive(&mut self) -> Option<Vec<u8>> {
-        self.0.pop_front()
-    }
-    fn has_pending(&self) -> bool {
-        !self.0.is_empty()
-    }
-}
-
-/// A 8-sector scratch image (an unlinked temporary file).
-fn image() -> File {
-    let file = tempfile::tempfile().expect("scratch image");
-    file.set_len(8 * 512).expect("size the scratch image");
-    file
-}
 
 fn copy(q: &Queue) -> Queue {
     Queue::try_from(q.state()).expect("a valid queue copies")
@@ -84,12 +62,18 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // The devices, end to end.
-    let mut blk = VirtioBlock::new(image(), data[8] & 1 == 1, "fuzz").expect("block device");
+    let mut blk =
+        VirtioBlock::new(scratch_image(8 * 512), data[8] & 1 == 1, "fuzz").expect("block device");
     if blk.activate(0, vec![copy(&queue)]).is_ok() {
         blk.queue_notify(0, &mem);
     }
     let mut net = VirtioNet::new(
-        Backend(VecDeque::from([vec![0xa5; 64]])),
+        // Answers every frame (reversed), so RX runs too.
+        FakeBackend {
+            inbox: VecDeque::from([vec![0xa5; 64]]),
+            echo: true,
+            ..FakeBackend::default()
+        },
         [0x52, 0x54, 0, 0x12, 0x34, 0x56],
     );
     if net.activate(0, vec![copy(&queue), copy(&queue)]).is_ok() {

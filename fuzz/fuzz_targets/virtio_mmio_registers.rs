@@ -8,34 +8,17 @@
 //! `(kind >> 2) & 7` picks the access width from [4, 4, 1, 2, 8, 3, 16, 0].
 #![no_main]
 
-use std::fs::File;
-use std::sync::Arc;
-
 use libfuzzer_sys::fuzz_target;
-use virtio_devices::{InterruptLine, MmioTransport, VirtioBlock};
+use virtio_devices::test_utils::{scratch_image, CountingLine};
+use virtio_devices::{MmioTransport, VirtioBlock};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
-
-struct NoLine;
-
-impl InterruptLine for NoLine {
-    fn trigger(&self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// A 8-sector scratch image (an unlinked temporary file).
-fn image() -> File {
-    let file = tempfile::tempfile().expect("scratch image");
-    file.set_len(8 * 512).expect("size the scratch image");
-    file
-}
 
 const WIDTHS: [usize; 8] = [4, 4, 1, 2, 8, 3, 16, 0];
 
 fuzz_target!(|data: &[u8]| {
     let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x1_0000)]).expect("guest memory");
-    let dev = VirtioBlock::new(image(), false, "fuzz").expect("block device");
-    let mut t = MmioTransport::new(dev, mem.clone(), Arc::new(NoLine)).expect("transport");
+    let dev = VirtioBlock::new(scratch_image(8 * 512), false, "fuzz").expect("block device");
+    let mut t = MmioTransport::new(dev, mem.clone(), CountingLine::new()).expect("transport");
     for rec in data.chunks_exact(7) {
         let offset = u64::from(u16::from_le_bytes([rec[1], rec[2]]));
         let value = [rec[3], rec[4], rec[5], rec[6]];

@@ -38,8 +38,9 @@ pub mod block;
 pub mod mmio;
 pub mod net;
 
-#[cfg(test)]
-pub(crate) mod testing;
+// Test support for dependents, behind the `test-utils` feature (see the module's docs).
+#[cfg(any(test, feature = "test-utils"))]
+pub mod test_utils;
 
 pub use block::VirtioBlock;
 pub use device::{ActivateError, InterruptLine, VirtioDevice};

@@ -1,9 +1,11 @@
 //! Builds a VM from a [`VmConfig`], runs it to the end and says how it ended.
 //!
-//! Order: guest memory → kernel, initrd and boot data → KVM VM (irqchip, PIT, memory slots) →
-//! devices on the buses → vCPUs (configured here, then one thread each) → the main thread waits
-//! for a vCPU to report the guest's end, running the halt watchdog (see `vstate::vcpu`) between
-//! reports → teardown (stop flag, kick until every vCPU thread has returned) → flush the console.
+//! [`build`]: guest memory → kernel, initrd and boot data → KVM VM (irqchip, PIT, memory slots) →
+//! devices on the buses → vCPUs (configured here) → seccomp. [`Vm::run`]: the network thread and
+//! one thread per vCPU; the main thread waits for a vCPU to report the guest's end, running the
+//! halt watchdog (see `vstate::vcpu`) between reports. [`Vm::teardown`] (also on drop): stop
+//! flag, kick until every vCPU thread has returned, stop the network thread, flush the console.
+//! [`run_vm`] is the three in a row.
 
 use std::fs::File;
 use std::io::Write;
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use usernet::{UserNet, UserNetConfig};
 use virtio_devices::{InterruptLine, MmioTransport, VirtioBlock, VirtioNet};
+use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::signal::Killable;
 
@@ -129,8 +132,59 @@ pub fn virtio_slots(n: usize) -> Vec<VirtioMmioSlot> {
         .collect()
 }
 
-/// Runs the VM described by `cfg` until the guest ends.
+/// Runs the VM described by `cfg` until the guest ends: [`build`], [`Vm::run`], then
+/// [`Vm::teardown`].
 pub fn run_vm(cfg: &VmConfig) -> Result<VmOutcome, Error> {
+    let mut vm = build(cfg)?;
+    let result = vm.run();
+    vm.teardown();
+    result.map(|exit| VmOutcome {
+        exit,
+        guest_code: vm.guest_code(),
+    })
+}
+
+/// A VM built from a [`VmConfig`]: guest memory loaded, devices on their buses, vCPUs configured
+/// and the process under its seccomp filter; no guest code has run yet.
+///
+/// [`Vm::run`] starts the vCPU and network threads and waits for the guest's end;
+/// [`Vm::teardown`] (or dropping the `Vm`) stops them and flushes the console.
+pub struct Vm {
+    /// vCPUs configured and waiting for [`Vm::run`] to give each a thread.
+    vcpus: Vec<Vcpu>,
+    /// The `--net` device and its wake-up eventfd, until `run` starts its thread.
+    net: Option<(SharedNet, EventFd)>,
+    shared: Arc<Shared>,
+    serial: Arc<Mutex<SerialDevice<EventFdTrigger>>>,
+    exit_code: ExitCodeRegister,
+    /// The threads `run` started, until teardown.
+    threads: Vec<JoinHandle<()>>,
+    net_thread: Option<NetThread>,
+    /// Whether teardown ran (it runs once: from [`Vm::teardown`] or from `Drop`).
+    torn_down: bool,
+    // Fields drop in order: the KVM VM before the memory mapped into it.
+    vm: vm::Vm,
+    /// Outlives the VM's use of it: the vCPU threads have returned (or are stopped) by drop.
+    mem: GuestMemoryMmap,
+}
+
+impl std::fmt::Debug for Vm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vm")
+            .field("vcpus", &self.vcpus.len())
+            .field("net", &self.net.is_some())
+            .field("threads", &self.threads.len())
+            .field("net_thread", &self.net_thread.is_some())
+            .field("torn_down", &self.torn_down)
+            .field("vm", &self.vm)
+            .field("mem", &self.mem)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the VM described by `cfg`: everything is opened, mapped and configured, then the
+/// process is put under its seccomp allow-list.
+pub fn build(cfg: &VmConfig) -> Result<Vm, Error> {
     let mem = memory::create_guest_memory(cfg.memory_bytes).map_err(Error::Memory)?;
     let slots = virtio_slots(cfg.disks.len() + usize::from(cfg.net));
     let acpi = acpi::build(&AcpiConfig {
@@ -232,57 +286,92 @@ pub fn run_vm(cfg: &VmConfig) -> Result<VmOutcome, Error> {
     vcpu::install_kick_handler().map_err(Error::Vcpu)?;
     // Everything is open and mapped: from here on, every thread runs under the allow-list.
     seccomp::install(cfg.seccomp).map_err(Error::Seccomp)?;
-    let net_thread = match net {
-        Some((transport, wake)) => {
-            Some(NetThread::spawn(transport, wake).map_err(Error::SpawnNet)?)
-        }
-        None => None,
-    };
     let shared = Arc::new(Shared::new(cfg.vcpus));
-    let (tx, rx) = mpsc::channel();
-    let mut threads = Vec::with_capacity(vcpus.len());
-    let mut spawn_error = None;
-    for v in vcpus {
-        let (shared, tx) = (shared.clone(), tx.clone());
-        match std::thread::Builder::new()
-            .name(format!("vcpu{}", v.id))
-            .spawn(move || v.run(&shared, &tx))
-        {
-            Ok(handle) => threads.push(handle),
-            Err(e) => {
-                spawn_error = Some(Error::SpawnVcpu(e));
-                break;
+    Ok(Vm {
+        vcpus,
+        net,
+        shared,
+        serial,
+        exit_code,
+        threads: Vec::new(),
+        net_thread: None,
+        torn_down: false,
+        vm,
+        mem,
+    })
+}
+
+impl Vm {
+    /// Starts the network thread and one thread per vCPU, then waits for the guest's end (or
+    /// a vCPU's failure), running the halt watchdog between reports. The threads keep running
+    /// until [`Vm::teardown`]. The vCPUs run once: a second call finds none and returns
+    /// [`Error::VcpusGone`].
+    pub fn run(&mut self) -> Result<GuestExit, Error> {
+        if let Some((transport, wake)) = self.net.take() {
+            self.net_thread = Some(NetThread::spawn(transport, wake).map_err(Error::SpawnNet)?);
+        }
+        let vcpus = std::mem::take(&mut self.vcpus);
+        let shared = &self.shared;
+        let threads = &mut self.threads;
+        let (tx, rx) = mpsc::channel();
+        threads.reserve(vcpus.len());
+        let mut spawn_error = None;
+        for v in vcpus {
+            let (shared, tx) = (shared.clone(), tx.clone());
+            match std::thread::Builder::new()
+                .name(format!("vcpu{}", v.id))
+                .spawn(move || v.run(&shared, &tx))
+            {
+                Ok(handle) => threads.push(handle),
+                Err(e) => {
+                    spawn_error = Some(Error::SpawnVcpu(e));
+                    break;
+                }
             }
         }
-    }
-    drop(tx);
+        drop(tx);
 
-    let result = match spawn_error {
-        Some(e) => Err(e),
-        None => wait_for_exit(&rx, &shared, &threads, &serial),
-    };
-    teardown(&shared, threads);
-    if let Some(t) = net_thread {
-        t.stop();
+        match spawn_error {
+            Some(e) => Err(e),
+            None => wait_for_exit(&rx, shared, threads, &self.serial),
+        }
     }
-    if let Err(e) = serial
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .flush()
-    {
-        log::warn!("flush serial output: {e}");
+
+    /// The byte the guest wrote to the exit-code port, if any (final once torn down).
+    pub fn guest_code(&self) -> Option<u8> {
+        self.exit_code.code()
     }
-    let unhandled = shared.unhandled_accesses.load(Ordering::Relaxed);
-    if unhandled > 0 {
-        log::info!("{unhandled} guest accesses to unmapped addresses");
+
+    /// Stops the vCPU threads (stop flag, kick until every one has returned) and the network
+    /// thread, then flushes the console. Runs once; dropping the `Vm` runs it if not yet done.
+    pub fn teardown(&mut self) {
+        if self.torn_down {
+            return;
+        }
+        self.torn_down = true;
+        stop_vcpus(&self.shared, std::mem::take(&mut self.threads));
+        if let Some(t) = self.net_thread.take() {
+            t.stop();
+        }
+        if let Err(e) = self
+            .serial
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .flush()
+        {
+            log::warn!("flush serial output: {e}");
+        }
+        let unhandled = self.shared.unhandled_accesses.load(Ordering::Relaxed);
+        if unhandled > 0 {
+            log::info!("{unhandled} guest accesses to unmapped addresses");
+        }
     }
-    // `mem` outlives the VM's use of it: the vCPU threads have returned (or are stopped) here.
-    drop(vm);
-    drop(mem);
-    result.map(|exit| VmOutcome {
-        exit,
-        guest_code: exit_code.code(),
-    })
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.teardown();
+    }
 }
 
 /// An irqfd-backed interrupt line on `gsi`.
@@ -333,7 +422,8 @@ fn kick(threads: &[JoinHandle<()>]) {
     }
 }
 
-fn teardown(shared: &Shared, threads: Vec<JoinHandle<()>>) {
+/// Sets the stop flag and kicks the vCPU threads until every one has returned (or the limit).
+fn stop_vcpus(shared: &Shared, threads: Vec<JoinHandle<()>>) {
     shared.stop.store(true, Ordering::Release);
     let started = Instant::now();
     // A thread may be between its stop check and KVM_RUN when kicked: kick until it is out.

@@ -13,7 +13,7 @@ use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::*;
-use crate::testing::{chain, memory, offer, used, Buf, DATA, MEM_SIZE};
+use crate::test_utils::{chain, memory, offer, used, Buf, DATA, MEM_SIZE};
 
 const SECTORS: u64 = 16;
 const HDR: u64 = DATA;

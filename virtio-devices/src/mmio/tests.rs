@@ -10,7 +10,7 @@ use virtio_queue::mock::MockSplitQueue;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::*;
-use crate::testing::{memory, offer, used, CountingLine, DATA, MEM_SIZE};
+use crate::test_utils::{memory, offer, used, CountingLine, DATA, MEM_SIZE};
 use crate::VirtioBlock;
 
 const VERSION_1: u64 = 1 << VIRTIO_F_VERSION_1;
