@@ -11,6 +11,8 @@
 //! - [`document`] — [`SignedDocument`] — a body, its [`DocumentKind`], and signatures over
 //!   `domain tag ‖ BLAKE3(body)`; [`SignedDocument::verify`] checks them against a policy.
 //! - [`policy`] — [`SignerPolicy`] — weighted members, required members, threshold.
+//! - [`signed`] — [`SignedBody`], one kind of signed body, and [`verify_document`], the one
+//!   verification every kind goes through (envelope, kind, signatures, body).
 //! - [`release`] — [`ReleaseManifest`] and [`verify_release`], the one call stage 0 makes.
 //! - [`workload`] — [`WorkloadManifest`] and [`verify_workload`], the node's check of a workload.
 //! - [`version`] — [`check_rollback`].
@@ -53,6 +55,7 @@ pub mod keys;
 pub mod limits;
 pub mod policy;
 pub mod release;
+pub mod signed;
 pub mod version;
 pub mod workload;
 
@@ -67,5 +70,6 @@ pub use policy::{PolicyError, PolicyMember, PolicyTextError, SignerPolicy};
 pub use release::{
     verify_release, ArtifactMismatch, ArtifactRef, BuildInputs, ReleaseError, ReleaseManifest,
 };
+pub use signed::{verify_document, DocumentError, Opened, SignedBody};
 pub use version::{check_rollback, RollbackError};
 pub use workload::{verify_workload, RestartPolicy, VolumeSpec, WorkloadError, WorkloadManifest};
