@@ -1,19 +1,26 @@
 //! The one path every signed document kind is read through.
 //!
-//! A kind of signed body (the release manifest, the workload manifest) implements [`SignedBody`]: its [`DocumentKind`] (so its signature domain
+//! A kind of signed body (the release manifest, the workload manifest, and the control plane's
+//! kinds in [`crate::grid`]) implements [`SignedBody`]: its [`DocumentKind`] (so its signature domain
 //! tag), its size cap, its canonical encoder and its bounded decoder, which checks every value
 //! as it reads, so a body that decodes is valid (`validate` is "would this decode?").
 //!
 //! [`verify_document`] is the one verification: decode the envelope, require the kind, check the
-//! signatures against the signer policy, then decode (and so validate) the body.
+//! signatures against the signer policy, then decode (and so validate) the body. Documents that
+//! name their own signer in the body (a farm its farmer, a placement the contract's owner)
+//! implement [`NamedSigner`] and go through [`verify_named`]: the same steps with the policy
+//! "the key the body names must sign", which is known only once the body is read, so there the
+//! (bounded) body decoding comes before the signature check.
 
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use thiserror::Error;
 
 use crate::document::{DocumentKind, SignedDocument, Verified, VerifyError};
+use crate::keys::PublicKey;
 use crate::limits::DecodeError;
-use crate::policy::SignerPolicy;
+use crate::policy::{PolicyMember, SignerPolicy};
 
 /// A kind of signed document body. See the module docs.
 pub trait SignedBody: Sized {
@@ -40,7 +47,30 @@ pub trait SignedBody: Sized {
     }
 }
 
-/// A document that passed [`verify_document`].
+/// A body that names the one key that must sign it (the farmer of a farm, the owner of a
+/// placement), checked by [`verify_named`].
+pub trait NamedSigner: SignedBody {
+    /// The signer's role, the member name in the policy built for it (and so in messages).
+    const SIGNER_ROLE: &'static str;
+
+    /// The key that must sign this body.
+    fn signer(&self) -> PublicKey;
+
+    /// The policy "this body's signer must sign": one required member named after the role.
+    fn signer_policy(&self) -> SignerPolicy {
+        SignerPolicy {
+            threshold: 1,
+            members: alloc::vec![PolicyMember {
+                name: String::from(Self::SIGNER_ROLE),
+                key: self.signer(),
+                weight: 1,
+                required: true,
+            }],
+        }
+    }
+}
+
+/// A document that passed [`verify_document`] or [`verify_named`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opened<B> {
     /// The signed document as read.
@@ -51,7 +81,7 @@ pub struct Opened<B> {
     pub body: B,
 }
 
-/// Why a signed document was refused by [`verify_document`].
+/// Why a signed document was refused by [`verify_document`] or [`verify_named`].
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum DocumentError {
     /// The signed document envelope could not be decoded.
@@ -98,6 +128,35 @@ pub fn verify_document<B: SignedBody>(
             source,
         })?;
     let body = decode_body::<B>(&document)?;
+    Ok(Opened {
+        document,
+        verified,
+        body,
+    })
+}
+
+/// Checks a signed document file whose body names its signer: decodes the envelope, requires
+/// kind `B::KIND`, decodes and validates the body, and verifies that the key it names signed
+/// it ([`NamedSigner::signer_policy`]). Whether that key may write this document (is it the
+/// contract's owner, a stakeholder?) is the caller's next step, with [`crate::grid::rules`].
+pub fn verify_named<B: NamedSigner>(file_bytes: &[u8]) -> Result<Opened<B>, DocumentError> {
+    let document = decode_envelope::<B>(file_bytes)?;
+    if document.kind() != B::KIND {
+        return Err(DocumentError::Verify {
+            expected: B::KIND,
+            source: VerifyError::WrongKind {
+                found: document.kind(),
+                expected: B::KIND,
+            },
+        });
+    }
+    let body = decode_body::<B>(&document)?;
+    let verified = document
+        .verify(B::KIND, &body.signer_policy())
+        .map_err(|source| DocumentError::Verify {
+            expected: B::KIND,
+            source,
+        })?;
     Ok(Opened {
         document,
         verified,
