@@ -12,7 +12,9 @@
 //! ```text
 //! offset  size      field
 //! 0       8         magic "NULLOSD\x01" (NullOS document, envelope version 1)
-//! 8       1         kind code: 1 = release manifest, 2 = workload manifest
+//! 8       1         kind code: 1 = release manifest, 2 = workload manifest, 3..=10 the control
+//!                   plane's kinds (crate::grid): farm, node registration, contract, approval,
+//!                   placement, cancellation, status report, lease
 //! 9       varint    body length n (at most 64 KiB)
 //! ..      n         body: the canonical (postcard) bytes of the document
 //! ..      varint    signature count m (at most 32)
@@ -35,7 +37,7 @@ use crate::keys::{PublicKey, SecretKey};
 use crate::limits::{
     check_size, DecodeError, Reader, Writer, MAX_BODY_BYTES, MAX_DOCUMENT_BYTES, MAX_SIGNATURES,
 };
-use crate::policy::{PolicyError, SignerPolicy};
+use crate::policy::{Counted, PolicyError, SignerPolicy};
 
 /// The first 8 bytes of every signed document file.
 pub const DOCUMENT_MAGIC: [u8; 8] = *b"NULLOSD\x01";
@@ -47,13 +49,37 @@ pub enum DocumentKind {
     ReleaseManifest,
     /// A workload manifest: root filesystem and optional kernel digests, entrypoint, resources.
     WorkloadManifest,
+    /// A farm: a farmer's key and name ([`crate::grid::Farm`]).
+    Farm,
+    /// A node's registration: its key, farm, capacity, release ([`crate::grid::NodeRegistration`]).
+    NodeRegistration,
+    /// A smart contract for IT: owner, stakeholders, workloads, constraints ([`crate::grid::Contract`]).
+    Contract,
+    /// A stakeholder's approval of one contract version ([`crate::grid::Approval`]).
+    Approval,
+    /// The owner's choice of node for a contract version ([`crate::grid::Placement`]).
+    Placement,
+    /// The owner's cancellation of a contract ([`crate::grid::Cancellation`]).
+    Cancellation,
+    /// A node's report on the workloads of a contract ([`crate::grid::StatusReport`]).
+    StatusReport,
+    /// A node's heartbeat ([`crate::grid::Lease`]).
+    Lease,
 }
 
 impl DocumentKind {
     /// Every kind, in code order.
-    pub const ALL: [DocumentKind; 2] = [
+    pub const ALL: [DocumentKind; 10] = [
         DocumentKind::ReleaseManifest,
         DocumentKind::WorkloadManifest,
+        DocumentKind::Farm,
+        DocumentKind::NodeRegistration,
+        DocumentKind::Contract,
+        DocumentKind::Approval,
+        DocumentKind::Placement,
+        DocumentKind::Cancellation,
+        DocumentKind::StatusReport,
+        DocumentKind::Lease,
     ];
 
     /// The bytes signed in front of the body digest. Distinct per kind (and the digest after it
@@ -62,6 +88,14 @@ impl DocumentKind {
         match self {
             DocumentKind::ReleaseManifest => b"nullos/v1/release-manifest",
             DocumentKind::WorkloadManifest => b"nullos/v1/workload-manifest",
+            DocumentKind::Farm => b"nullos/v1/farm",
+            DocumentKind::NodeRegistration => b"nullos/v1/node-registration",
+            DocumentKind::Contract => b"nullos/v1/contract",
+            DocumentKind::Approval => b"nullos/v1/approval",
+            DocumentKind::Placement => b"nullos/v1/placement",
+            DocumentKind::Cancellation => b"nullos/v1/cancellation",
+            DocumentKind::StatusReport => b"nullos/v1/status-report",
+            DocumentKind::Lease => b"nullos/v1/lease",
         }
     }
 
@@ -70,6 +104,14 @@ impl DocumentKind {
         match self {
             DocumentKind::ReleaseManifest => 1,
             DocumentKind::WorkloadManifest => 2,
+            DocumentKind::Farm => 3,
+            DocumentKind::NodeRegistration => 4,
+            DocumentKind::Contract => 5,
+            DocumentKind::Approval => 6,
+            DocumentKind::Placement => 7,
+            DocumentKind::Cancellation => 8,
+            DocumentKind::StatusReport => 9,
+            DocumentKind::Lease => 10,
         }
     }
 
@@ -83,6 +125,14 @@ impl DocumentKind {
         match self {
             DocumentKind::ReleaseManifest => "release manifest",
             DocumentKind::WorkloadManifest => "workload manifest",
+            DocumentKind::Farm => "farm",
+            DocumentKind::NodeRegistration => "node registration",
+            DocumentKind::Contract => "contract",
+            DocumentKind::Approval => "approval",
+            DocumentKind::Placement => "placement",
+            DocumentKind::Cancellation => "cancellation",
+            DocumentKind::StatusReport => "status report",
+            DocumentKind::Lease => "lease",
         }
     }
 
@@ -359,13 +409,13 @@ impl SignedDocument {
         }
         policy.validate().map_err(VerifyError::InvalidPolicy)?;
         let message = self.kind.signing_message(&self.body);
-        let mut counted = alloc::vec![false; policy.members.len()];
+        let mut tally = policy.tally();
         let mut has_entry = alloc::vec![false; policy.members.len()];
         let mut failed_idx: Vec<usize> = Vec::new();
-        let mut weight: u64 = 0;
         let mut unknown_signers = 0;
         let mut duplicate_signatures = 0;
         for entry in &self.signatures {
+            // Only members' signatures are checked: an unknown key adds nothing either way.
             let Some(i) = policy.members.iter().position(|m| m.key == entry.signer) else {
                 unknown_signers += 1;
                 continue;
@@ -375,40 +425,36 @@ impl SignedDocument {
                 if !failed_idx.contains(&i) {
                     failed_idx.push(i);
                 }
-            } else if counted[i] {
+            } else if tally.add(&entry.signer) == Counted::Duplicate {
                 duplicate_signatures += 1;
-            } else {
-                counted[i] = true;
-                weight += u64::from(policy.members[i].weight);
             }
         }
-        let member_ref = |i: usize| SignerRef {
-            name: policy.members[i].name.clone(),
-            key: policy.members[i].key,
-        };
-        let failed: Vec<SignerRef> = failed_idx.iter().map(|&i| member_ref(i)).collect();
-        let names_where = |pick: &dyn Fn(usize) -> bool| -> Vec<String> {
-            (0..policy.members.len())
-                .filter(|&i| pick(i))
-                .map(|i| policy.members[i].name.clone())
-                .collect()
-        };
-        let missing = names_where(&|i| policy.members[i].required && !counted[i]);
+        let failed: Vec<SignerRef> = failed_idx
+            .iter()
+            .map(|&i| SignerRef {
+                name: policy.members[i].name.clone(),
+                key: policy.members[i].key,
+            })
+            .collect();
+        let weight = tally.weight();
         let threshold = policy.threshold;
-        if missing.is_empty() && weight >= u64::from(threshold) {
+        if tally.is_met() {
             return Ok(Verified {
                 kind: self.kind,
                 body_digest: self.body_digest(),
                 weight,
-                signers: names_where(&|i| counted[i]),
+                signers: tally.counted_names(),
                 failed,
                 unknown_signers,
                 duplicate_signatures,
             });
         }
+        let missing = tally.missing_required();
         if !failed.is_empty() {
-            let missing_required =
-                names_where(&|i| policy.members[i].required && !counted[i] && !has_entry[i]);
+            let missing_required = (0..policy.members.len())
+                .filter(|&i| policy.members[i].required && !tally.is_counted(i) && !has_entry[i])
+                .map(|i| policy.members[i].name.clone())
+                .collect();
             return Err(VerifyError::BadSignatures {
                 failed,
                 weight,
@@ -422,7 +468,7 @@ impl SignedDocument {
         Err(VerifyError::BelowThreshold {
             weight,
             threshold,
-            valid_signers: names_where(&|i| counted[i]),
+            valid_signers: tally.counted_names(),
         })
     }
 

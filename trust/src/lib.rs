@@ -11,9 +11,14 @@
 //! - [`document`] — [`SignedDocument`] — a body, its [`DocumentKind`], and signatures over
 //!   `domain tag ‖ BLAKE3(body)`; [`SignedDocument::verify`] checks them against a policy.
 //! - [`policy`] — [`SignerPolicy`] — weighted members, required members, threshold.
+//! - [`signed`] — [`SignedBody`], one kind of signed body, and [`verify_document`], the one
+//!   verification every kind goes through (envelope, kind, signatures, body).
 //! - [`release`] — [`ReleaseManifest`] and [`verify_release`], the one call stage 0 makes.
 //! - [`workload`] — [`WorkloadManifest`] and [`verify_workload`], the node's check of a workload.
 //! - [`version`] — [`check_rollback`].
+//! - [`grid`] — the control plane's documents (farm, node registration, contract, approval,
+//!   placement, cancellation, status report, lease), their supersession streams, and the rules
+//!   the notary, the agent and the node share.
 //!
 //! The byte and text formats are specified in the module docs and in `docs/TRUST-FORMATS.md`.
 //!
@@ -48,11 +53,13 @@ extern crate alloc;
 
 pub mod digest;
 pub mod document;
+pub mod grid;
 pub mod hexfmt;
 pub mod keys;
 pub mod limits;
 pub mod policy;
 pub mod release;
+pub mod signed;
 pub mod version;
 pub mod workload;
 
@@ -63,9 +70,10 @@ pub use document::{
 pub use hexfmt::HexError;
 pub use keys::{KeyError, PublicKey, SecretKey};
 pub use limits::DecodeError;
-pub use policy::{PolicyError, PolicyMember, PolicyTextError, SignerPolicy};
+pub use policy::{Counted, PolicyError, PolicyMember, PolicyTextError, SignerPolicy, Tally};
 pub use release::{
     verify_release, ArtifactMismatch, ArtifactRef, BuildInputs, ReleaseError, ReleaseManifest,
 };
+pub use signed::{verify_document, verify_named, DocumentError, NamedSigner, Opened, SignedBody};
 pub use version::{check_rollback, RollbackError};
 pub use workload::{verify_workload, RestartPolicy, VolumeSpec, WorkloadError, WorkloadManifest};

@@ -212,6 +212,15 @@ impl SignerPolicy {
         self.members.iter().find(|m| &m.key == key)
     }
 
+    /// A fresh count of signers (or approvers) against this policy; see [`Tally`].
+    pub fn tally(&self) -> Tally<'_> {
+        Tally {
+            policy: self,
+            counted: alloc::vec![false; self.members.len()],
+            weight: 0,
+        }
+    }
+
     /// Checks the policy is usable: 1 to 32 members, valid unique names, unique keys, and a
     /// threshold of at least 1 that the total weight reaches.
     pub fn validate(&self) -> Result<(), PolicyError> {
@@ -335,6 +344,13 @@ impl SignerPolicy {
     /// The binary (postcard) form; see the module docs.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
+        self.write(&mut w);
+        w.finish()
+    }
+
+    /// Appends the binary form to `w` (a policy embedded in another body, e.g. a contract's
+    /// stakeholders).
+    pub(crate) fn write(&self, w: &mut Writer) {
         w.put(&POLICY_FORMAT);
         w.put(&self.threshold);
         w.count(self.members.len());
@@ -344,7 +360,6 @@ impl SignerPolicy {
             w.put(&m.weight);
             w.put(&m.required);
         }
-        w.finish()
     }
 
     /// Reads the binary form, with bounded sizes, and validates the result.
@@ -355,9 +370,89 @@ impl SignerPolicy {
     }
 }
 
+/// What [`Tally::add`] did with a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// A member counted for the first time: its weight was added.
+    Added,
+    /// A member already counted: nothing added.
+    Duplicate,
+    /// Not a member: nothing added.
+    Unknown,
+}
+
+/// The one count of "who signed" against a policy, shared by signature verification
+/// ([`crate::SignedDocument::verify`]) and the control plane's approvals
+/// ([`crate::grid::rules::approvals_satisfy`]) so the two cannot drift apart.
+///
+/// Distinct members add their weight once; unknown keys and repeats add nothing. The policy is
+/// met when every *required* member was counted and the weight reaches the threshold: a member
+/// who is not required and did not sign fails nothing (the mistake of checking every member).
+#[derive(Debug, Clone)]
+pub struct Tally<'p> {
+    policy: &'p SignerPolicy,
+    counted: Vec<bool>,
+    weight: u64,
+}
+
+impl Tally<'_> {
+    /// Counts `key` (already known to have signed or approved validly).
+    pub fn add(&mut self, key: &PublicKey) -> Counted {
+        let Some(i) = self.policy.members.iter().position(|m| &m.key == key) else {
+            return Counted::Unknown;
+        };
+        if self.counted[i] {
+            return Counted::Duplicate;
+        }
+        self.counted[i] = true;
+        self.weight += u64::from(self.policy.members[i].weight);
+        Counted::Added
+    }
+
+    /// Whether the member at `index` (in policy order) was counted.
+    pub fn is_counted(&self, index: usize) -> bool {
+        self.counted.get(index).copied().unwrap_or(false)
+    }
+
+    /// Summed weight of the distinct members counted.
+    pub fn weight(&self) -> u64 {
+        self.weight
+    }
+
+    /// Names of the members counted, in policy order.
+    pub fn counted_names(&self) -> Vec<String> {
+        self.names_where(|i| self.counted[i])
+    }
+
+    /// Names of the required members not counted, in policy order.
+    pub fn missing_required(&self) -> Vec<String> {
+        self.names_where(|i| self.policy.members[i].required && !self.counted[i])
+    }
+
+    /// Every required member counted and the threshold reached.
+    pub fn is_met(&self) -> bool {
+        self.missing_required().is_empty() && self.weight >= u64::from(self.policy.threshold)
+    }
+
+    fn names_where(&self, pick: impl Fn(usize) -> bool) -> Vec<String> {
+        (0..self.policy.members.len())
+            .filter(|&i| pick(i))
+            .map(|i| self.policy.members[i].name.clone())
+            .collect()
+    }
+}
+
 fn decode_unchecked(bytes: &[u8]) -> Result<SignerPolicy, DecodeError> {
     const WHAT: &str = "signer policy";
     let mut r = Reader::new(WHAT, bytes, MAX_POLICY_BYTES, 0)?;
+    let policy = read_unchecked(&mut r)?;
+    r.finish(WHAT)?;
+    Ok(policy)
+}
+
+/// Reads the binary form's fields from `r` (bounded, not yet validated).
+pub(crate) fn read_unchecked(r: &mut Reader<'_>) -> Result<SignerPolicy, DecodeError> {
+    const WHAT: &str = "signer policy";
     let format: u32 = r.take("policy format")?;
     if format != POLICY_FORMAT {
         return Err(DecodeError::UnsupportedFormat {
@@ -388,7 +483,6 @@ fn decode_unchecked(bytes: &[u8]) -> Result<SignerPolicy, DecodeError> {
             required,
         });
     }
-    r.finish(WHAT)?;
     Ok(SignerPolicy { threshold, members })
 }
 

@@ -33,6 +33,7 @@ use crate::limits::{
     MAX_RELEASE_MANIFEST_BYTES,
 };
 use crate::policy::SignerPolicy;
+use crate::signed::{verify_document, DocumentError, SignedBody};
 
 /// A reference to an artifact by content: its BLAKE3 digest and exact size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -115,7 +116,8 @@ pub struct ReleaseManifest {
     pub build: BuildInputs,
 }
 
-/// Why a release file was refused by [`verify_release`].
+/// Why a release file was refused by [`verify_release`]: the steps of [`DocumentError`], with
+/// the messages stage 0 and the image builder have always printed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ReleaseError {
     /// The signed document envelope could not be decoded.
@@ -223,20 +225,40 @@ fn artifact(
     Ok(ArtifactRef { digest, size })
 }
 
+impl SignedBody for ReleaseManifest {
+    const KIND: DocumentKind = DocumentKind::ReleaseManifest;
+    const MAX_BYTES: usize = MAX_RELEASE_MANIFEST_BYTES;
+
+    // The inherent methods of the same names (kept for callers that do not import the trait).
+    fn encode(&self) -> Vec<u8> {
+        ReleaseManifest::encode(self)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        ReleaseManifest::decode(bytes)
+    }
+}
+
+impl From<DocumentError> for ReleaseError {
+    fn from(e: DocumentError) -> Self {
+        match e {
+            DocumentError::DecodeEnvelope { source, .. } => ReleaseError::DecodeEnvelope(source),
+            DocumentError::Verify { source, .. } => ReleaseError::Verify(source),
+            DocumentError::DecodeBody { source, .. } => ReleaseError::DecodeManifest(source),
+        }
+    }
+}
+
 /// Checks a release file: decodes the envelope, requires a release manifest, verifies the
-/// signatures against `policy`, and decodes the signed body. Artifacts and rollback are the
-/// caller's next steps ([`ReleaseManifest::check_artifacts`], [`crate::check_rollback`]).
+/// signatures against `policy`, and decodes the signed body ([`verify_document`], with the
+/// release's own error messages). Artifacts and rollback are the caller's next steps
+/// ([`ReleaseManifest::check_artifacts`], [`crate::check_rollback`]).
 pub fn verify_release(
     file_bytes: &[u8],
     policy: &SignerPolicy,
 ) -> Result<(SignedDocument, ReleaseManifest), ReleaseError> {
-    let document = SignedDocument::decode(file_bytes).map_err(ReleaseError::DecodeEnvelope)?;
-    document
-        .verify(DocumentKind::ReleaseManifest, policy)
-        .map_err(ReleaseError::Verify)?;
-    let manifest =
-        ReleaseManifest::decode(document.body()).map_err(ReleaseError::DecodeManifest)?;
-    Ok((document, manifest))
+    let opened = verify_document::<ReleaseManifest>(file_bytes, policy)?;
+    Ok((opened.document, opened.body))
 }
 
 #[cfg(test)]

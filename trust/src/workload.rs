@@ -42,6 +42,7 @@ use crate::limits::{
 };
 use crate::policy::SignerPolicy;
 use crate::release::ArtifactRef;
+use crate::signed::{verify_document, DocumentError, SignedBody};
 
 /// Fewest and most vCPUs a workload may ask for.
 pub const WORKLOAD_VCPUS: core::ops::RangeInclusive<u8> = 1..=32;
@@ -120,7 +121,8 @@ pub struct WorkloadManifest {
     pub restart: RestartPolicy,
 }
 
-/// Why a workload manifest file was refused by [`verify_workload`].
+/// Why a workload manifest file was refused by [`verify_workload`]: the steps of
+/// [`DocumentError`], with the messages the node and the image builder have always printed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum WorkloadError {
     /// The signed document envelope could not be decoded.
@@ -318,17 +320,38 @@ impl WorkloadManifest {
 }
 
 /// Checks a workload manifest file: decodes the envelope, requires a workload manifest,
-/// verifies the signatures against `policy`, and decodes (and checks) the signed body. The
-/// artifacts are the caller's next step ([`ArtifactRef::check`] on `root.img` and friends).
+/// verifies the signatures against `policy`, and decodes (and checks) the signed body
+/// ([`verify_document`], with the workload's own error messages). The artifacts are the caller's
+/// next step ([`ArtifactRef::check`] on `root.img` and friends).
 pub fn verify_workload(
     file_bytes: &[u8],
     policy: &SignerPolicy,
 ) -> Result<WorkloadManifest, WorkloadError> {
-    let document = SignedDocument::decode(file_bytes).map_err(WorkloadError::DecodeEnvelope)?;
-    document
-        .verify(DocumentKind::WorkloadManifest, policy)
-        .map_err(WorkloadError::Verify)?;
-    WorkloadManifest::decode(document.body()).map_err(WorkloadError::DecodeManifest)
+    Ok(verify_document::<WorkloadManifest>(file_bytes, policy)?.body)
+}
+
+impl SignedBody for WorkloadManifest {
+    const KIND: DocumentKind = DocumentKind::WorkloadManifest;
+    const MAX_BYTES: usize = MAX_WORKLOAD_MANIFEST_BYTES;
+
+    // The inherent methods of the same names (kept for callers that do not import the trait).
+    fn encode(&self) -> Vec<u8> {
+        WorkloadManifest::encode(self)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        WorkloadManifest::decode(bytes)
+    }
+}
+
+impl From<DocumentError> for WorkloadError {
+    fn from(e: DocumentError) -> Self {
+        match e {
+            DocumentError::DecodeEnvelope { source, .. } => WorkloadError::DecodeEnvelope(source),
+            DocumentError::Verify { source, .. } => WorkloadError::Verify(source),
+            DocumentError::DecodeBody { source, .. } => WorkloadError::DecodeManifest(source),
+        }
+    }
 }
 
 fn put_artifact(w: &mut Writer, artifact: &ArtifactRef) {

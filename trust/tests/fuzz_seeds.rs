@@ -80,7 +80,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     };
     let mut hello_file = hello.to_document();
     hello_file.sign(&key(1)).expect("sign");
-    vec![
+    let mut seeds = vec![
         ("workload_manifest", "seed-1", hello_file.encode()),
         ("workload_manifest", "seed-body", hello.encode()),
         ("signed_document_decode", "seed-release", release.encode()),
@@ -122,7 +122,144 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             "seed-secret",
             key(1).to_text("fuzz seed key").into_bytes(),
         ),
+    ];
+    seeds.extend(grid_seeds());
+    seeds
+}
+
+/// For `grid_documents`: per control-plane kind, its code byte then a signed file, and its code
+/// byte then the bare body. Farmer seed [1; 32], node [2; 32], owner [3; 32], stakeholder [4; 32].
+fn grid_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    use trust::grid::*;
+    use trust::{Digest, NamedSigner};
+
+    let key = |n: u8| SecretKey::from_seed([n; 32]);
+    let farm = Farm {
+        version: 1,
+        farmer: key(1).public(),
+        name: "seed farm".into(),
+    };
+    let node = NodeRegistration {
+        sequence: 1,
+        node: key(2).public(),
+        farm: key(1).public(),
+        capacity: Capacity {
+            cpus: 4,
+            memory_mib: 8192,
+            disks: vec![Disk {
+                name: "vdb".into(),
+                size_mib: 4096,
+            }],
+            nics: vec![Nic {
+                name: "eth0".into(),
+                mac: [0x52, 0x54, 0, 0, 0, 1],
+            }],
+        },
+        release_version: 3,
+        release_manifest: Digest::of(b"release body"),
+    };
+    let contract = Contract {
+        version: 1,
+        supersedes: None,
+        owner: key(3).public(),
+        stakeholders: SignerPolicy::single(key(4).public()),
+        workloads: vec![ContractWorkload {
+            name: "hello".into(),
+            manifest: Digest::of(b"workload.manifest"),
+            vcpus: 1,
+            memory_mib: 128,
+            volumes: vec![VolumeClaim {
+                name: "data".into(),
+                size_mib: 16,
+            }],
+            egress: Egress::Only(vec![Endpoint {
+                host: "example.org".into(),
+                port: 443,
+            }]),
+            env: vec![("GREETING".into(), "hi".into())],
+        }],
+        constraints: Constraints {
+            farms: vec![key(1).public()],
+            min_memory_mib: 1024,
+            min_cpus: 1,
+            copies: 1,
+        },
+    };
+    let id = contract.id();
+    let approval = Approval {
+        version: 1,
+        contract: id,
+        body: contract.body_digest(),
+        stakeholder: key(4).public(),
+    };
+    let placement = Placement {
+        sequence: 1,
+        contract: id,
+        version: 1,
+        node: key(2).public(),
+        owner: key(3).public(),
+        reason: "seed".into(),
+    };
+    let cancellation = Cancellation {
+        version: 1,
+        contract: id,
+        owner: key(3).public(),
+        reason: "seed".into(),
+    };
+    let status = StatusReport {
+        sequence: 1,
+        node: key(2).public(),
+        contract: id,
+        version: 1,
+        workloads: vec![WorkloadStatus {
+            name: "hello".into(),
+            state: WorkloadState::Exited,
+            exit_code: Some(1),
+            restarts: 2,
+            reason: "exit 1".into(),
+        }],
+    };
+    let lease = Lease {
+        sequence: 1,
+        node: key(2).public(),
+        expires: 1_790_000_000,
+    };
+
+    fn pair<B: NamedSigner>(
+        body: &B,
+        signer: &SecretKey,
+        names: [&'static str; 2],
+    ) -> [(&'static str, &'static str, Vec<u8>); 2] {
+        let code = B::KIND.code();
+        let mut doc = body.to_document();
+        doc.sign(signer).expect("sign");
+        let with_code = |bytes: Vec<u8>| [vec![code], bytes].concat();
+        [
+            ("grid_documents", names[0], with_code(doc.encode())),
+            ("grid_documents", names[1], with_code(body.encode())),
+        ]
+    }
+    [
+        pair(&farm, &key(1), ["seed-farm", "seed-farm-body"]),
+        pair(&node, &key(2), ["seed-node", "seed-node-body"]),
+        pair(&contract, &key(3), ["seed-contract", "seed-contract-body"]),
+        pair(&approval, &key(4), ["seed-approval", "seed-approval-body"]),
+        pair(
+            &placement,
+            &key(3),
+            ["seed-placement", "seed-placement-body"],
+        ),
+        pair(
+            &cancellation,
+            &key(3),
+            ["seed-cancellation", "seed-cancellation-body"],
+        ),
+        pair(&status, &key(2), ["seed-status", "seed-status-body"]),
+        pair(&lease, &key(2), ["seed-lease", "seed-lease-body"]),
     ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 #[test]

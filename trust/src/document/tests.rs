@@ -47,9 +47,19 @@ fn team() -> SignerPolicy {
 
 #[test]
 fn domain_tags_and_codes_are_distinct() {
-    let [a, b] = DocumentKind::ALL;
+    let [a, b, ..] = DocumentKind::ALL;
     assert_ne!(a.domain_tag(), b.domain_tag());
     assert_ne!(a.code(), b.code());
+    for (i, x) in DocumentKind::ALL.iter().enumerate() {
+        for y in &DocumentKind::ALL[..i] {
+            assert_ne!(x.domain_tag(), y.domain_tag());
+            assert_ne!(x.code(), y.code());
+            assert_ne!(x.name(), y.name());
+            // No tag is a prefix of another, so tag ‖ digest never reads as another kind's.
+            assert!(!x.domain_tag().starts_with(y.domain_tag()));
+            assert!(!y.domain_tag().starts_with(x.domain_tag()));
+        }
+    }
     for kind in DocumentKind::ALL {
         assert_eq!(DocumentKind::from_code(kind.code()), Some(kind));
     }
@@ -371,7 +381,7 @@ fn decode_errors_name_the_place() {
     trailing.extend_from_slice(&[0, 0, 0]);
     assert_eq!(show(&trailing), "trailing 3 bytes after signed document");
     let mut kind = good.clone();
-    kind[8] = 9;
+    kind[8] = 0x7f; // no kind has this code (1 to 10 are taken)
     assert_eq!(show(&kind), "invalid kind at byte 8: unknown document kind");
     let mut count = good.clone();
     let count_at = 8 + 1 + 1 + b"release body".len();
