@@ -63,11 +63,11 @@ vmm:
 
 # The benchmark's yardstick PID 1 (prints one line, powers off), static like init.
 baseline-init:
-	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) -p bench --bin baseline-init
+	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) -p bench-inits --bin baseline-init
 
 # The micro-VM benchmark's PID 1s (bench node and guest), static: their initramfs hold no libc.
 bench-inits:
-	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) -p bench --bin bench-node-init --bin bench-guest-init
+	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) -p bench-inits --bin bench-node-init --bin bench-guest-init
 
 tools:
 	$(CARGO) build --release --locked -p image-builder -p qemu -p bench

@@ -24,7 +24,7 @@ pub const BASELINE_LINE: &str = "baseline: init reached";
 
 /// How the baseline-init binary is built (for error messages).
 pub const BUILD_HINT: &str = "RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release \
-     --target x86_64-unknown-linux-gnu -p bench --bin baseline-init";
+     --target x86_64-unknown-linux-gnu -p bench-inits --bin baseline-init";
 
 /// A baseline initramfs that cannot be made.
 #[derive(Debug, thiserror::Error)]

@@ -7,23 +7,8 @@ pub fn uptime_ms(line: &str) -> Option<u64> {
         .and_then(|value| value.parse().ok())
 }
 
-/// Median of the samples (mean of the middle two for an even count); `None` when empty.
-pub fn median(samples: &[u64]) -> Option<f64> {
-    let mut sorted = samples.to_vec();
-    sorted.sort_unstable();
-    let n = sorted.len();
-    if n == 0 {
-        return None;
-    }
-    // u64 -> f64 is exact for any boot time in milliseconds we will ever see (< 2^53).
-    #[allow(clippy::cast_precision_loss)]
-    let at = |i: usize| sorted[i] as f64;
-    Some(if n % 2 == 1 {
-        at(n / 2)
-    } else {
-        (at(n / 2 - 1) + at(n / 2)) / 2.0
-    })
-}
+/// Median of the samples (shared with the micro-VM summary, which lives with its protocol).
+pub use bench_inits::proto::median;
 
 /// The summary line of a side-by-side comparison: medians and their ratio against a goal.
 ///

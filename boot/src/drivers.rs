@@ -1,5 +1,5 @@
 //! Storage drivers for the release medium, loaded the way the node's `init` loads its own: the
-//! module index in the initramfs, coldplug by modalias (the `kernel-init` library).
+//! module index in the initramfs, coldplug by modalias (the `pid1` library).
 //!
 //! USB devices appear a while after their host controller's driver loads (enumeration, and
 //! usb-storage's settle delay), possibly after the first coldplug has settled; so stage 0 runs
@@ -7,9 +7,9 @@
 
 use std::time::Instant;
 
-use kernel_init::coldplug;
-use kernel_init::modules::{self, Loader};
 use modindex::ModuleIndex;
+use pid1::coldplug;
+use pid1::modules::{self, Loader};
 
 /// The module index and what has been loaded so far.
 #[derive(Debug)]
@@ -42,7 +42,7 @@ impl Drivers {
         coldplug::run_system(index, &mut self.loader, first);
         let loaded = self.loader.loaded().count() - before;
         if first || loaded > 0 {
-            kernel_init::info!(
+            pid1::info!(
                 "coldplug: {loaded} modules loaded ({} ms)",
                 start.elapsed().as_millis()
             );

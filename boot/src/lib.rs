@@ -2,10 +2,10 @@
 //! verified.
 //!
 //! It looks for the release in its sources, in order: the partition named `NULLOS-RELEASE`
-//! on the boot medium (storage drivers loaded with the `kernel-init` library's module loading
+//! on the boot medium (storage drivers loaded with the `pid1` library's module loading
 //! and coldplug), a cache on a data disk (not implemented yet), then the release URLs
 //! (`nullos.release=` on its command line, the PXE case, or the list baked into the boot
-//! image; the network comes up with `kernel-init`'s DHCP). Whichever source, the release is
+//! image; the network comes up with `pid1`'s DHCP). Whichever source, the release is
 //! read into memory, verified (signer policy baked into the boot image at [`POLICY_PATH`],
 //! version at least the highest accepted on this machine, BLAKE3 of kernel, initramfs and
 //! command line), the persisted version floor is raised (on the medium, if there is one), and
@@ -19,6 +19,14 @@
 //! - [`network`]: release URLs and the HTTP source (`ureq`, bounded reads, retries).
 //! - [`drivers`]: module loading for the medium and the NICs.
 //! - [`kexec`]: sealed memfds, `kexec_file_load`, `reboot(RB_KEXEC)`.
+//!
+//! Outside tests, `unwrap`, `expect` and `panic!` are denied: stage 0 is PID 1 and reads
+//! untrusted bytes.
+
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod drivers;
 pub mod kexec;
@@ -31,8 +39,8 @@ use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kernel_init::config::Cmdline;
-use kernel_init::{info, log, mounts, warn};
+use pid1::cmdline::Cmdline;
+use pid1::{info, log, mounts, warn};
 use trust::SignerPolicy;
 
 use crate::drivers::Drivers;
@@ -61,7 +69,7 @@ pub fn run() -> Infallible {
     );
     for outcome in mounted {
         if let mounts::MountOutcome::Failed(e) = outcome {
-            kernel_init::error!("{}", kernel_init::error_chain(&e));
+            pid1::error!("{}", pid1::error_chain(&e));
         }
     }
     let baked = std::fs::read_to_string(network::RELEASE_URLS_PATH).ok();
@@ -97,7 +105,7 @@ fn load_policy() -> Result<SignerPolicy, Refusal> {
     }
     trust::PublicKey::from_text(&text)
         .map(SignerPolicy::single)
-        .map_err(|e| refuse(kernel_init::error_chain(&e)))
+        .map_err(|e| refuse(pid1::error_chain(&e)))
 }
 
 /// Stage 0's state across tries.
@@ -196,9 +204,7 @@ impl Stage0 {
         let mut medium = match Medium::read(&device) {
             Ok(m) => m,
             Err(e) => {
-                log::interface_line(
-                    &Refusal::new("medium", kernel_init::error_chain(&e)).to_string(),
-                );
+                log::interface_line(&Refusal::new("medium", pid1::error_chain(&e)).to_string());
                 return Ok(no_floor);
             }
         };
@@ -232,10 +238,10 @@ impl Stage0 {
             return true;
         }
         self.drivers.coldplug();
-        match kernel_init::net::bring_up() {
+        match pid1::net::bring_up() {
             Ok(configured) if !configured.is_empty() => self.network_up = true,
             Ok(_) => {}
-            Err(e) => kernel_init::error!("network: {}", kernel_init::error_chain(&e)),
+            Err(e) => pid1::error!("network: {}", pid1::error_chain(&e)),
         }
         self.network_up
     }
@@ -262,7 +268,7 @@ impl Stage0 {
                     Err(e) => warn!(
                         "cannot record version {raised} in {}: {}",
                         state::STATE_FILE,
-                        kernel_init::error_chain(&e)
+                        pid1::error_chain(&e)
                     ),
                 },
                 None => warn!(
@@ -271,14 +277,14 @@ impl Stage0 {
             }
         }
         if let Err(e) = kexec::load(&verified.kernel, &verified.initrd, &cmdline) {
-            return Refusal::new("kernel", kernel_init::error_chain(&e));
+            return Refusal::new("kernel", pid1::error_chain(&e));
         }
         log::interface_line(&format!(
             "nullos: booting release version={} cmdline=\"{cmdline}\"",
             verified.manifest.version
         ));
         let e = kexec::start();
-        Refusal::new("kernel", kernel_init::error_chain(&e))
+        Refusal::new("kernel", pid1::error_chain(&e))
     }
 }
 

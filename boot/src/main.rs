@@ -4,6 +4,11 @@
 //! `nullos: refused boot: panic` line, then a reboot after a delay. Run as anything but PID 1
 //! it refuses (exit status 2) instead of loading modules and kexec'ing a kernel.
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -11,12 +16,12 @@ fn main() -> ExitCode {
         eprintln!("boot: error: this is NullOS stage 0; it only runs as PID 1");
         return ExitCode::from(2);
     }
-    kernel_init::log::install_panic_hook();
+    pid1::log::install_panic_hook();
     match std::panic::catch_unwind(boot::run) {
         Ok(never) => match never {},
         Err(_) => {
-            kernel_init::log::interface_line("nullos: refused boot: stage 0 panicked");
-            kernel_init::power::fatal_reboot("stage 0 panicked")
+            pid1::log::interface_line("nullos: refused boot: stage 0 panicked");
+            pid1::power::fatal_reboot("stage 0 panicked")
         }
     }
 }

@@ -209,7 +209,7 @@ impl HttpSource {
                 });
             }
             let wait = backoff(attempt);
-            kernel_init::warn!(
+            pid1::warn!(
                 "http: {url}: {failure}; retrying in {} ms",
                 wait.as_millis()
             );
@@ -228,7 +228,7 @@ fn transport_detail(t: &ureq::Transport) -> String {
     }
     if let Some(source) = std::error::Error::source(t) {
         detail.push_str(": ");
-        detail.push_str(&kernel_init::error_chain(source));
+        detail.push_str(&pid1::error_chain(source));
     }
     detail
 }
@@ -250,7 +250,7 @@ impl Source for HttpSource {
         if let Some(found) = length.filter(|l| *l > max) {
             return Err(HttpError::TooLarge { found, max }.to_string());
         }
-        read_bounded(body, max, length).map_err(|e| kernel_init::error_chain(&e))
+        read_bounded(body, max, length).map_err(|e| pid1::error_chain(&e))
     }
 }
 

@@ -190,7 +190,7 @@ fn policy_summary(policy: &SignerPolicy) -> String {
 
 /// An error and its sources joined by `": "`.
 fn chain(error: &dyn std::error::Error) -> String {
-    kernel_init::error_chain(error)
+    pid1::error_chain(error)
 }
 
 #[cfg(test)]

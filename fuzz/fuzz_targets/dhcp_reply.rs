@@ -2,7 +2,7 @@
 //! whatever arrives in whichever state (selecting, then requesting after a first packet).
 #![no_main]
 
-use kernel_init::net::dhcp::{Client, Timing};
+use pid1::net::dhcp::{Client, Timing};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

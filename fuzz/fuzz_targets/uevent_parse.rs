@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = kernel_init::uevent::parse(data);
+    let _ = pid1::uevent::parse(data);
 });

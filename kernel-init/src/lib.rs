@@ -1,50 +1,43 @@
 //! PID 1 of the NullOS node (node role) and of every micro-VM guest (guest role, selected by
 //! `nullos.role=guest` on the kernel command line).
 //!
-//! Layering: pure logic (parsers, the DHCP state machine, coldplug decisions, line formats) is
-//! kept apart from the thin I/O edges so it is unit-tested with plain buffers.
+//! What every PID 1 of ours does (logging, mounts, the command line, modules and coldplug,
+//! network bring-up, signals and reaping, power-off) is the `pid1` crate; this crate is the
+//! roles on top of it. Pure logic (config and `/proc/net` parsers, the ready line, the
+//! supervisor's restart policy) is kept apart from the thin I/O edges.
 //!
-//! - [`config`]: kernel command line and `/etc/nullos/node.toml`.
-//! - [`log`]: leveled logging to `/dev/kmsg` and the console.
-//! - [`mounts`]: API filesystems, and unmounting at power-off.
-//! - [`modules`], [`coldplug`], [`uevent`]: `finit_module` in dependency order; modalias
-//!   matching of the devices present at boot and of those added (kernel uevents).
-//! - [`net`]: rtnetlink links/addresses/routes, DHCPv4, resolver files.
+//! - [`node_config`]: `/etc/nullos/node.toml` and which control endpoint to check.
 //! - [`control`]: the control endpoint reachability check.
 //! - [`sockets`]: counting sockets open to inbound traffic (`/proc/net`).
 //! - [`ready`]: the `nullos: ready` line.
-//! - [`signals`], [`input`], [`power`]: signalfd and reaping, the power button, power-off.
 //! - [`node`]: the node role's boot sequence and main loop.
 //! - [`guest`]: the guest role: mount the workload's root, run its entrypoint, report its exit.
 //! - [`workloads`]: verified micro-VM workloads: data disk, volumes, guest initramfs, `vmm`
 //!   supervision.
 //!
-//! Syscalls go through `nix` rather than `rustix`: PID 1 needs signalfd, `kill(-1)`,
-//! `finit_module`, `reboot(RB_DISABLE_CAD)` and `SO_BINDTODEVICE`, which nix wraps and rustix
-//! (at 1.x) partly does not (no signalfd, no kill of pid -1).
+//! Outside tests, `unwrap`, `expect` and `panic!` are denied: PID 1 must not die.
 
-pub mod coldplug;
-pub mod config;
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod control;
 pub mod guest;
-pub mod input;
-pub mod log;
-pub mod modules;
-pub mod mounts;
-pub mod net;
 pub mod node;
-pub mod power;
+pub mod node_config;
 pub mod ready;
-pub mod signals;
 pub mod sockets;
-pub mod uevent;
 pub mod workloads;
 
-use std::convert::Infallible;
-use std::error::Error;
-use std::fmt::Write as _;
+// The `pid1` modules and macros, named at the root so the roles' modules reach them as
+// `crate::log`, `crate::info!` and so on, as they did when these modules lived here.
+use pid1::{coldplug, error_chain, input, log, modules, mounts, net, power, signals};
+use pid1::{debug, error, info, warn};
 
-use config::{Cmdline, Role};
+use std::convert::Infallible;
+
+use pid1::cmdline::{self, Cmdline, Role};
 
 /// Why init gave up (which leads to a logged fatal error and a delayed reboot).
 #[derive(Debug, thiserror::Error)]
@@ -57,21 +50,10 @@ pub enum InitError {
     Poll(#[source] nix::errno::Errno),
 }
 
-/// An error and its sources, joined by `": "`, for one log line.
-pub fn error_chain(error: &dyn Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let _ = write!(text, ": {e}");
-        source = e.source();
-    }
-    text
-}
-
 /// Runs PID 1: mounts, logging, signals, then the role. Returns only on a fatal error.
 pub fn run() -> Result<Infallible, InitError> {
     let mounted = mounts::mount_all();
-    let cmdline = Cmdline::parse(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default());
+    let cmdline = Cmdline::parse(&cmdline::read());
     log::init(cmdline.loglevel);
     info!(
         "nullos init {} starting (role {}, loglevel {})",

@@ -5,6 +5,11 @@
 //! `init: error: fatal: ...` line followed by a reboot after a delay. Run as anything but PID 1
 //! it refuses (exit status 2) instead of mounting filesystems and rebooting the machine.
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -12,12 +17,12 @@ fn main() -> ExitCode {
         eprintln!("init: error: this is the NullOS init; it only runs as PID 1");
         return ExitCode::from(2);
     }
-    kernel_init::log::install_panic_hook();
+    pid1::log::install_panic_hook();
     let reason = match std::panic::catch_unwind(kernel_init::run) {
         Ok(Ok(never)) => match never {},
-        Ok(Err(e)) => kernel_init::error_chain(&e),
+        Ok(Err(e)) => pid1::error_chain(&e),
         // The panic hook has logged the message and location.
         Err(_) => "panic".to_owned(),
     };
-    kernel_init::power::fatal_reboot(&reason)
+    pid1::power::fatal_reboot(&reason)
 }

@@ -13,9 +13,11 @@ use modindex::ModuleIndex;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use crate::config::{self, Cmdline, NodeConfig};
+use pid1::cmdline::Cmdline;
+
 use crate::input::PowerButtons;
 use crate::modules::{self, Loader, SysKmod};
+use crate::node_config::{self, NodeConfig};
 use crate::ready::{ControlStatus, Ready};
 use crate::signals::{self, Action, Signals};
 use crate::{coldplug, control, net, power, sockets, InitError};
@@ -57,7 +59,7 @@ pub fn run(cmdline: &Cmdline, signals: &Signals) -> Result<Infallible, InitError
     handle_signals(signals);
     phase_done("network");
 
-    let control = match config::control_endpoint(cmdline, node.as_ref()) {
+    let control = match node_config::control_endpoint(cmdline, node.as_ref()) {
         Some(endpoint) => control::check(endpoint),
         None => {
             crate::info!("control: no endpoint configured");

@@ -26,7 +26,7 @@ pub const QEMU_FIRMWARE: [&str; 2] = ["bios-microvm.bin", "qboot.rom"];
 
 /// How the static binaries are built (for error messages).
 pub const BUILD_HINT: &str = "RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release \
-     --target x86_64-unknown-linux-gnu -p bench --bin bench-node-init --bin bench-guest-init \
+     --target x86_64-unknown-linux-gnu -p bench-inits --bin bench-node-init --bin bench-guest-init \
      && RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release \
      --target x86_64-unknown-linux-gnu -p vmm";
 

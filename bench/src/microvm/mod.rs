@@ -22,68 +22,16 @@
 //! Every measurement is one console line ([`proto`]); the host collects them and prints medians
 //! and the ratios against the goals of issue 3. Nothing is asserted: a missed goal is a figure.
 //!
-//! Modules: [`proto`] (pure: lines, parameters, smaps, summary), [`monitor`] (monitor command
-//! lines and a running monitor in the node), [`pid1`] (syscalls of the two PID 1s), [`image`]
-//! (host: the node and guest initramfs), [`run`] (host: boot the node, collect).
+//! Host modules: [`image`] (the node and guest initramfs), [`run`] (boot the node, collect).
+//! What runs inside the bench node and its guests is the `bench-inits` package (its PID 1s
+//! depend on `pid1`, not on this crate's host tooling); its protocol module [`proto`] and the
+//! constants below are re-exported from there.
 
 pub mod image;
-pub mod monitor;
-pub mod pid1;
-pub mod proto;
 pub mod run;
 
-use std::net::Ipv4Addr;
-
-/// Guest memory for both monitors, MiB (issue 3: 1 vCPU, 128 MiB).
-pub const GUEST_MEMORY_MIB: u64 = 128;
-/// The guest's address on both user-mode networks (the micro-VM network contract).
-pub const GUEST_ADDR: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
-/// The guest network's prefix length.
-pub const GUEST_PREFIX: u8 = 24;
-/// The gateway (our smoltcp stack; QEMU's slirp is configured with the same address).
-pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
-/// The sink's address: an extra /32 on the node's loopback interface.
-pub const SINK_ADDR: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
-/// The sink's TCP port.
-pub const SINK_PORT: u16 = 5001;
-/// How long the guest of a boot run stays up after its marker, so its monitor can be measured.
-pub const DEFAULT_HOLD_MS: u64 = 2000;
-/// MiB the guest sends in a throughput run.
-pub const DEFAULT_MIB: u64 = 64;
-
-/// Guest modules, in load order (virtio_net depends on net_failover → failover; virtio_mmio on
-/// virtio → virtio_ring), as `(name, path under the kernel's lib/modules/<kver>/kernel/)`. The
-/// guest image holds them as `/lib/modules/<name>.ko`.
-pub const GUEST_MODULES: [(&str, &str); 6] = [
-    ("virtio_ring", "drivers/virtio/virtio_ring.ko"),
-    ("virtio", "drivers/virtio/virtio.ko"),
-    ("virtio_mmio", "drivers/virtio/virtio_mmio.ko"),
-    ("failover", "net/core/failover.ko"),
-    ("net_failover", "drivers/net/net_failover.ko"),
-    ("virtio_net", "drivers/net/virtio_net.ko"),
-];
-
-/// Node modules for `/dev/kvm`, as `(name, path under kernel/)`; the node loads the first two,
-/// then `kvm-amd` (QEMU TCG emulates SVM) or, failing that, `kvm-intel`. Held as `/lib/kvm/<name>.ko`.
-pub const NODE_MODULES: [(&str, &str); 4] = [
-    ("irqbypass", "virt/lib/irqbypass.ko"),
-    ("kvm", "arch/x86/kvm/kvm.ko"),
-    ("kvm-amd", "arch/x86/kvm/kvm-amd.ko"),
-    ("kvm-intel", "arch/x86/kvm/kvm-intel.ko"),
-];
-
-/// Paths inside the node image.
-pub mod node_paths {
-    /// Our monitor.
-    pub const VMM: &str = "/bin/vmm";
-    /// QEMU, at its host path so its loader and libraries sit where it expects them.
-    pub const QEMU: &str = "/usr/bin/qemu-system-x86_64";
-    /// QEMU's data directory (microvm's firmware).
-    pub const QEMU_DATA: &str = "/usr/share/qemu";
-    /// The guest kernel.
-    pub const GUEST_KERNEL: &str = "/guest/vmlinuz";
-    /// The guest initramfs.
-    pub const GUEST_INITRD: &str = "/guest/initrd";
-    /// The kvm modules' directory.
-    pub const KVM_MODULES: &str = "/lib/kvm";
-}
+pub use bench_inits::proto;
+pub use bench_inits::{
+    node_paths, DEFAULT_HOLD_MS, DEFAULT_MIB, GATEWAY, GUEST_ADDR, GUEST_MEMORY_MIB, GUEST_MODULES,
+    GUEST_PREFIX, NODE_MODULES, SINK_ADDR, SINK_PORT,
+};

@@ -33,6 +33,7 @@ use image_builder::config::ModulesSection;
 use image_builder::initrd::InitrdTree;
 use image_builder::kernel::KernelSource;
 use qemu::{Accel, Boot, Vm, VmConfig};
+use system_tests::repo_root;
 
 /// The guest network of the contract (docs/CONSOLE.md, issue 3). QEMU's user network plays the
 /// VMM's: the gateway 10.200.0.1 is the host (its 127.0.0.1); QEMU insists that its DNS
@@ -53,12 +54,6 @@ const MODULES: [&str; 6] = [
     "squashfs",
     "overlay",
 ];
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from(".."), Path::to_owned)
-}
 
 /// The target dir this test binary was built into (`<target>/<profile>/deps/<test>`).
 fn target_dir() -> PathBuf {
@@ -109,7 +104,10 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// The static init, refusing one older than the crate's sources (it would test stale code).
+/// Where init's sources are: a static init older than any of them would test stale code.
+const INIT_SOURCES: [&str; 2] = ["kernel-init/src", "pid1/src"];
+
+/// The static init, refusing one older than its sources (it would test stale code).
 fn static_init() -> Vec<u8> {
     let path = std::env::var_os("NULLOS_INIT").map_or_else(
         || target_dir().join("x86_64-unknown-linux-gnu/release/init"),
@@ -120,12 +118,14 @@ fn static_init() -> Vec<u8> {
     let built = std::fs::metadata(&path)
         .and_then(|m| m.modified())
         .unwrap_or_else(|e| panic!("static init {}: {e}; build it: {build}", path.display()));
-    let newest_source = newest_mtime(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
-    assert!(
-        built >= newest_source,
-        "static init {} is older than kernel-init/src; rebuild it: {build}",
-        path.display()
-    );
+    for sources in INIT_SOURCES {
+        let newest_source = newest_mtime(&repo_root().join(sources));
+        assert!(
+            built >= newest_source,
+            "static init {} is older than {sources}; rebuild it: {build}",
+            path.display()
+        );
+    }
     std::fs::read(&path).unwrap()
 }
 

@@ -1,13 +1,18 @@
-//! What `init` is told: the kernel command line and `/etc/nullos/node.toml`.
+//! What a PID 1 of ours is told on the kernel command line: the `nullos.*` words (stage 0
+//! passes its own on to the node, so every PID 1 reads the same vocabulary).
 //!
-//! Both parsers are pure (text in, values out); the callers read the files.
+//! The parser is pure (text in, values out); [`read`] reads `/proc/cmdline`.
 
 use std::fmt;
 
-use serde::Deserialize;
+/// Where the kernel shows its command line (once `/proc` is mounted).
+pub const PROC_CMDLINE: &str = "/proc/cmdline";
 
-/// Where the image builder writes the node configuration.
-pub const NODE_CONFIG_PATH: &str = "/etc/nullos/node.toml";
+/// The kernel command line's text; empty if `/proc/cmdline` cannot be read (then every
+/// parameter keeps its default, and logging is still set up).
+pub fn read() -> String {
+    std::fs::read_to_string(PROC_CMDLINE).unwrap_or_default()
+}
 
 /// Which system this `init` is PID 1 of, chosen by `nullos.role=` on the kernel command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -166,51 +171,6 @@ fn split_cmdline(text: &str) -> Vec<String> {
     words
 }
 
-/// Why `node.toml` could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("read {NODE_CONFIG_PATH}")]
-    Read(#[source] std::io::Error),
-    /// The file is not the expected TOML.
-    #[error("parse {NODE_CONFIG_PATH}")]
-    Parse(#[source] toml::de::Error),
-}
-
-/// `/etc/nullos/node.toml`, written by the image builder.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct NodeConfig {
-    /// Release version (monotonic).
-    pub version: u64,
-    /// Build profile name.
-    pub profile: String,
-    /// Control endpoint `host:port`, if the image has one.
-    #[serde(default)]
-    pub control: Option<String>,
-}
-
-impl NodeConfig {
-    /// Parses the file's text. Unknown keys are accepted so newer builders stay compatible.
-    pub fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
-        toml::from_str(text).map_err(ConfigError::Parse)
-    }
-
-    /// Reads and parses [`NODE_CONFIG_PATH`].
-    pub fn load() -> Result<NodeConfig, ConfigError> {
-        let text = std::fs::read_to_string(NODE_CONFIG_PATH).map_err(ConfigError::Read)?;
-        NodeConfig::parse(&text)
-    }
-}
-
-/// The control endpoint to check: the command line wins over node.toml.
-pub fn control_endpoint<'a>(cmdline: &'a Cmdline, node: Option<&'a NodeConfig>) -> Option<&'a str> {
-    cmdline
-        .control
-        .as_deref()
-        .or_else(|| node.and_then(|n| n.control.as_deref()))
-        .filter(|c| !c.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,34 +214,6 @@ mod tests {
             "parameters after -- belong to init's argv"
         );
         assert_eq!(split_cmdline(r#"a="x y"  b"#), vec!["a=x y", "b"]);
-    }
-
-    #[test]
-    fn node_toml_parses_with_and_without_control() {
-        let n = NodeConfig::parse("version = 7\nprofile = \"dev\"\ncontrol = \"10.0.2.2:7878\"\n")
-            .unwrap();
-        assert_eq!(n.version, 7);
-        assert_eq!(n.profile, "dev");
-        assert_eq!(n.control.as_deref(), Some("10.0.2.2:7878"));
-        let n = NodeConfig::parse("version = 1\nprofile = \"prod\"\nextra = true\n").unwrap();
-        assert_eq!(n.control, None);
-    }
-
-    #[test]
-    fn node_toml_garbled_is_an_error() {
-        assert!(NodeConfig::parse("version = \"seven\"\nprofile = \"dev\"").is_err());
-        assert!(NodeConfig::parse("profile = \"dev\"").is_err());
-        assert!(NodeConfig::parse("\u{0}\u{1}not toml [[[").is_err());
-    }
-
-    #[test]
-    fn cmdline_control_overrides_node_toml() {
-        let node = NodeConfig::parse("version = 1\nprofile = \"p\"\ncontrol = \"a:1\"").unwrap();
-        let none = Cmdline::parse("quiet");
-        assert_eq!(control_endpoint(&none, Some(&node)), Some("a:1"));
-        let cmd = Cmdline::parse("nullos.control=b:2");
-        assert_eq!(control_endpoint(&cmd, Some(&node)), Some("b:2"));
-        assert_eq!(control_endpoint(&none, None), None);
     }
 
     #[test]

@@ -16,11 +16,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bench::microvm::pid1::{configure_interface, insmod, mount_fs, power_off};
-use bench::microvm::proto::{param, param_u64, GUEST_MARKER, GUEST_SENT};
-use bench::microvm::{
-    DEFAULT_HOLD_MS, DEFAULT_MIB, GATEWAY, GUEST_ADDR, GUEST_MODULES, GUEST_PREFIX,
-};
+use bench_inits::pid1::{configure_interface, insmod, mount_fs, power_off};
+use bench_inits::proto::{param, param_u64, GUEST_MARKER, GUEST_SENT};
+use bench_inits::{DEFAULT_HOLD_MS, DEFAULT_MIB, GATEWAY, GUEST_ADDR, GUEST_MODULES, GUEST_PREFIX};
 
 /// Longest wait for eth0 to appear after virtio_net is loaded.
 const LINK_TIMEOUT: Duration = Duration::from_secs(10);

@@ -22,7 +22,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::OnceLock;
 
-use crate::config::LogLevel;
+use crate::cmdline::LogLevel;
 
 /// Priority of interface lines in kmsg (`KERN_NOTICE`).
 const INTERFACE_PRIORITY: u8 = 5;
@@ -180,22 +180,22 @@ pub fn install_panic_hook() {
 /// Logs at error level.
 #[macro_export]
 macro_rules! error {
-    ($($arg:tt)*) => { $crate::log::log($crate::config::LogLevel::Error, format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::log::log($crate::cmdline::LogLevel::Error, format_args!($($arg)*)) };
 }
 /// Logs at warn level.
 #[macro_export]
 macro_rules! warn {
-    ($($arg:tt)*) => { $crate::log::log($crate::config::LogLevel::Warn, format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::log::log($crate::cmdline::LogLevel::Warn, format_args!($($arg)*)) };
 }
 /// Logs at info level.
 #[macro_export]
 macro_rules! info {
-    ($($arg:tt)*) => { $crate::log::log($crate::config::LogLevel::Info, format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::log::log($crate::cmdline::LogLevel::Info, format_args!($($arg)*)) };
 }
 /// Logs at debug level.
 #[macro_export]
 macro_rules! debug {
-    ($($arg:tt)*) => { $crate::log::log($crate::config::LogLevel::Debug, format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::log::log($crate::cmdline::LogLevel::Debug, format_args!($($arg)*)) };
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::proto::Monitor;
-use super::{
+use crate::proto::Monitor;
+use crate::{
     node_paths, GATEWAY, GUEST_ADDR, GUEST_MEMORY_MIB, GUEST_PREFIX, SINK_ADDR, SINK_PORT,
 };
 

@@ -1,13 +1,15 @@
 //! The few system calls the benchmark's two PID 1s make (`bench-node-init`, `bench-guest-init`):
-//! mounts, module loading, interface addresses through rtnetlink (kernel-init's helpers), power-off.
+//! mounts, module loading, interface addresses through rtnetlink (the `pid1` crate's helpers),
+//! power-off.
 
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kernel_init::net::link::{add_address, add_default_route, list_links, set_up};
-use kernel_init::net::netlink::{Netlink, NetlinkError};
+// `::pid1` is the crate; this module is `crate::pid1`.
+use ::pid1::net::link::{add_address, add_default_route, list_links, set_up};
+use ::pid1::net::netlink::{Netlink, NetlinkError};
 use nix::kmod::{finit_module, ModuleInitFlags};
 use nix::mount::{mount, MsFlags};
 use nix::sys::reboot::{reboot, RebootMode};

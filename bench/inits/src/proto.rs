@@ -10,8 +10,6 @@
 
 use std::fmt;
 
-use crate::stats::median;
-
 /// The guest init's first console line; boot time ends when the node sees it.
 pub const GUEST_MARKER: &str = "bench-guest: init";
 /// Prefix of the guest's throughput report line.
@@ -263,7 +261,7 @@ pub fn parse_result(line: &str) -> Option<Sample> {
 
 /// Median of the samples of one kind and monitor.
 pub fn median_of(samples: &[Sample], kind: Kind, monitor: Monitor) -> Option<f64> {
-    // Scaled to integers for stats::median: thousandths keep MiB/s exact enough.
+    // Scaled to integers for median: thousandths keep MiB/s exact enough.
     let scaled: Vec<u64> = samples
         .iter()
         .filter(|s| s.kind == kind && s.monitor == monitor)
@@ -325,6 +323,24 @@ pub fn summary(samples: &[Sample]) -> Vec<String> {
             ratio_of(tcp)
         ),
     ]
+}
+
+/// Median of the samples (mean of the middle two for an even count); `None` when empty.
+pub fn median(samples: &[u64]) -> Option<f64> {
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    // u64 -> f64 is exact for any boot time in milliseconds we will ever see (< 2^53).
+    #[allow(clippy::cast_precision_loss)]
+    let at = |i: usize| sorted[i] as f64;
+    Some(if n % 2 == 1 {
+        at(n / 2)
+    } else {
+        (at(n / 2 - 1) + at(n / 2)) / 2.0
+    })
 }
 
 #[cfg(test)]

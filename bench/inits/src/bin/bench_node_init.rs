@@ -15,13 +15,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use bench::microvm::monitor::{command_line, guest_cmdline, GuestMode, Running};
-use bench::microvm::pid1::{configure_interface, insmod, mount_fs, power_off};
-use bench::microvm::proto::{
+use bench_inits::monitor::{command_line, guest_cmdline, GuestMode, Running};
+use bench_inits::pid1::{configure_interface, insmod, mount_fs, power_off};
+use bench_inits::proto::{
     boot_line, overhead, param, param_u64, parse_smaps, rss_line, tcp_line, Monitor, DONE_LINE,
     GUEST_MARKER, GUEST_SENT,
 };
-use bench::microvm::{
+use bench_inits::{
     node_paths, DEFAULT_HOLD_MS, DEFAULT_MIB, GUEST_MEMORY_MIB, NODE_MODULES, SINK_ADDR, SINK_PORT,
 };
 
