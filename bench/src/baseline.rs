@@ -4,14 +4,13 @@
 //! `/dev/console` must be in the archive: the kernel opens it as PID 1's stdin/stdout/stderr
 //! before running `/init`, and devtmpfs is not mounted for an initramfs root.
 //!
-//! The cpio is written with the `cpio` crate and compressed with zstd, as NullOS images are, so
-//! both sides of the comparison pay the same kind of decompression.
+//! The cpio is written with the `initramfs` crate (as NullOS images are) and compressed with
+//! zstd, so both sides of the comparison pay the same kind of decompression.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
-use cpio::newc::{trailer, Builder};
-use object::read::elf::{ElfFile64, FileHeader as _, ProgramHeader as _};
+use initramfs::{ElfError, Writer};
 
 /// Console major/minor (`/dev/console` is character device 5:1).
 const CONSOLE_DEV: (u32, u32) = (5, 1);
@@ -44,14 +43,14 @@ pub enum BaselineError {
         #[source]
         source: io::Error,
     },
-    /// The binary is not a 64-bit ELF executable.
+    /// The binary is not a 64-bit x86-64 ELF executable.
     #[error("{path} is not a 64-bit ELF executable")]
     NotElf {
         /// The binary.
         path: PathBuf,
         /// Why.
         #[source]
-        source: object::Error,
+        source: ElfError,
     },
     /// The binary needs a dynamic loader, which the initramfs does not have.
     #[error("{path} is dynamically linked; build it static with `{BUILD_HINT}`")]
@@ -65,7 +64,7 @@ pub enum BaselineError {
         /// The binary.
         path: PathBuf,
     },
-    /// Writing or compressing the archive failed.
+    /// Compressing or writing the archive failed.
     #[error("cannot write the baseline initramfs {path}")]
     WriteInitrd {
         /// The output file.
@@ -73,6 +72,15 @@ pub enum BaselineError {
         /// Why.
         #[source]
         source: io::Error,
+    },
+    /// Assembling the archive failed.
+    #[error("cannot write the baseline initramfs {path}")]
+    Archive {
+        /// The output file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: initramfs::Error,
     },
 }
 
@@ -99,33 +107,12 @@ pub fn find_baseline_init() -> Result<PathBuf, BaselineError> {
     })
 }
 
-/// Whether an ELF64 image is statically linked (no `PT_INTERP` program header).
-pub fn is_static_elf(image: &[u8]) -> Result<bool, object::Error> {
-    let elf = ElfFile64::<object::Endianness>::parse(image)?;
-    let endian = elf.endian();
-    let headers = elf.elf_header().program_headers(endian, image)?;
-    Ok(!headers
-        .iter()
-        .any(|ph| ph.p_type(endian) == object::elf::PT_INTERP))
-}
-
 /// The uncompressed newc archive: `/dev`, `/dev/console`, `/init` = `init_binary`.
-pub fn baseline_cpio(init_binary: &[u8]) -> io::Result<Vec<u8>> {
-    let size = u32::try_from(init_binary.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "init binary over 4 GiB"))?;
-    let mut out = Vec::with_capacity(init_binary.len() + 1024);
-    let dir = Builder::new("dev").ino(1).mode(0o040_755).nlink(2);
-    out = dir.write(out, 0).finish()?;
-    let console = Builder::new("dev/console")
-        .ino(2)
-        .mode(0o020_600)
-        .rdev_major(CONSOLE_DEV.0)
-        .rdev_minor(CONSOLE_DEV.1);
-    out = console.write(out, 0).finish()?;
-    let mut init = Builder::new("init").ino(3).mode(0o100_755).write(out, size);
-    io::Write::write_all(&mut init, init_binary)?;
-    out = init.finish()?;
-    trailer(out)
+pub fn baseline_cpio(init_binary: &[u8]) -> Result<Vec<u8>, initramfs::Error> {
+    let mut archive = Writer::new(Vec::with_capacity(init_binary.len() + 1024), 0);
+    archive.char_device("dev/console", CONSOLE_DEV.0, CONSOLE_DEV.1, 0o600)?;
+    archive.file("init", 0o755, init_binary)?;
+    archive.finish()
 }
 
 /// Writes the zstd-compressed baseline initramfs for the static binary at `init_path` to `out`.
@@ -134,9 +121,9 @@ pub fn write_baseline_initrd(init_path: &Path, out: &Path) -> Result<(), Baselin
         path: init_path.to_path_buf(),
         source,
     })?;
-    match is_static_elf(&init) {
-        Ok(true) => {}
-        Ok(false) => {
+    match initramfs::check_static_executable(&init) {
+        Ok(()) => {}
+        Err(ElfError::Dynamic) => {
             return Err(BaselineError::NotStatic {
                 path: init_path.to_path_buf(),
             })
@@ -157,40 +144,34 @@ pub fn write_baseline_initrd(init_path: &Path, out: &Path) -> Result<(), Baselin
         path: out.to_path_buf(),
         source,
     };
-    let cpio = baseline_cpio(&init).map_err(write_err)?;
+    let cpio = baseline_cpio(&init).map_err(|source| BaselineError::Archive {
+        path: out.to_path_buf(),
+        source,
+    })?;
     let compressed = zstd::stream::encode_all(cpio.as_slice(), ZSTD_LEVEL).map_err(write_err)?;
     std::fs::write(out, compressed).map_err(write_err)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::io::Read;
-
     use super::*;
 
     #[test]
     fn the_archive_holds_dev_console_and_init() {
         let cpio = baseline_cpio(b"\x7fELF fake").unwrap();
-        let mut rest: &[u8] = &cpio;
         let mut seen = Vec::new();
-        loop {
-            let mut reader = cpio::NewcReader::new(rest).unwrap();
-            let e = reader.entry();
-            if e.is_trailer() {
-                break;
-            }
+        for e in initramfs::Reader::new(&cpio) {
+            let e = e.unwrap();
+            let h = e.header;
             let entry = (
-                e.name().to_string(),
-                e.mode(),
-                e.rdev_major(),
-                e.rdev_minor(),
-                e.uid(),
-                e.file_size(),
+                e.name.to_string(),
+                h.mode,
+                h.rdev_major,
+                h.rdev_minor,
+                h.uid,
+                h.filesize,
             );
-            let mut data = Vec::new();
-            reader.read_to_end(&mut data).unwrap();
-            seen.push((entry, data));
-            rest = reader.finish().unwrap();
+            seen.push((entry, e.data.to_vec()));
         }
         assert_eq!(
             seen,
@@ -203,39 +184,6 @@ mod tests {
                 ),
             ]
         );
-    }
-
-    /// A minimal little-endian ELF64 executable header followed by program headers of the
-    /// given types.
-    fn fake_elf(p_types: &[u32]) -> Vec<u8> {
-        let mut elf = vec![0u8; 64];
-        elf[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\x00");
-        elf[16..18].copy_from_slice(&2u16.to_le_bytes()); // e_type = ET_EXEC
-        elf[18..20].copy_from_slice(&62u16.to_le_bytes()); // e_machine = x86_64
-        elf[20..24].copy_from_slice(&1u32.to_le_bytes()); // e_version
-        elf[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
-        elf[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
-        elf[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
-        let phnum = u16::try_from(p_types.len()).unwrap();
-        elf[56..58].copy_from_slice(&phnum.to_le_bytes());
-        elf[58..60].copy_from_slice(&64u16.to_le_bytes()); // e_shentsize
-        for &p_type in p_types {
-            let mut ph = vec![0u8; 56];
-            ph[..4].copy_from_slice(&p_type.to_le_bytes());
-            elf.extend(ph);
-        }
-        elf
-    }
-
-    #[test]
-    fn static_and_dynamic_executables_are_told_apart() {
-        let (load, interp) = (object::elf::PT_LOAD, object::elf::PT_INTERP);
-        assert!(is_static_elf(&fake_elf(&[load, load])).unwrap());
-        assert!(!is_static_elf(&fake_elf(&[load, interp, load])).unwrap());
-        // This test binary itself is dynamically linked (tests are not built crt-static).
-        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-        assert!(!is_static_elf(&me).unwrap());
-        assert!(is_static_elf(b"#!/bin/sh\n").is_err());
     }
 
     #[test]

@@ -5,7 +5,6 @@
 //! hashes, signs, writes the PXE bundle); the pipeline only archives and compresses a tree that
 //! already exists. The tree is the one our own build produced, unpacked from its initramfs.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -80,28 +79,19 @@ pub fn run(
 fn unpack_initrd(initrd: &Path, dest: &Path) -> Result<()> {
     let bytes = std::fs::read(initrd).with_context(|| format!("reading {}", initrd.display()))?;
     let cpio = decompress_any(&bytes, 1 << 32)?;
-    let mut cursor = std::io::Cursor::new(cpio.as_slice());
     std::fs::create_dir_all(dest)?;
-    loop {
-        let mut reader = cpio::NewcReader::new(cursor).context("reading the initramfs")?;
-        if reader.entry().is_trailer() {
-            return Ok(());
-        }
-        let name = reader.entry().name().to_owned();
-        let mode = reader.entry().mode();
-        let path: PathBuf = dest.join(&name);
+    for entry in initramfs::Reader::new(&cpio) {
+        let entry = entry.context("reading the initramfs")?;
+        let name = entry.name;
+        let path: PathBuf = dest.join(name);
         if !path.starts_with(dest) || name.split('/').any(|c| c == "..") {
             bail!("initramfs entry {name:?} escapes the tree");
         }
-        match mode & 0o170_000 {
-            0o040_000 => std::fs::create_dir_all(&path)?,
-            0o100_000 => {
-                let mut data = Vec::new();
-                reader.read_to_end(&mut data)?;
-                std::fs::write(&path, data)?;
-            }
-            _ => {}
+        if entry.is_dir() {
+            std::fs::create_dir_all(&path)?;
+        } else if entry.is_file() {
+            std::fs::write(&path, entry.data)?;
         }
-        cursor = reader.finish()?;
     }
+    Ok(())
 }

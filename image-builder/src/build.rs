@@ -390,9 +390,9 @@ pub(crate) fn read_init(path: &Path) -> Result<Vec<u8>, BuildError> {
             "cannot read it ({e}); build it with `make init` (static, for x86_64-unknown-linux-gnu)"
         ))
     })?;
-    match crate::elf::check_static_executable(&bytes) {
+    match initramfs::check_static_executable(&bytes) {
         Ok(()) => Ok(bytes),
-        Err(why) => Err(problem(why)),
+        Err(why) => Err(problem(why.to_string())),
     }
 }
 
@@ -408,7 +408,7 @@ fn read_vmm(path: &Path) -> Result<Vec<u8>, BuildError> {
              cargo build --release --target x86_64-unknown-linux-gnu -p vmm"
         ))
     })?;
-    crate::elf::check_static_executable(&bytes).map_err(problem)?;
+    initramfs::check_static_executable(&bytes).map_err(|why| problem(why.to_string()))?;
     Ok(bytes)
 }
 

@@ -10,7 +10,7 @@
 //! - [`config`]: the TOML build config.
 //! - [`kernel`]: a Debian kernel package or its unpacked tree.
 //! - [`modules`]: the module closure and coldplug index (format in the `modindex` crate).
-//! - [`initrd`]: the file tree and its cpio (newc) archive.
+//! - [`initrd`]: the file tree and its cpio (newc) archive (from the `initramfs` crate).
 //! - [`compress`]: initramfs compression, checked against the kernel's config.
 //! - [`release`]: manifest, signing, co-signing, verification of a release folder.
 //! - [`pxe`]: the iPXE bundle.
@@ -25,7 +25,6 @@
 pub mod build;
 pub mod compress;
 pub mod config;
-pub mod elf;
 pub mod initrd;
 pub mod inspect;
 pub mod kernel;

@@ -66,16 +66,15 @@ fn fixture() -> Fixture {
 fn initramfs(f: &Fixture) -> BTreeMap<String, (u32, Vec<u8>)> {
     let compressed = std::fs::read(f.path("out/initrd")).unwrap();
     let cpio = decompress_any(&compressed, 1 << 30).unwrap();
-    let entries = list_entries(&cpio).unwrap();
     let mut files = BTreeMap::new();
-    let mut cursor = std::io::Cursor::new(&cpio[..]);
-    for e in entries {
-        let mut reader = cpio::NewcReader::new(cursor).unwrap();
-        let mut data = Vec::new();
-        std::io::Read::read_to_end(&mut reader, &mut data).unwrap();
-        files.insert(format!("/{}", e.path), (e.mode & 0o7777, data));
-        cursor = reader.finish().unwrap();
+    for e in initramfs::Reader::new(&cpio) {
+        let e = e.unwrap();
+        files.insert(
+            format!("/{}", e.name),
+            (e.header.mode & 0o7777, e.data.to_vec()),
+        );
     }
+    assert_eq!(list_entries(&cpio).unwrap().len(), files.len());
     files
 }
 

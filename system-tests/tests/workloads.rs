@@ -112,54 +112,11 @@ fn node_profile(root: &Path, workloads: &[PathBuf]) -> PathBuf {
 
 /// A newc cpio archive of `files` (path, bytes), with their parent folders.
 fn cpio_archive(files: &[(&str, &[u8])]) -> Vec<u8> {
-    fn entry(out: &mut Vec<u8>, name: &str, mode: u32, data: &[u8]) {
-        let header = format!(
-            "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
-            0,
-            mode,
-            0,
-            0,
-            1,
-            0,
-            data.len(),
-            0,
-            0,
-            0,
-            0,
-            name.len() + 1,
-            0
-        );
-        out.extend_from_slice(header.as_bytes());
-        out.extend_from_slice(name.as_bytes());
-        out.push(0);
-        while out.len() % 4 != 0 {
-            out.push(0);
-        }
-        out.extend_from_slice(data);
-        while out.len() % 4 != 0 {
-            out.push(0);
-        }
-    }
-    let mut out = Vec::new();
-    let mut dirs: Vec<String> = Vec::new();
-    for (path, _) in files {
-        let mut parts: Vec<&str> = path.split('/').collect();
-        parts.pop();
-        for i in 1..=parts.len() {
-            let d = parts[..i].join("/");
-            if !dirs.contains(&d) {
-                dirs.push(d);
-            }
-        }
-    }
-    for d in &dirs {
-        entry(&mut out, d, 0o040755, &[]);
-    }
+    let mut archive = initramfs::Writer::new(Vec::new(), 0);
     for (path, data) in files {
-        entry(&mut out, path, 0o100644, data);
+        archive.file(path, 0o644, data).unwrap();
     }
-    entry(&mut out, "TRAILER!!!", 0, &[]);
-    out
+    archive.finish().unwrap()
 }
 
 /// A host TCP server that answers each line with `pong <line>`; counts connections.

@@ -8,18 +8,16 @@
 //! `/lib/modules/<name>.ko`. This is a benchmark fixture, not a NullOS image.
 //!
 //! Uncompressed on purpose: nothing is measured on unpacking, and both monitors load the same
-//! guest initramfs bytes.
+//! guest initramfs bytes. Written by the `initramfs` crate's writer in the order below (each
+//! parent folder just before its first child), files streamed from disk where they can be.
 
-use std::collections::BTreeSet;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
-use cpio::newc::{trailer, Builder};
-
 use image_builder::tools::{self, ToolsError};
+use initramfs::Writer;
 
 use super::{node_paths, GUEST_MODULES, NODE_MODULES};
-use crate::baseline::is_static_elf;
 
 /// QEMU microvm's firmware files (`bios-microvm.bin` is qboot), copied from the data directory.
 pub const QEMU_FIRMWARE: [&str; 2] = ["bios-microvm.bin", "qboot.rom"];
@@ -51,102 +49,31 @@ pub enum ImageError {
     /// QEMU's libraries cannot be resolved.
     #[error("cannot collect QEMU's loader and libraries")]
     Deps(#[from] ToolsError),
-    /// Writing the archive failed (a member over 4 GiB, or out of memory).
+    /// Writing the archive failed (a member over 4 GiB, a path twice).
     #[error("cannot write the cpio archive")]
-    Write(#[source] io::Error),
+    Write(#[source] initramfs::Error),
 }
 
-/// A newc archive being written: parents are added before their children, inode numbers are
-/// sequential and every timestamp is 0, so the same inputs give the same bytes.
-#[derive(Debug, Default)]
-pub struct Archive {
-    out: Vec<u8>,
-    next_ino: u32,
-    dirs: BTreeSet<String>,
-}
-
-impl Archive {
-    /// An empty archive.
-    pub fn new() -> Archive {
-        Archive::default()
-    }
-
-    fn ino(&mut self) -> u32 {
-        self.next_ino += 1;
-        self.next_ino
-    }
-
-    fn parents(&mut self, path: &str) -> io::Result<()> {
-        let mut prefix = String::new();
-        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-        for part in parts.iter().take(parts.len().saturating_sub(1)) {
-            if !prefix.is_empty() {
-                prefix.push('/');
-            }
-            prefix.push_str(part);
-            self.dir(&prefix)?;
+impl From<initramfs::Error> for ImageError {
+    /// A file the writer could not read is named as [`ImageError::Read`], as when it is read here.
+    fn from(e: initramfs::Error) -> ImageError {
+        match e {
+            initramfs::Error::ReadSource { path, source } => ImageError::Read { path, source },
+            other => ImageError::Write(other),
         }
-        Ok(())
-    }
-
-    /// Adds directory `path` (and its parents) once, mode 0755.
-    pub fn dir(&mut self, path: &str) -> io::Result<()> {
-        let path = path.trim_matches('/');
-        if path.is_empty() || self.dirs.contains(path) {
-            return Ok(());
-        }
-        self.parents(path)?;
-        self.dirs.insert(path.to_string());
-        let ino = self.ino();
-        let entry = Builder::new(path).ino(ino).mode(0o040_755).nlink(2);
-        self.out = entry.write(std::mem::take(&mut self.out), 0).finish()?;
-        Ok(())
-    }
-
-    /// Adds a regular file with permission bits `perm` (e.g. 0o755).
-    pub fn file(&mut self, path: &str, perm: u32, data: &[u8]) -> io::Result<()> {
-        let path = path.trim_start_matches('/');
-        self.parents(path)?;
-        let size = u32::try_from(data.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "member over 4 GiB"))?;
-        let ino = self.ino();
-        let entry = Builder::new(path).ino(ino).mode(0o100_000 | perm);
-        let mut writer = entry.write(std::mem::take(&mut self.out), size);
-        writer.write_all(data)?;
-        self.out = writer.finish()?;
-        Ok(())
-    }
-
-    /// Adds a character device node (mode 0600).
-    pub fn char_device(&mut self, path: &str, major: u32, minor: u32) -> io::Result<()> {
-        let path = path.trim_start_matches('/');
-        self.parents(path)?;
-        let ino = self.ino();
-        let entry = Builder::new(path)
-            .ino(ino)
-            .mode(0o020_600)
-            .rdev_major(major)
-            .rdev_minor(minor);
-        self.out = entry.write(std::mem::take(&mut self.out), 0).finish()?;
-        Ok(())
-    }
-
-    /// The archive with its trailer.
-    pub fn finish(self) -> io::Result<Vec<u8>> {
-        trailer(self.out)
     }
 }
 
 /// `/dev/console` (5:1): the kernel opens it for PID 1 before devtmpfs exists.
-fn console(archive: &mut Archive) -> io::Result<()> {
-    archive.char_device("dev/console", 5, 1)
+fn console<W: io::Write>(archive: &mut Writer<W>) -> Result<(), initramfs::Error> {
+    archive.char_device("dev/console", 5, 1, 0o600)
 }
 
 /// The guest initramfs: `init` (static) and `modules` as `(name, .ko bytes)` in load order.
-pub fn guest_initrd(init: &[u8], modules: &[(&str, Vec<u8>)]) -> io::Result<Vec<u8>> {
-    let mut archive = Archive::new();
+pub fn guest_initrd(init: &[u8], modules: &[(&str, Vec<u8>)]) -> Result<Vec<u8>, initramfs::Error> {
+    let mut archive = Writer::new(Vec::new(), 0);
     console(&mut archive)?;
-    archive.dir("proc")?;
+    archive.dir("proc", 0o755)?;
     archive.file("init", 0o755, init)?;
     for (name, bytes) in modules {
         archive.file(&format!("lib/modules/{name}.ko"), 0o644, bytes)?;
@@ -199,7 +126,7 @@ fn read(path: &Path) -> Result<Vec<u8>, ImageError> {
 
 fn read_static(path: &Path) -> Result<Vec<u8>, ImageError> {
     let bytes = read(path)?;
-    if is_static_elf(&bytes).unwrap_or(false) {
+    if initramfs::check_static_executable(&bytes).is_ok() {
         Ok(bytes)
     } else {
         Err(ImageError::NotStatic {
@@ -218,69 +145,50 @@ pub fn node_initrd(inputs: &NodeInputs) -> Result<(Vec<u8>, usize), ImageError> 
     for (name, rel) in GUEST_MODULES {
         modules.push((name, read(&inputs.module(rel))?));
     }
-    let guest = guest_initrd(&guest_init, &modules).map_err(ImageError::Write)?;
-    let kernel = read(&inputs.kernel())?;
+    let guest = guest_initrd(&guest_init, &modules)?;
     let qemu_path = inputs.qemu.to_string_lossy().into_owned();
     let qemu_files = tools::resolve(Path::new("/"), std::slice::from_ref(&qemu_path))?;
 
-    let mut archive = Archive::new();
-    let w = ImageError::Write;
-    console(&mut archive).map_err(w)?;
+    let mut archive = Writer::new(Vec::new(), 0);
+    console(&mut archive)?;
     for dir in ["proc", "sys", "tmp"] {
-        archive.dir(dir).map_err(w)?;
+        archive.dir(dir, 0o755)?;
     }
-    archive.file("init", 0o755, &node_init).map_err(w)?;
-    archive.file(node_paths::VMM, 0o755, &vmm).map_err(w)?;
-    archive
-        .file(node_paths::GUEST_KERNEL, 0o644, &kernel)
-        .map_err(w)?;
-    archive
-        .file(node_paths::GUEST_INITRD, 0o644, &guest)
-        .map_err(w)?;
+    archive.file("init", 0o755, &node_init)?;
+    archive.file(node_paths::VMM, 0o755, &vmm)?;
+    archive.file_from_disk(node_paths::GUEST_KERNEL, 0o644, &inputs.kernel())?;
+    archive.file(node_paths::GUEST_INITRD, 0o644, &guest)?;
     for (name, rel) in NODE_MODULES {
         let path = format!("{}/{name}.ko", node_paths::KVM_MODULES);
-        archive
-            .file(&path, 0o644, &read(&inputs.module(rel))?)
-            .map_err(w)?;
+        archive.file_from_disk(&path, 0o644, &inputs.module(rel))?;
     }
     for file in &qemu_files {
-        let bytes = read(&file.source)?;
         // QEMU itself goes where bench-node-init runs it, whatever its host path.
         let dest = if file.dest == qemu_path {
             node_paths::QEMU
         } else {
             file.dest.as_str()
         };
-        archive.file(dest, file.mode, &bytes).map_err(w)?;
+        archive.file_from_disk(dest, file.mode, &file.source)?;
     }
     for name in QEMU_FIRMWARE {
-        let bytes = read(&inputs.qemu_data.join(name))?;
         let path = format!("{}/{name}", node_paths::QEMU_DATA);
-        archive.file(&path, 0o644, &bytes).map_err(w)?;
+        archive.file_from_disk(&path, 0o644, &inputs.qemu_data.join(name))?;
     }
-    Ok((archive.finish().map_err(w)?, qemu_files.len()))
+    Ok((archive.finish()?, qemu_files.len()))
 }
 
 #[cfg(test)]
 mod tests {
-    use std::io::Read;
-
     use super::*;
 
     fn members(archive: &[u8]) -> Vec<(String, u32, Vec<u8>)> {
-        let mut rest = archive;
-        let mut out = Vec::new();
-        loop {
-            let mut reader = cpio::NewcReader::new(rest).unwrap();
-            if reader.entry().is_trailer() {
-                return out;
-            }
-            let (name, mode) = (reader.entry().name().to_string(), reader.entry().mode());
-            let mut data = Vec::new();
-            reader.read_to_end(&mut data).unwrap();
-            out.push((name, mode, data));
-            rest = reader.finish().unwrap();
-        }
+        initramfs::Reader::new(archive)
+            .map(|e| {
+                let e = e.unwrap();
+                (e.name.to_string(), e.header.mode, e.data.to_vec())
+            })
+            .collect()
     }
 
     #[test]
@@ -310,10 +218,10 @@ mod tests {
 
     #[test]
     fn absolute_paths_get_their_parents_once() {
-        let mut archive = Archive::new();
+        let mut archive = Writer::new(Vec::new(), 0);
         archive.file("/usr/bin/a", 0o755, b"a").unwrap();
         archive.file("/usr/lib/b", 0o644, b"b").unwrap();
-        archive.dir("/usr/lib/").unwrap();
+        archive.dir("/usr/lib/", 0o755).unwrap();
         let names: Vec<String> = members(&archive.finish().unwrap())
             .into_iter()
             .map(|(n, _, _)| n)

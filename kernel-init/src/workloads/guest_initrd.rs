@@ -6,15 +6,16 @@
 //! base followed by a second, small archive holding `/etc/nullos/guest.toml` (the kernel
 //! unpacks concatenated cpio archives in order). Archives are uncompressed newc.
 //!
-//! The writer is our own small loop over the `cpio` crate's newc builder rather than
-//! image-builder's `InitrdTree`: PID 1 must not depend on the image builder, and this one
-//! streams files from disk into the archive instead of holding a tree in memory.
+//! The archives are written by the `initramfs` crate (the writer image-builder uses too, kept
+//! small for PID 1): the tree holds paths only, and files are streamed from disk into the
+//! archive instead of being held in memory.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use initramfs::Tree;
 use modindex::{AliasEntry, ModuleEntry, ModuleIndex};
 use serde::Serialize;
 use trust::WorkloadManifest;
@@ -34,10 +35,6 @@ pub const GUEST_MODULES: [&str; 6] = [
 ];
 /// The index path inside an initramfs (the same as the node's).
 const INDEX_PATH: &str = "lib/modules/nullos.index";
-
-const S_IFDIR: u32 = 0o040_000;
-const S_IFREG: u32 = 0o100_000;
-const S_IFCHR: u32 = 0o020_000;
 
 /// Why a guest initramfs could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +69,9 @@ pub enum GuestInitrdError {
         #[source]
         source: std::io::Error,
     },
+    /// Anything else the archive writer refuses (a path added twice, a file that shrank).
+    #[error("guest initramfs")]
+    Archive(#[source] initramfs::Error),
 }
 
 /// The guest's module index: [`GUEST_MODULES`] and their dependencies, from the node's index,
@@ -106,154 +106,60 @@ pub fn guest_index(node: &ModuleIndex) -> Result<ModuleIndex, GuestInitrdError> 
     ModuleIndex::parse(&index.to_text()).map_err(GuestInitrdError::Index)
 }
 
-/// One entry of an archive.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Entry {
-    Dir,
-    /// A file read from the node's filesystem.
-    File {
-        source: PathBuf,
-        mode: u32,
-    },
-    /// A file given as bytes.
-    Bytes {
-        data: Vec<u8>,
-    },
-    Console,
-}
-
-/// The paths of an archive, parents added, in archive order (sorted: parents first).
-#[derive(Debug, Default)]
-struct Tree {
-    entries: BTreeMap<String, Entry>,
-}
-
-impl Tree {
-    fn add(&mut self, path: &str, entry: Entry) -> Result<(), GuestInitrdError> {
-        let key = path.trim_start_matches('/');
-        if key.is_empty()
-            || !path.starts_with('/')
-            || key
-                .split('/')
-                .any(|c| c.is_empty() || c == "." || c == "..")
-        {
-            return Err(GuestInitrdError::BadPath(path.to_owned()));
-        }
-        let mut parent = String::new();
-        let components: Vec<&str> = key.split('/').collect();
-        for component in components.iter().take(components.len().saturating_sub(1)) {
-            if !parent.is_empty() {
-                parent.push('/');
-            }
-            parent.push_str(component);
-            self.entries.entry(parent.clone()).or_insert(Entry::Dir);
-        }
-        self.entries.insert(key.to_owned(), entry);
-        Ok(())
-    }
-
-    /// Writes the newc archive to `out`.
-    fn write(&self, out: &Path) -> Result<(), GuestInitrdError> {
-        let write_err = |source| GuestInitrdError::Write {
+/// The archive writer's errors as this module's, for the archive at `out`.
+fn archive_err(out: &Path) -> impl Fn(initramfs::Error) -> GuestInitrdError + '_ {
+    move |e| match e {
+        initramfs::Error::BadPath(path) => GuestInitrdError::BadPath(path),
+        initramfs::Error::ReadSource { path, source } => GuestInitrdError::Read { path, source },
+        initramfs::Error::TooLarge(path) => GuestInitrdError::TooLarge(path.into()),
+        initramfs::Error::Write(source) => GuestInitrdError::Write {
             path: out.to_owned(),
             source,
-        };
-        let mut w = BufWriter::new(File::create(out).map_err(write_err)?);
-        for (ino, (path, entry)) in (1u32..).zip(&self.entries) {
-            let builder = cpio::newc::Builder::new(path)
-                .ino(ino)
-                .uid(0)
-                .gid(0)
-                .mtime(0);
-            match entry {
-                Entry::Dir => {
-                    let writer = builder.mode(S_IFDIR | 0o755).nlink(2).write(&mut w, 0);
-                    writer.finish().map_err(write_err)?;
-                }
-                Entry::Console => {
-                    let builder = builder
-                        .mode(S_IFCHR | 0o600)
-                        .nlink(1)
-                        .rdev_major(5)
-                        .rdev_minor(1);
-                    builder.write(&mut w, 0).finish().map_err(write_err)?;
-                }
-                Entry::File { source, mode } => {
-                    let data = std::fs::read(source).map_err(|e| GuestInitrdError::Read {
-                        path: source.clone(),
-                        source: e,
-                    })?;
-                    write_file(&mut w, builder, *mode, &data).map_err(|e| match e {
-                        FileWrite::TooLarge => GuestInitrdError::TooLarge(source.clone()),
-                        FileWrite::Io(e) => write_err(e),
-                    })?;
-                }
-                Entry::Bytes { data } => {
-                    write_file(&mut w, builder, 0o644, data).map_err(|e| match e {
-                        FileWrite::TooLarge => GuestInitrdError::TooLarge(path.into()),
-                        FileWrite::Io(e) => write_err(e),
-                    })?;
-                }
-            }
-        }
-        cpio::newc::trailer(&mut w).map_err(write_err)?;
-        w.into_inner()
-            .map_err(|e| write_err(e.into_error()))?
-            .sync_all()
-            .map_err(write_err)
+        },
+        other => GuestInitrdError::Archive(other),
     }
 }
 
-enum FileWrite {
-    TooLarge,
-    Io(std::io::Error),
-}
-
-fn write_file(
-    w: &mut impl Write,
-    builder: cpio::newc::Builder,
-    mode: u32,
-    data: &[u8],
-) -> Result<(), FileWrite> {
-    let size = u32::try_from(data.len()).map_err(|_| FileWrite::TooLarge)?;
-    let mut writer = builder.mode(S_IFREG | mode).nlink(1).write(w, size);
-    writer.write_all(data).map_err(FileWrite::Io)?;
-    writer.finish().map_err(FileWrite::Io)?;
-    Ok(())
+/// Writes `tree` as a newc archive (mtime 0) to the file `out`, synced.
+fn write_tree(tree: &Tree, out: &Path) -> Result<(), GuestInitrdError> {
+    let write_err = |source| GuestInitrdError::Write {
+        path: out.to_owned(),
+        source,
+    };
+    let file = File::create(out).map_err(write_err)?;
+    let w = tree
+        .write_to(BufWriter::new(file), 0)
+        .map_err(archive_err(out))?;
+    w.into_inner()
+        .map_err(|e| write_err(e.into_error()))?
+        .sync_all()
+        .map_err(write_err)
 }
 
 /// Writes the base archive to `out`: `/init` (from `init`), `/dev/console`, the mount points,
 /// the guest modules (read from the node's filesystem at their index paths) and their index.
 pub fn write_base(out: &Path, init: &Path, index: &ModuleIndex) -> Result<(), GuestInitrdError> {
-    let mut tree = Tree::default();
-    tree.add(
-        "/init",
-        Entry::File {
-            source: init.to_owned(),
-            mode: 0o755,
-        },
-    )?;
-    tree.add("/dev/console", Entry::Console)?;
-    for dir in ["/proc", "/sys", "/run", "/tmp", "/mnt"] {
-        tree.add(dir, Entry::Dir)?;
-    }
-    tree.add(
-        &format!("/{INDEX_PATH}"),
-        Entry::Bytes {
-            data: index.to_text().into_bytes(),
-        },
-    )?;
-    for module in &index.modules {
-        tree.add(
-            &module.path,
-            Entry::File {
-                source: PathBuf::from(&module.path),
-                mode: 0o644,
-            },
-        )?;
-    }
     let partial = out.with_extension("partial");
-    tree.write(&partial)?;
+    let err = archive_err(&partial);
+    let mut tree = Tree::new();
+    tree.add_file_from_disk("/init", init, 0o755)
+        .map_err(&err)?;
+    tree.add_char_device("/dev/console", 5, 1, 0o600)
+        .map_err(&err)?;
+    for dir in ["/proc", "/sys", "/run", "/tmp", "/mnt"] {
+        tree.add_dir(dir).map_err(&err)?;
+    }
+    tree.add_file(
+        &format!("/{INDEX_PATH}"),
+        index.to_text().into_bytes(),
+        0o644,
+    )
+    .map_err(&err)?;
+    for module in &index.modules {
+        tree.add_file_from_disk(&module.path, &module.path, 0o644)
+            .map_err(&err)?;
+    }
+    write_tree(&tree, &partial)?;
     std::fs::rename(&partial, out).map_err(|source| GuestInitrdError::Write {
         path: out.to_owned(),
         source,
@@ -266,25 +172,20 @@ pub fn write_workload(out: &Path, base: &Path, guest_toml: &str) -> Result<(), G
         path: out.to_owned(),
         source,
     };
-    let second = out.with_extension("toml.cpio");
-    let mut tree = Tree::default();
-    tree.add(
+    let mut tree = Tree::new();
+    tree.add_file(
         &format!("/{GUEST_TOML_PATH}"),
-        Entry::Bytes {
-            data: guest_toml.as_bytes().to_vec(),
-        },
-    )?;
-    tree.write(&second)?;
+        guest_toml.as_bytes().to_vec(),
+        0o644,
+    )
+    .map_err(archive_err(out))?;
+    // A few hundred bytes: written in memory, then appended.
+    let tail = tree.to_cpio(0).map_err(archive_err(out))?;
     let partial = out.with_extension("partial");
     std::fs::copy(base, &partial).map_err(|source| GuestInitrdError::Read {
         path: base.to_owned(),
         source,
     })?;
-    let tail = std::fs::read(&second).map_err(|source| GuestInitrdError::Read {
-        path: second.clone(),
-        source,
-    })?;
-    let _ = std::fs::remove_file(&second);
     let mut file = std::fs::OpenOptions::new()
         .append(true)
         .open(&partial)
@@ -442,22 +343,11 @@ mod tests {
         let bytes = std::fs::read(&out).unwrap();
         let mut names = Vec::new();
         let mut files = BTreeMap::new();
-        let mut cursor = std::io::Cursor::new(&bytes[..]);
-        loop {
-            let mut reader = cpio::NewcReader::new(cursor).unwrap();
-            if reader.entry().is_trailer() {
-                cursor = reader.finish().unwrap();
-                if cursor.position() == bytes.len() as u64 {
-                    break;
-                }
-                continue;
-            }
-            let name = reader.entry().name().to_owned();
-            let mut data = Vec::new();
-            std::io::Read::read_to_end(&mut reader, &mut data).unwrap();
-            names.push(name.clone());
-            files.insert(name, data);
-            cursor = reader.finish().unwrap();
+        // Both archives, one after the other, as the kernel reads them.
+        for entry in initramfs::Reader::new(&bytes) {
+            let entry = entry.unwrap();
+            names.push(entry.name.to_owned());
+            files.insert(entry.name.to_owned(), entry.data.to_vec());
         }
         assert_eq!(files["init"], b"\x7fELF-init");
         assert_eq!(files["etc/nullos/guest.toml"], b"name = \"hello\"\n");
