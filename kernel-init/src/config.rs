@@ -4,10 +4,9 @@
 
 use std::fmt;
 
-use serde::Deserialize;
-
-/// Where the image builder writes the node configuration.
-pub const NODE_CONFIG_PATH: &str = "/etc/nullos/node.toml";
+// `node.toml`: written by the image builder, one type for both sides (`interfaces::node`).
+pub use interfaces::node::{NodeConfig, NodeConfigError as ConfigError};
+pub use interfaces::paths::NODE_CONFIG as NODE_CONFIG_PATH;
 
 /// Which system this `init` is PID 1 of, chosen by `nullos.role=` on the kernel command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -164,42 +163,6 @@ fn split_cmdline(text: &str) -> Vec<String> {
         words.push(current);
     }
     words
-}
-
-/// Why `node.toml` could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("read {NODE_CONFIG_PATH}")]
-    Read(#[source] std::io::Error),
-    /// The file is not the expected TOML.
-    #[error("parse {NODE_CONFIG_PATH}")]
-    Parse(#[source] toml::de::Error),
-}
-
-/// `/etc/nullos/node.toml`, written by the image builder.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct NodeConfig {
-    /// Release version (monotonic).
-    pub version: u64,
-    /// Build profile name.
-    pub profile: String,
-    /// Control endpoint `host:port`, if the image has one.
-    #[serde(default)]
-    pub control: Option<String>,
-}
-
-impl NodeConfig {
-    /// Parses the file's text. Unknown keys are accepted so newer builders stay compatible.
-    pub fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
-        toml::from_str(text).map_err(ConfigError::Parse)
-    }
-
-    /// Reads and parses [`NODE_CONFIG_PATH`].
-    pub fn load() -> Result<NodeConfig, ConfigError> {
-        let text = std::fs::read_to_string(NODE_CONFIG_PATH).map_err(ConfigError::Read)?;
-        NodeConfig::parse(&text)
-    }
 }
 
 /// The control endpoint to check: the command line wins over node.toml.
