@@ -47,8 +47,8 @@ use crate::drivers::Drivers;
 use crate::medium::{Medium, RELEASE_PARTITION};
 use crate::verify::Refusal;
 
-/// The release signer policy in the boot image (a policy file or a single public key file).
-pub const POLICY_PATH: &str = "/etc/nullos/release-policy";
+// The release signer policy in the boot image (a policy file or a single public key file).
+pub use interfaces::paths::RELEASE_POLICY as POLICY_PATH;
 /// How long one attempt waits for the release partition to appear.
 pub const MEDIUM_WAIT: Duration = Duration::from_secs(20);
 /// The pause between a refusal and the next attempt.

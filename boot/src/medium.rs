@@ -14,8 +14,8 @@ use fatfs::{FileSystem, FsOptions};
 
 use crate::verify::Source;
 
-/// The GPT partition name of the release partition.
-pub const RELEASE_PARTITION: &str = "NULLOS-RELEASE";
+// The GPT partition name of the release partition.
+pub use interfaces::labels::RELEASE_PARTITION;
 /// Largest release partition read into memory.
 pub const MAX_PARTITION_BYTES: u64 = 1 << 30;
 /// Where block devices are listed.

@@ -21,11 +21,9 @@ use std::time::Duration;
 
 use crate::verify::Source;
 
-/// The boot image's baked release URLs, one a line (`#` comments allowed).
-pub const RELEASE_URLS_PATH: &str = "/etc/nullos/release-urls";
-/// The kernel command-line parameter naming a release URL (may be repeated; wins over the
-/// baked list).
-pub const CMDLINE_KEY: &str = "nullos.release";
+// The boot image's baked release URLs, one a line (`#` comments allowed), and the kernel
+// command-line parameter naming a release URL (may be repeated; wins over the baked list).
+pub use interfaces::paths::{RELEASE_URLS as RELEASE_URLS_PATH, RELEASE_URL_PARAM as CMDLINE_KEY};
 /// How many times one file is requested before its source is given up.
 pub const ATTEMPTS: u32 = 4;
 /// The wait after the first failed request; doubled after each further one.

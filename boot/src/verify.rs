@@ -14,14 +14,11 @@ use trust::{
     SignerPolicy,
 };
 
-/// The manifest's file name on the release medium.
-pub const MANIFEST_FILE: &str = "release.manifest";
-/// The kernel's file name on the release medium.
-pub const KERNEL_FILE: &str = "kernel";
-/// The initramfs' file name on the release medium.
-pub const INITRD_FILE: &str = "initrd";
-/// The command line's file name on the release medium.
-pub const CMDLINE_FILE: &str = "cmdline";
+// The file names of the release on the medium and at a release URL.
+pub use interfaces::paths::{
+    RELEASE_CMDLINE_FILE as CMDLINE_FILE, RELEASE_INITRD_FILE as INITRD_FILE,
+    RELEASE_KERNEL_FILE as KERNEL_FILE, RELEASE_MANIFEST_FILE as MANIFEST_FILE,
+};
 
 /// Largest command line accepted (the x86 boot protocol's limit is 2048 bytes with the NUL).
 pub const MAX_CMDLINE_BYTES: u64 = 2047;

@@ -10,20 +10,17 @@ use crate::kernel::KernelSource;
 use crate::release::{CMDLINE_FILE, INITRD_FILE, KERNEL_FILE, MANIFEST_FILE};
 use crate::{compress, initrd, keys, modules, pxe, release, stage0, tools, usb};
 
-/// Where the module index goes in the image (read by `init`).
-pub const MODULE_INDEX_PATH: &str = "/lib/modules/nullos.index";
-/// Where the node description goes in the image (read by `init`).
-pub const NODE_CONFIG_PATH: &str = "/etc/nullos/node.toml";
-/// Where the micro-VM monitor goes in the node image.
-pub const VMM_PATH: &str = "/bin/vmm";
-/// Where the workload signer policy goes in the node image (read by `init`).
-pub const WORKLOAD_POLICY_PATH: &str = "/etc/nullos/policy";
-/// Where workloads go in the node image: `<this>/<name>/{workload.manifest,root.img}`.
-pub const WORKLOADS_DIR: &str = "/lib/nullos/workloads";
-/// Where the guests' kernel (the node's own) goes when the image carries workloads.
-pub const GUEST_KERNEL_PATH: &str = "/lib/nullos/guest/vmlinuz";
+// Where things go in the image: the paths `init` reads them from (`interfaces::paths`).
+pub use interfaces::paths::{
+    GUEST_KERNEL as GUEST_KERNEL_PATH, MODULE_INDEX as MODULE_INDEX_PATH,
+    NODE_CONFIG as NODE_CONFIG_PATH, VMM as VMM_PATH, WORKLOADS_DIR,
+    WORKLOAD_POLICY as WORKLOAD_POLICY_PATH,
+};
 /// The files of a built workload folder.
-const WORKLOAD_FILES: [&str; 2] = ["workload.manifest", "root.img"];
+const WORKLOAD_FILES: [&str; 2] = [
+    interfaces::paths::WORKLOAD_MANIFEST_FILE,
+    interfaces::paths::WORKLOAD_ROOT_FILE,
+];
 
 /// Why a build failed. Each variant names the step.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +58,9 @@ pub enum BuildError {
         /// What is wrong with it.
         problem: String,
     },
+    /// `node.toml` could not be written.
+    #[error("node configuration")]
+    NodeConfig(#[from] interfaces::node::NodeConfigError),
     /// A host tool or one of its libraries.
     #[error("tools")]
     Tools(#[from] tools::ToolsError),
@@ -177,7 +177,7 @@ pub fn build(
 
     progress.step("assembling initramfs");
     let mut tree = pid1_tree(init, &["/root", "/var"], selected)?;
-    tree.add_file(NODE_CONFIG_PATH, node_config(config).into_bytes(), 0o644)?;
+    tree.add_file(NODE_CONFIG_PATH, node_config(config)?.into_bytes(), 0o644)?;
     for file in &config.files {
         let data = std::fs::read(&file.source).map_err(|source| BuildError::ExtraFile {
             path: file.source.clone(),
@@ -368,15 +368,13 @@ pub(crate) fn pid1_tree(
 }
 
 /// `/etc/nullos/node.toml`: what `init` knows about the release it belongs to.
-fn node_config(config: &BuildConfig) -> String {
-    let mut text = format!(
-        "# Written by image-builder; read by init.\nversion = {}\nprofile = \"{}\"\n",
-        config.release.version, config.release.profile
-    );
-    if let Some(control) = &config.control {
-        text.push_str(&format!("control = \"{control}\"\n"));
+fn node_config(config: &BuildConfig) -> Result<String, interfaces::node::NodeConfigError> {
+    interfaces::NodeConfig {
+        version: config.release.version,
+        profile: config.release.profile.clone(),
+        control: config.control.clone(),
     }
-    text
+    .to_toml()
 }
 
 /// Reads the init binary and refuses one that cannot run in an initramfs without libc.

@@ -6,6 +6,8 @@
 //! stage 0: stage 0 has no TFTP client). Without a boot image, the script boots the node
 //! kernel directly, unverified (the bundle of images that have no stage 0).
 
+use interfaces::paths::RELEASE_URL_PARAM;
+
 /// The bundle's folder inside the output folder.
 pub const PXE_DIR: &str = "pxe";
 /// The script iPXE is pointed at (DHCP bootfile or `chain`).
@@ -44,7 +46,7 @@ pub fn stage0_script(cmdline: &str, release_url: &str) -> String {
          # over HTTP at the URL below, or set nullos-release before chaining this script.\n\
          isset ${{nullos-release}} || set nullos-release {release_url}\n\
          echo NullOS: loading stage 0 (release at ${{nullos-release}})\n\
-         kernel kernel initrd=initrd {cmdline} nullos.release=${{nullos-release}}\n\
+         kernel kernel initrd=initrd {cmdline} {RELEASE_URL_PARAM}=${{nullos-release}}\n\
          initrd initrd\n\
          boot\n"
     )

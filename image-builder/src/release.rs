@@ -7,14 +7,11 @@ use trust::{
     SignerPolicy,
 };
 
-/// The file names of a release folder.
-pub const MANIFEST_FILE: &str = "release.manifest";
-/// The kernel.
-pub const KERNEL_FILE: &str = "kernel";
-/// The initramfs.
-pub const INITRD_FILE: &str = "initrd";
-/// The kernel command line.
-pub const CMDLINE_FILE: &str = "cmdline";
+// The file names of a release folder (the same on the release partition and at a release URL).
+pub use interfaces::paths::{
+    RELEASE_CMDLINE_FILE as CMDLINE_FILE, RELEASE_INITRD_FILE as INITRD_FILE,
+    RELEASE_KERNEL_FILE as KERNEL_FILE, RELEASE_MANIFEST_FILE as MANIFEST_FILE,
+};
 
 /// Why a release could not be made, co-signed or verified.
 #[derive(Debug, thiserror::Error)]

@@ -12,10 +12,8 @@ use crate::config::{ModulesSection, Stage0Section};
 use crate::kernel::KernelSource;
 use crate::{keys, modules};
 
-/// Where the signer policy goes in the boot initramfs (read by `boot`).
-pub const POLICY_PATH: &str = "/etc/nullos/release-policy";
-/// Where the baked release URLs go in the boot initramfs (read by `boot`), one a line.
-pub const RELEASE_URLS_PATH: &str = "/etc/nullos/release-urls";
+// Where the signer policy and the baked release URLs go in the boot initramfs (read by `boot`).
+pub use interfaces::paths::{RELEASE_POLICY as POLICY_PATH, RELEASE_URLS as RELEASE_URLS_PATH};
 /// The output folder of the boot image, inside the build's output folder.
 pub const BOOT_DIR: &str = "boot";
 

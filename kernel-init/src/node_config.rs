@@ -3,46 +3,9 @@
 //! The parser is pure (text in, values out); [`NodeConfig::load`] reads the file.
 
 use pid1::cmdline::Cmdline;
-use serde::Deserialize;
-
-/// Where the image builder writes the node configuration.
-pub const NODE_CONFIG_PATH: &str = "/etc/nullos/node.toml";
-
-/// Why `node.toml` could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("read {NODE_CONFIG_PATH}")]
-    Read(#[source] std::io::Error),
-    /// The file is not the expected TOML.
-    #[error("parse {NODE_CONFIG_PATH}")]
-    Parse(#[source] toml::de::Error),
-}
-
-/// `/etc/nullos/node.toml`, written by the image builder.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct NodeConfig {
-    /// Release version (monotonic).
-    pub version: u64,
-    /// Build profile name.
-    pub profile: String,
-    /// Control endpoint `host:port`, if the image has one.
-    #[serde(default)]
-    pub control: Option<String>,
-}
-
-impl NodeConfig {
-    /// Parses the file's text. Unknown keys are accepted so newer builders stay compatible.
-    pub fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
-        toml::from_str(text).map_err(ConfigError::Parse)
-    }
-
-    /// Reads and parses [`NODE_CONFIG_PATH`].
-    pub fn load() -> Result<NodeConfig, ConfigError> {
-        let text = std::fs::read_to_string(NODE_CONFIG_PATH).map_err(ConfigError::Read)?;
-        NodeConfig::parse(&text)
-    }
-}
+// `node.toml`: written by the image builder, one type for both sides (`interfaces::node`).
+pub use interfaces::node::{NodeConfig, NodeConfigError as ConfigError};
+pub use interfaces::paths::NODE_CONFIG as NODE_CONFIG_PATH;
 
 /// The control endpoint to check: the command line wins over node.toml.
 pub fn control_endpoint<'a>(cmdline: &'a Cmdline, node: Option<&'a NodeConfig>) -> Option<&'a str> {

@@ -12,8 +12,8 @@ use modindex::ModuleIndex;
 use nix::errno::Errno;
 use nix::kmod::ModuleInitFlags;
 
-/// Where the image builder puts the index.
-pub const INDEX_PATH: &str = "/lib/modules/nullos.index";
+// Where the image builder puts the index.
+pub use interfaces::paths::MODULE_INDEX as INDEX_PATH;
 
 /// Why one module did not load.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]

@@ -415,14 +415,16 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-fn check_no_nul(text: &str) -> Result<(), &'static str> {
+/// Any string of a workload (argument, env value): no NUL, since it becomes a C string.
+pub fn check_no_nul(text: &str) -> Result<(), &'static str> {
     if text.contains('\0') {
         return Err("contains a NUL byte");
     }
     Ok(())
 }
 
-fn check_env_key(key: &str) -> Result<(), &'static str> {
+/// An environment variable name: not empty, no `=`, no NUL.
+pub fn check_env_key(key: &str) -> Result<(), &'static str> {
     if key.is_empty() {
         return Err("is empty");
     }

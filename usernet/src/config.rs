@@ -4,12 +4,10 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-/// The gateway's address: the VMM's smoltcp stack, also the guest's DNS server.
-pub const GATEWAY_IP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
-/// The guest's fixed address, configured by the guest itself from `ip=`.
-pub const GUEST_IP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
-/// Prefix length of the guest network (10.200.0.0/24).
-pub const PREFIX_LEN: u8 = 24;
+// The gateway's address (the VMM's smoltcp stack, also the guest's DNS server), the guest's
+// fixed address (configured by the guest itself from `ip=`) and the prefix length of the guest
+// network (10.200.0.0/24): the node and the guest use the same (`interfaces::net`).
+pub use interfaces::net::{GATEWAY_IP, GUEST_IP, PREFIX_LEN};
 /// The gateway's MAC address.
 pub const GATEWAY_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x00, 0x00, 0x01];
 /// The guest's MAC address (the VMM puts it in the virtio-net config space; usernet learns it

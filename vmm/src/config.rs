@@ -3,16 +3,22 @@
 //!
 //! `lexopt` rather than clap: the VMM's resident size is a goal (≤ 2 MiB besides guest memory,
 //! `make bench`), and clap's parser, help and error machinery was about a fifth of the binary.
-//! The options are few and fixed; the help text is below.
+//! The options are few and fixed; the help text is below. What the node asks for (kernel,
+//! memory, disks, ...) is [`VmSpec`], parsed by `interfaces`, where the node makes it into
+//! arguments; the VMM's own knobs (`--seccomp`, `--log-level`) are parsed here.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use interfaces::vm::{text, VmOption, VmSpec, VmSpecParser};
+
 use crate::seccomp::SeccompMode;
 
-/// Kernel command line used when none is given: console on COM1, and a panicking kernel reboots
-/// at once instead of spinning (the VMM reports the reboot).
-pub const DEFAULT_CMDLINE: &str = "console=ttyS0 panic=-1";
+// The kernel command line used when none is given, a `--disk`, `--serial` and the command
+// line's errors: the node's side of the contract is the same code (`interfaces::vm`).
+pub use interfaces::vm::{
+    ArgError, Disk as DiskConfig, DiskError, Serial as SerialOutput, DEFAULT_CMDLINE,
+};
 /// Most virtio devices (disks plus the network): one IOAPIC pin each, from GSI 5 to 23.
 pub const MAX_VIRTIO_DEVICES: usize = 19;
 /// Smallest guest memory accepted.
@@ -48,22 +54,8 @@ Options:
 /// `vmm` command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cli {
-    /// Kernel: bzImage (64-bit boot protocol) or ELF vmlinux.
-    pub kernel: PathBuf,
-    /// Initial ramdisk, loaded at the top of low memory.
-    pub initrd: Option<PathBuf>,
-    /// Kernel command line.
-    pub cmdline: String,
-    /// Guest memory in MiB.
-    pub memory_mib: u64,
-    /// Number of vCPUs.
-    pub vcpus: u32,
-    /// Raw disk images (`PATH` or `PATH,ro`), in guest order.
-    pub disks: Vec<String>,
-    /// Whether the guest gets the user-mode network.
-    pub net: bool,
-    /// Where the guest console goes: a file path, or "stdout".
-    pub serial: String,
+    /// The VM: kernel, initrd, command line, memory, vCPUs, disks, network, console.
+    pub spec: VmSpec,
     /// What a system call outside the VMM's seccomp allow-list does.
     pub seccomp: SeccompMode,
     /// Log level of the VMM's own messages on stderr.
@@ -81,34 +73,6 @@ pub enum Command {
     Version,
 }
 
-/// A command line that cannot be parsed.
-#[derive(Debug, thiserror::Error)]
-#[error("{0} (see vmm --help)")]
-pub struct ArgError(String);
-
-impl From<lexopt::Error> for ArgError {
-    fn from(e: lexopt::Error) -> Self {
-        ArgError(e.to_string())
-    }
-}
-
-fn number<T: std::str::FromStr>(parser: &mut lexopt::Parser, option: &str) -> Result<T, ArgError> {
-    let value = parser.value()?;
-    value.to_str().and_then(|v| v.parse().ok()).ok_or_else(|| {
-        ArgError(format!(
-            "{option} {}: not a number",
-            value.to_string_lossy()
-        ))
-    })
-}
-
-fn text(parser: &mut lexopt::Parser, option: &str) -> Result<String, ArgError> {
-    parser
-        .value()?
-        .into_string()
-        .map_err(|v| ArgError(format!("{option} {}: not UTF-8", v.to_string_lossy())))
-}
-
 impl Cli {
     /// Parses the arguments after the program name.
     pub fn parse_from<I>(args: I) -> Result<Command, ArgError>
@@ -118,39 +82,27 @@ impl Cli {
     {
         use lexopt::prelude::*;
         let mut parser = lexopt::Parser::from_args(args);
-        let mut kernel = None;
-        let mut cli = Cli {
-            kernel: PathBuf::new(),
-            initrd: None,
-            cmdline: DEFAULT_CMDLINE.to_owned(),
-            memory_mib: 128,
-            vcpus: 1,
-            disks: Vec::new(),
-            net: false,
-            serial: "stdout".to_owned(),
-            seccomp: SeccompMode::Kill,
-            log_level: log::LevelFilter::Warn,
-        };
+        let mut spec = VmSpecParser::default();
+        let mut seccomp = SeccompMode::Kill;
+        let mut log_level = log::LevelFilter::Warn;
         while let Some(arg) = parser.next()? {
+            if let Long(name) = &arg {
+                if let Some(option) = VmOption::named(name) {
+                    spec.apply(option, &mut parser)?;
+                    continue;
+                }
+            }
             match arg {
-                Long("kernel") => kernel = Some(PathBuf::from(parser.value()?)),
-                Long("initrd") => cli.initrd = Some(PathBuf::from(parser.value()?)),
-                Long("cmdline") => cli.cmdline = text(&mut parser, "--cmdline")?,
-                Long("memory-mib") => cli.memory_mib = number(&mut parser, "--memory-mib")?,
-                Long("vcpus") => cli.vcpus = number(&mut parser, "--vcpus")?,
-                Long("disk") => cli.disks.push(text(&mut parser, "--disk")?),
-                Long("net") => cli.net = true,
-                Long("serial") => cli.serial = text(&mut parser, "--serial")?,
                 Long("seccomp") => {
                     let v = text(&mut parser, "--seccomp")?;
-                    cli.seccomp = v.parse().map_err(|()| {
-                        ArgError(format!("--seccomp {v}: expected kill, log or off"))
+                    seccomp = v.parse().map_err(|()| {
+                        ArgError::Usage(format!("--seccomp {v}: expected kill, log or off"))
                     })?;
                 }
                 Long("log-level") => {
                     let v = text(&mut parser, "--log-level")?;
-                    cli.log_level = v.parse().map_err(|_| {
-                        ArgError(format!(
+                    log_level = v.parse().map_err(|_| {
+                        ArgError::Usage(format!(
                             "--log-level {v}: expected off, error, warn, info, debug or trace"
                         ))
                     })?;
@@ -160,45 +112,11 @@ impl Cli {
                 _ => return Err(arg.unexpected().into()),
             }
         }
-        cli.kernel = kernel.ok_or_else(|| ArgError("--kernel is required".to_owned()))?;
-        Ok(Command::Run(cli))
-    }
-}
-
-/// Where the serial console's output goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SerialOutput {
-    /// The VMM's standard output.
-    Stdout,
-    /// A file, created or truncated.
-    File(PathBuf),
-}
-
-/// One virtio block device.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiskConfig {
-    /// Raw image file.
-    pub path: PathBuf,
-    /// Read-only: the guest is told (VIRTIO_BLK_F_RO) and writes fail.
-    pub read_only: bool,
-}
-
-impl DiskConfig {
-    /// Parses `PATH` or `PATH,ro` (`PATH,rw` is accepted too).
-    pub fn parse(arg: &str) -> Result<Self, Error> {
-        let (path, read_only) = match arg.rsplit_once(',') {
-            Some((p, "ro")) => (p, true),
-            Some((p, "rw")) => (p, false),
-            Some((_, opt)) => return Err(Error::DiskOption(arg.to_owned(), opt.to_owned())),
-            None => (arg, false),
-        };
-        if path.is_empty() {
-            return Err(Error::DiskPath(arg.to_owned()));
-        }
-        Ok(DiskConfig {
-            path: PathBuf::from(path),
-            read_only,
-        })
+        Ok(Command::Run(Cli {
+            spec: spec.finish()?,
+            seccomp,
+            log_level,
+        }))
     }
 }
 
@@ -234,12 +152,6 @@ pub enum Error {
     /// Memory below the minimum.
     #[error("--memory-mib {0}: must be at least {MIN_MEMORY_MIB}")]
     MemoryTooSmall(u64),
-    /// A `--disk` option other than `ro` or `rw`.
-    #[error("--disk {0}: unknown option {1:?} (expected PATH or PATH,ro)")]
-    DiskOption(String, String),
-    /// A `--disk` without a path.
-    #[error("--disk {0:?}: no path")]
-    DiskPath(String),
     /// More virtio devices than interrupt pins.
     #[error("{0} virtio devices (disks and network): at most {MAX_VIRTIO_DEVICES}")]
     TooManyDevices(usize),
@@ -256,50 +168,42 @@ pub enum Error {
 impl VmConfig {
     /// Validates `cli` against the host's RAM (`None` if unknown: then only the lower bound).
     pub fn from_cli(cli: &Cli, host_mem_mib: Option<u64>) -> Result<Self, Error> {
-        let vcpus = u8::try_from(cli.vcpus)
+        let spec = &cli.spec;
+        let vcpus = u8::try_from(spec.vcpus)
             .ok()
             .filter(|n| (1..=MAX_VCPUS).contains(&u32::from(*n)))
-            .ok_or(Error::VcpuCount(cli.vcpus))?;
-        if cli.memory_mib < MIN_MEMORY_MIB {
-            return Err(Error::MemoryTooSmall(cli.memory_mib));
+            .ok_or(Error::VcpuCount(spec.vcpus))?;
+        if spec.memory_mib < MIN_MEMORY_MIB {
+            return Err(Error::MemoryTooSmall(spec.memory_mib));
         }
         if let Some(host) = host_mem_mib {
-            if cli.memory_mib > host {
+            if spec.memory_mib > host {
                 return Err(Error::MemoryExceedsHost {
-                    requested: cli.memory_mib,
+                    requested: spec.memory_mib,
                     host,
                 });
             }
         }
-        let disks = cli
-            .disks
-            .iter()
-            .map(|d| DiskConfig::parse(d))
-            .collect::<Result<Vec<_>, _>>()?;
-        let devices = disks.len() + usize::from(cli.net);
+        let devices = spec.disks.len() + usize::from(spec.net);
         if devices > MAX_VIRTIO_DEVICES {
             return Err(Error::TooManyDevices(devices));
         }
-        let serial = match cli.serial.as_str() {
-            "stdout" => SerialOutput::Stdout,
-            path => SerialOutput::File(PathBuf::from(path)),
-        };
         Ok(VmConfig {
-            kernel: cli.kernel.clone(),
-            initrd: cli.initrd.clone(),
-            cmdline: cli.cmdline.clone(),
+            kernel: spec.kernel.clone(),
+            initrd: spec.initrd.clone(),
+            cmdline: spec.cmdline.clone(),
             // Bounded by the host's RAM or, without it, u64 MiB fits u64 bytes only below 2^44.
-            memory_bytes: cli
+            memory_bytes: spec
                 .memory_mib
                 .checked_mul(1 << 20)
                 .ok_or(Error::MemoryExceedsHost {
-                    requested: cli.memory_mib,
+                    requested: spec.memory_mib,
                     host: u64::MAX >> 20,
                 })?,
             vcpus,
-            serial,
-            disks,
-            net: cli.net,
+            serial: spec.serial.clone(),
+            disks: spec.disks.clone(),
+            net: spec.net,
             seccomp: cli.seccomp,
         })
     }
@@ -357,7 +261,7 @@ mod tests {
         let c = cli(&["--seccomp", "log", "--log-level", "debug", "--initrd", "i"]);
         assert_eq!(c.seccomp, SeccompMode::Log);
         assert_eq!(c.log_level, log::LevelFilter::Debug);
-        assert_eq!(c.initrd, Some(PathBuf::from("i")));
+        assert_eq!(c.spec.initrd, Some(PathBuf::from("i")));
     }
 
     #[test]
@@ -424,9 +328,9 @@ mod tests {
         assert!(c.net);
         assert_eq!(
             DiskConfig::parse("/x.img,rx"),
-            Err(Error::DiskOption("/x.img,rx".into(), "rx".into()))
+            Err(DiskError::Option("/x.img,rx".into(), "rx".into()))
         );
-        assert_eq!(DiskConfig::parse(",ro"), Err(Error::DiskPath(",ro".into())));
+        assert_eq!(DiskConfig::parse(",ro"), Err(DiskError::Path(",ro".into())));
         let many: Vec<String> = (0..19)
             .flat_map(|i| ["--disk".into(), format!("/d{i}")])
             .collect();

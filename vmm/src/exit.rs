@@ -13,18 +13,20 @@
 
 use std::fmt;
 
+use interfaces::vm::VmmExit;
+
 /// Exit status: the guest powered off.
-pub const EXIT_POWEROFF: u8 = 0;
+pub const EXIT_POWEROFF: u8 = VmmExit::Poweroff.code();
 /// Exit status: the VMM failed.
-pub const EXIT_VMM_ERROR: u8 = 1;
+pub const EXIT_VMM_ERROR: u8 = VmmExit::VmmError.code();
 /// Exit status: the VMM's input was invalid.
-pub const EXIT_BAD_INPUT: u8 = 2;
+pub const EXIT_BAD_INPUT: u8 = VmmExit::BadInput.code();
 /// Exit status: the guest rebooted.
-pub const EXIT_REBOOT: u8 = 10;
+pub const EXIT_REBOOT: u8 = VmmExit::Reboot.code();
 /// Exit status: the guest crashed.
-pub const EXIT_CRASH: u8 = 11;
+pub const EXIT_CRASH: u8 = VmmExit::Crash.code();
 /// Exit status: the guest kernel panicked.
-pub const EXIT_PANIC: u8 = 12;
+pub const EXIT_PANIC: u8 = VmmExit::Panic.code();
 
 /// Why the guest stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]

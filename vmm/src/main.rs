@@ -68,7 +68,7 @@ fn main() -> ExitCode {
             log::info!("guest {exit}");
             // A stable line for the node's supervisor (docs/VMM.md), whatever the log level.
             if let Some(code) = guest_code {
-                eprintln!("vmm: guest exit code={code}");
+                eprintln!("{}", interfaces::vm::guest_exit_code_line(code));
             }
             ExitCode::from(exit.exit_code())
         }

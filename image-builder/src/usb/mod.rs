@@ -33,8 +33,8 @@ pub const DEFAULT_STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 pub const UKI_PATH: &str = "EFI/BOOT/BOOTX64.EFI";
 /// GPT name of the EFI System Partition.
 pub const ESP_NAME: &str = "EFI System Partition";
-/// GPT name of the partition holding the signed release.
-pub const RELEASE_NAME: &str = "NULLOS-RELEASE";
+// GPT name of the partition holding the signed release (stage 0 looks for it by this name).
+pub use interfaces::labels::RELEASE_PARTITION as RELEASE_NAME;
 /// Smallest partition: FAT32 needs at least 65525 clusters (of 512 bytes here).
 const MIN_PARTITION: u64 = 36 << 20;
 /// Largest file `describe` reads.

@@ -26,10 +26,10 @@ pub use config::{WorkloadConfig, WorkloadConfigError, CONFIG_FILE};
 pub use squashfs::SquashfsError;
 pub use tree::{RootTree, TreeError, SYSTEM_DIRS};
 
-/// The signed manifest's file name in a built workload folder.
-pub const MANIFEST_FILE: &str = "workload.manifest";
-/// The root image's file name in a built workload folder.
-pub const ROOT_FILE: &str = "root.img";
+// The signed manifest's and the root image's file names in a built workload folder.
+pub use interfaces::paths::{
+    WORKLOAD_MANIFEST_FILE as MANIFEST_FILE, WORKLOAD_ROOT_FILE as ROOT_FILE,
+};
 /// The optional tree copied into the image, inside the source folder.
 pub const ROOTFS_DIR: &str = "rootfs";
 

@@ -4,9 +4,9 @@
 //! our VMM only records it, but QEMU's `isa-debug-exit` device (used to test this path) ends
 //! the VM on the write, and nothing written to a volume may be lost then.
 
-/// The port the guest writes its exit code to (one byte), next to the VMM's ACPI sleep
-/// control register at 0x3c0.
-pub const EXIT_CODE_PORT: u16 = 0x3c1;
+// The port the guest writes its exit code to (one byte), next to the VMM's ACPI sleep
+// control register at 0x3c0.
+pub use interfaces::vm::EXIT_CODE_PORT;
 
 /// Stops every other process, syncs, unmounts, reports `code` and powers off (the node's
 /// [`crate::power`] sequence with the report as its last step).

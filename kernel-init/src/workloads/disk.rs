@@ -18,7 +18,7 @@ use nix::sys::wait::WaitStatus;
 /// Where the data disk (or the tmpfs standing in for it) is mounted.
 pub const DATA_ROOT: &str = "/var/lib/nullos";
 /// The filesystem label that marks a disk as NullOS's.
-pub const DATA_LABEL: &str = "NULLOS-DATA";
+pub use interfaces::labels::DATA_FILESYSTEM as DATA_LABEL;
 /// The host tool that makes ext4 filesystems (travels in the image with its libraries).
 pub const MKE2FS: &str = "/sbin/mke2fs";
 /// How much of each end of a disk is read to decide whether it is empty.

@@ -16,14 +16,14 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use initramfs::Tree;
+use interfaces::guest::{GuestConfig, GuestConfigError};
 use modindex::{AliasEntry, ModuleEntry, ModuleIndex};
-use serde::Serialize;
 use trust::WorkloadManifest;
 
 /// Where the base archive is cached.
 pub const BASE_PATH: &str = "/run/nullos/guest/initrd.base";
 /// Where the guest role reads its description (inside the guest).
-pub const GUEST_TOML_PATH: &str = "etc/nullos/guest.toml";
+pub const GUEST_TOML_PATH: &str = interfaces::paths::relative(interfaces::paths::GUEST_CONFIG);
 /// The modules a guest loads (the guest role loads them in dependency order).
 pub const GUEST_MODULES: [&str; 6] = [
     "pvpanic_mmio",
@@ -34,7 +34,7 @@ pub const GUEST_MODULES: [&str; 6] = [
     "overlay",
 ];
 /// The index path inside an initramfs (the same as the node's).
-const INDEX_PATH: &str = "lib/modules/nullos.index";
+const INDEX_PATH: &str = interfaces::paths::relative(interfaces::paths::MODULE_INDEX);
 
 /// Why a guest initramfs could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -195,46 +195,9 @@ pub fn write_workload(out: &Path, base: &Path, guest_toml: &str) -> Result<(), G
     std::fs::rename(&partial, out).map_err(write_err)
 }
 
-#[derive(Serialize)]
-struct GuestToml<'a> {
-    name: &'a str,
-    entrypoint: &'a [String],
-    env: Vec<[&'a str; 2]>,
-    workdir: &'a str,
-    network: bool,
-    #[serde(rename = "volume")]
-    volumes: Vec<GuestVolume<'a>>,
-}
-
-#[derive(Serialize)]
-struct GuestVolume<'a> {
-    name: &'a str,
-    mount: &'a str,
-}
-
 /// `/etc/nullos/guest.toml` for a workload (the guest role's input; volumes in disk order).
-pub fn guest_toml(manifest: &WorkloadManifest) -> String {
-    let doc = GuestToml {
-        name: &manifest.name,
-        entrypoint: &manifest.entrypoint,
-        env: manifest
-            .env
-            .iter()
-            .map(|(k, v)| [k.as_str(), v.as_str()])
-            .collect(),
-        workdir: &manifest.workdir,
-        network: manifest.network,
-        volumes: manifest
-            .volumes
-            .iter()
-            .map(|v| GuestVolume {
-                name: &v.name,
-                mount: &v.mount,
-            })
-            .collect(),
-    };
-    let body = toml::to_string(&doc).unwrap_or_default();
-    format!("# Written by the node's init for the guest role.\n{body}")
+pub fn guest_toml(manifest: &WorkloadManifest) -> Result<String, GuestConfigError> {
+    GuestConfig::from_manifest(manifest).to_toml()
 }
 
 #[cfg(test)]
@@ -303,7 +266,7 @@ mod tests {
             mount: "/var/log".into(),
             size_mib: 1,
         });
-        let text = guest_toml(&m);
+        let text = guest_toml(&m).unwrap();
         let value: toml::Value = toml::from_str(&text).unwrap();
         assert_eq!(value["name"].as_str(), Some("hello"));
         assert_eq!(

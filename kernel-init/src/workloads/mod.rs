@@ -24,10 +24,8 @@ use std::path::{Path, PathBuf};
 use modindex::ModuleIndex;
 use trust::{SignerPolicy, WorkloadManifest};
 
-/// Where the image builder puts workloads.
-pub const WORKLOADS_DIR: &str = "/lib/nullos/workloads";
-/// The signer policy workloads are verified against.
-pub const POLICY_PATH: &str = "/etc/nullos/policy";
+// Where the image builder puts workloads, and the signer policy they are verified against.
+pub use interfaces::paths::{WORKLOADS_DIR, WORKLOAD_POLICY as POLICY_PATH};
 /// Where the per-workload guest initramfs files go.
 pub const GUEST_RUN_DIR: &str = "/run/nullos/guest";
 
@@ -180,7 +178,9 @@ fn prepare(
         volumes.push(path);
     }
     let initrd = Path::new(GUEST_RUN_DIR).join(format!("{name}.initrd"));
-    guest_initrd::write_workload(&initrd, base, &guest_initrd::guest_toml(manifest))
+    let guest_toml = guest_initrd::guest_toml(manifest)
+        .map_err(|e| format!("guest initramfs: {}", crate::error_chain(&e)))?;
+    guest_initrd::write_workload(&initrd, base, &guest_toml)
         .map_err(|e| format!("guest initramfs: {}", crate::error_chain(&e)))?;
     Ok(vm::VmPlan::new(
         manifest,

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use trust::{ArtifactRef, Digest, Hasher, PublicKey, SignerPolicy, WorkloadManifest};
 
-/// The manifest file in a workload folder.
-pub const MANIFEST_FILE: &str = "workload.manifest";
-/// The root image in a workload folder.
-pub const ROOT_FILE: &str = "root.img";
+// The manifest file and the root image in a workload folder.
+pub use interfaces::paths::{
+    WORKLOAD_MANIFEST_FILE as MANIFEST_FILE, WORKLOAD_ROOT_FILE as ROOT_FILE,
+};
 /// Largest manifest file read (the trust crate bounds the body at 64 KiB; signatures add little).
 const MAX_MANIFEST_FILE: u64 = 256 * 1024;
 /// Read size when hashing an artifact.

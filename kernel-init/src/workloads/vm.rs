@@ -1,23 +1,23 @@
 //! One run of a workload's micro-VM: the `vmm` command line, the console pipes turned into
 //! `[<name>] <line>` log lines, and the VM's end in the words of the exit line.
 
+use std::ffi::OsString;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
 
+use interfaces::vm::{Disk, Serial, VmSpec, VmmExit};
 use nix::sys::wait::WaitStatus;
 use trust::WorkloadManifest;
 
-/// The monitor binary in the node image.
-pub const VMM: &str = "/bin/vmm";
-/// The guest kernel: the node's own (verified with the release).
-pub const GUEST_KERNEL: &str = "/lib/nullos/guest/vmlinuz";
-/// The guest network on the command line (fixed for every micro-VM; parsed by the guest role).
-pub const GUEST_IP: &str = "ip=10.200.0.2::10.200.0.1:255.255.255.0::eth0:off:10.200.0.1";
-/// The vmm's stderr line carrying the guest's exit code.
-const EXIT_CODE_PREFIX: &str = "vmm: guest exit code=";
+// The monitor binary and the guest kernel (the node's own, verified with the release) in the
+// node image; the guest network on the command line (fixed for every micro-VM; parsed by the
+// guest role).
+pub use interfaces::net::KERNEL_IP_PARAM as GUEST_IP;
+pub use interfaces::paths::{GUEST_KERNEL, VMM};
+
 /// Longest console line kept; longer ones are split.
 const MAX_LINE: usize = 4096;
 
@@ -70,33 +70,29 @@ impl VmPlan {
         cmdline
     }
 
-    /// `vmm`'s arguments: the root image first (the guest's /dev/vda), then the volumes.
-    pub fn args(&self) -> Vec<String> {
-        let path = |p: &Path| p.to_string_lossy().into_owned();
-        let mut args = vec![
-            "--kernel".to_owned(),
-            GUEST_KERNEL.to_owned(),
-            "--initrd".to_owned(),
-            path(&self.initrd),
-            "--cmdline".to_owned(),
-            self.cmdline(),
-            "--memory-mib".to_owned(),
-            self.memory_mib.to_string(),
-            "--vcpus".to_owned(),
-            self.vcpus.to_string(),
-            "--disk".to_owned(),
-            format!("{},ro", path(&self.root)),
-        ];
-        for volume in &self.volumes {
-            args.push("--disk".to_owned());
-            args.push(path(volume));
+    /// What `vmm` runs: the root image first (the guest's /dev/vda), then the volumes.
+    pub fn spec(&self) -> VmSpec {
+        let disk = |path: &PathBuf, read_only| Disk {
+            path: path.clone(),
+            read_only,
+        };
+        let mut disks = vec![disk(&self.root, true)];
+        disks.extend(self.volumes.iter().map(|v| disk(v, false)));
+        VmSpec {
+            kernel: GUEST_KERNEL.into(),
+            initrd: Some(self.initrd.clone()),
+            cmdline: self.cmdline(),
+            memory_mib: u64::from(self.memory_mib),
+            vcpus: u32::from(self.vcpus),
+            disks,
+            net: self.network,
+            serial: Serial::Stdout,
         }
-        if self.network {
-            args.push("--net".to_owned());
-        }
-        args.push("--serial".to_owned());
-        args.push("stdout".to_owned());
-        args
+    }
+
+    /// `vmm`'s arguments for [`VmPlan::spec`].
+    pub fn args(&self) -> Vec<OsString> {
+        self.spec().to_args()
     }
 }
 
@@ -133,25 +129,17 @@ impl VmExit {
         match self.guest_code {
             Some(code) => code.to_string(),
             None => {
-                let what = match self.vmm_status {
-                    0 => "poweroff",
-                    10 => "reboot",
-                    11 => "crash",
-                    12 => "panic",
-                    2 => "bad-input",
-                    // 1, killed by a signal, anything undocumented.
-                    _ => "vmm-error",
-                };
+                // 1, killed by a signal, anything undocumented: vmm-error.
+                let what = VmmExit::from_code(self.vmm_status)
+                    .map_or(VmmExit::VmmError.word(), VmmExit::word);
                 format!("{} vm={what}", self.vmm_status)
             }
         }
     }
 }
 
-/// The guest code in a vmm stderr line, if it is the exit code line.
-pub fn parse_exit_code(line: &str) -> Option<u8> {
-    line.trim().strip_prefix(EXIT_CODE_PREFIX)?.parse().ok()
-}
+// The guest code in a vmm stderr line, if it is the exit code line.
+pub use interfaces::vm::parse_guest_exit_code as parse_exit_code;
 
 /// Splits a byte stream into bounded lines (`\r` dropped, invalid UTF-8 replaced).
 #[derive(Debug, Default)]
@@ -335,10 +323,10 @@ mod tests {
             ]
         );
         let offline = plan(false).args();
-        assert!(!offline.contains(&"--net".to_owned()));
-        assert!(
-            offline.contains(&"console=ttyS0 quiet panic=-1 pci=off nullos.role=guest".to_owned())
-        );
+        assert!(!offline.iter().any(|a| a == "--net"));
+        assert!(offline
+            .iter()
+            .any(|a| a == "console=ttyS0 quiet panic=-1 pci=off nullos.role=guest"));
     }
 
     #[test]

@@ -102,7 +102,7 @@ impl BusDevice for PvPanic {
 }
 
 /// I/O port where the guest reports its workload's exit code (next to the sleep control port).
-pub const EXIT_CODE_PORT: u64 = 0x3c1;
+pub const EXIT_CODE_PORT: u64 = interfaces::vm::EXIT_CODE_PORT as u64;
 
 /// The last exit code the guest reported, -1 for none.
 #[derive(Debug, Clone, Default)]

@@ -1,0 +1,18 @@
+//! The partition and filesystem labels our programs look for.
+
+/// The GPT partition name of the release partition on a USB stick (written by image-builder,
+/// found by `boot` through sysfs `PARTNAME`).
+pub const RELEASE_PARTITION: &str = "NULLOS-RELEASE";
+/// The ext4 label of a data disk the node has claimed (written by `init` with `mke2fs -L`, and
+/// the only foreign-looking label it will mount).
+pub const DATA_FILESYSTEM: &str = "NULLOS-DATA";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn labels_fit_their_fields() {
+        // A GPT partition name is 36 UTF-16 units; an ext4 label 16 bytes.
+        assert!(super::RELEASE_PARTITION.encode_utf16().count() <= 36);
+        assert!(super::DATA_FILESYSTEM.len() <= 16);
+    }
+}

@@ -1,0 +1,166 @@
+//! `/etc/nullos/node.toml`: what the node's `init` knows about the release it belongs to.
+//! image-builder writes it into the node image ([`NodeConfig::to_toml`]); `init` reads it
+//! ([`NodeConfig::load`]). Unknown keys are accepted on reading, so an image from a newer
+//! builder still boots.
+
+use serde::{Deserialize, Serialize};
+use trust::limits::MAX_LABEL_BYTES;
+
+use crate::paths::NODE_CONFIG;
+
+/// The first line of the file.
+#[cfg(feature = "toml")]
+const HEADER: &str = "# Written by image-builder; read by init.\n";
+
+/// Why `node.toml` could not be written, read or used.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeConfigError {
+    /// The file could not be read.
+    #[error("read {NODE_CONFIG}")]
+    Read(#[source] std::io::Error),
+    /// The file is not the expected TOML.
+    #[cfg(feature = "toml")]
+    #[error("parse {NODE_CONFIG}")]
+    Parse(#[source] toml::de::Error),
+    /// The configuration could not be written as TOML.
+    #[cfg(feature = "toml")]
+    #[error("write {NODE_CONFIG}")]
+    Write(#[source] toml::ser::Error),
+    /// A value is out of bounds.
+    #[error("{NODE_CONFIG}: {0}")]
+    Invalid(String),
+}
+
+/// The contents of `/etc/nullos/node.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeConfig {
+    /// Release version (monotonic).
+    pub version: u64,
+    /// Build profile name (the release manifest's, at most `trust`'s label length).
+    pub profile: String,
+    /// Control endpoint `host:port`, if the image has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<String>,
+}
+
+impl NodeConfig {
+    /// Checks the values against the release manifest's limits: the profile is a label of the
+    /// signed release, and no value may hold a NUL (they end up in C strings).
+    pub fn validate(&self) -> Result<(), NodeConfigError> {
+        let invalid = |why: String| Err(NodeConfigError::Invalid(why));
+        if self.profile.len() > MAX_LABEL_BYTES {
+            return invalid(format!("profile is longer than {MAX_LABEL_BYTES} bytes"));
+        }
+        for (what, value) in [
+            ("profile", Some(&self.profile)),
+            ("control", self.control.as_ref()),
+        ] {
+            if value.is_some_and(|v| v.contains('\0')) {
+                return invalid(format!("{what} contains a NUL byte"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The file's text: a comment naming the writer, then the keys.
+    #[cfg(feature = "toml")]
+    pub fn to_toml(&self) -> Result<String, NodeConfigError> {
+        self.validate()?;
+        let body = toml::to_string(self).map_err(NodeConfigError::Write)?;
+        Ok(format!("{HEADER}{body}"))
+    }
+
+    /// Parses (and checks) the file's text.
+    #[cfg(feature = "toml")]
+    pub fn parse(text: &str) -> Result<NodeConfig, NodeConfigError> {
+        let config: NodeConfig = toml::from_str(text).map_err(NodeConfigError::Parse)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and parses [`NODE_CONFIG`].
+    #[cfg(feature = "toml")]
+    pub fn load() -> Result<NodeConfig, NodeConfigError> {
+        let text = std::fs::read_to_string(NODE_CONFIG).map_err(NodeConfigError::Read)?;
+        NodeConfig::parse(&text)
+    }
+}
+
+#[cfg(all(test, feature = "toml"))]
+mod tests {
+    use super::*;
+
+    fn config(control: Option<&str>) -> NodeConfig {
+        NodeConfig {
+            version: 7,
+            profile: "dev".into(),
+            control: control.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_text_is_what_the_builder_always_wrote() {
+        // The bytes of the node image depend on it (reproducible builds).
+        assert_eq!(
+            config(Some("10.0.2.2:7878")).to_toml().unwrap(),
+            "# Written by image-builder; read by init.\nversion = 7\nprofile = \"dev\"\ncontrol = \"10.0.2.2:7878\"\n"
+        );
+        assert_eq!(
+            config(None).to_toml().unwrap(),
+            "# Written by image-builder; read by init.\nversion = 7\nprofile = \"dev\"\n"
+        );
+    }
+
+    #[test]
+    fn round_trips_including_odd_values() {
+        let odd = [
+            config(None),
+            config(Some("")),
+            config(Some("[::1]:80")),
+            NodeConfig {
+                version: u64::MAX >> 1,
+                profile: "a \"quoted\" \\ 'profile' é\n".into(),
+                control: Some("host\twith = signs # and hash".into()),
+            },
+        ];
+        for c in odd {
+            let text = c.to_toml().unwrap();
+            assert_eq!(NodeConfig::parse(&text).unwrap(), c, "{text}");
+        }
+    }
+
+    #[test]
+    fn parses_with_and_without_control_and_ignores_unknown_keys() {
+        let n = NodeConfig::parse("version = 7\nprofile = \"dev\"\ncontrol = \"10.0.2.2:7878\"\n")
+            .unwrap();
+        assert_eq!(n, config(Some("10.0.2.2:7878")));
+        let n = NodeConfig::parse("version = 1\nprofile = \"prod\"\nextra = true\n").unwrap();
+        assert_eq!(n.control, None);
+    }
+
+    #[test]
+    fn garbled_or_out_of_bounds_is_an_error() {
+        assert!(NodeConfig::parse("version = \"seven\"\nprofile = \"dev\"").is_err());
+        assert!(NodeConfig::parse("profile = \"dev\"").is_err());
+        assert!(NodeConfig::parse("\u{0}\u{1}not toml [[[").is_err());
+        let long = format!(
+            "version = 1\nprofile = \"{}\"\n",
+            "p".repeat(MAX_LABEL_BYTES + 1)
+        );
+        assert!(matches!(
+            NodeConfig::parse(&long),
+            Err(NodeConfigError::Invalid(_))
+        ));
+        let nul = NodeConfig {
+            control: Some("a\0b".into()),
+            ..config(None)
+        };
+        assert!(matches!(nul.to_toml(), Err(NodeConfigError::Invalid(_))));
+        assert_eq!(
+            NodeConfig::parse("version = 1\nprofile = \"a\\u0000\"\n")
+                .unwrap_err()
+                .to_string(),
+            "/etc/nullos/node.toml: profile contains a NUL byte"
+        );
+    }
+}
