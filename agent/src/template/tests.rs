@@ -1,7 +1,7 @@
 use std::path::Path;
 
-use trust::grid::Egress;
-use trust::SecretKey;
+use trust::grid::{Egress, Endpoint, VolumeClaim};
+use trust::{Digest, SecretKey, WorkloadManifest};
 
 use super::*;
 
