@@ -156,10 +156,8 @@ impl Template {
     /// Reads a template's text and checks its parameter definitions.
     pub fn parse(text: &str) -> Result<Template, TemplateError> {
         let raw: RawTemplate = toml::from_str(text).map_err(|e| {
-            let message = e.message().trim().to_owned();
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let message = e.message().trim().replace('\n', " ");
+            let line = e.span().map(|s| line_of(text, s.start));
             TemplateError(vec![match line {
                 Some(line) => format!("template line {line}: {message}"),
                 None => format!("template: {message}"),
@@ -264,6 +262,12 @@ impl Template {
         }
         Ok(contract)
     }
+}
+
+/// The one-based line of byte offset `at` (any offset: counted on bytes, never sliced on chars).
+fn line_of(text: &str, at: usize) -> usize {
+    let before = &text.as_bytes()[..at.min(text.len())];
+    1 + before.iter().filter(|&&b| b == b'\n').count()
 }
 
 fn valid_param_name(name: &str) -> bool {

@@ -252,8 +252,7 @@ fn template_mistakes_are_refused_before_any_value() {
         .0;
     assert_eq!(errs.len(), 1);
     assert!(
-        errs[0].starts_with("template line 1: unknown field `cpu`")
-            || errs[0].contains("unknown field `cpu`"),
+        errs[0].starts_with("template line 5: unknown field `cpu`"),
         "{errs:?}"
     );
     let errs = instantiate("[template]\nname = 'x'\n", &[], &no_files).unwrap_err();
@@ -283,4 +282,16 @@ key = "${{owner}}"
     let errs = instantiate(&text, &[], &no_files).unwrap_err();
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].starts_with("stakeholders: "), "{errs:?}");
+}
+
+#[test]
+fn syntax_errors_name_their_line_even_after_multibyte_text() {
+    assert_eq!(line_of("é\nx", 1), 1);
+    assert_eq!(line_of("é\nx", 3), 2);
+    assert_eq!(line_of("", 10), 1);
+    let errs = Template::parse("# café\n[template]\nname = \n")
+        .unwrap_err()
+        .0;
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("template line 3: "), "{errs:?}");
 }
