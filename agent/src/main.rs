@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use agent::config::{Config, ConfigError, DEFAULT_NOTARY, NOTARY_ENV};
 use agent::contract_file::{ContractFile, ContractFileError, MAX_FILE_BYTES};
 use agent::keys::{self, KeyFileError};
-use agent::show::Summary;
+use agent::show::{Summary, TemplateSummary};
 use agent::template::{Inputs, Template, TemplateError};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -40,9 +40,24 @@ enum Command {
     /// Keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Templates: what parameters a contract template takes.
+    #[command(subcommand)]
+    Template(TemplateCommand),
     /// Contracts: instantiate a template, show a contract file, approve it.
     #[command(subcommand)]
     Contract(ContractCommand),
+}
+
+#[derive(Subcommand)]
+enum TemplateCommand {
+    /// A template's parameters: type, default or required, bounds, description.
+    Show {
+        /// The template (TOML).
+        template: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -160,6 +175,14 @@ fn run(cli: Cli) -> Result<()> {
             println!("wrote {} (public key)", public_path.display());
             println!("{public}");
         }
+        Command::Template(TemplateCommand::Show { template, json }) => {
+            let summary = TemplateSummary::of(&load_template(&template)?);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print!("{}", summary.to_text());
+            }
+        }
         Command::Contract(ContractCommand::New {
             template,
             sets,
@@ -210,11 +233,7 @@ fn contract_new(
             None => Ok((name.clone(), value.clone())),
         })
         .collect::<Result<Vec<_>, InputError>>()?;
-    let text = read_bounded(template_path, MAX_TEMPLATE_BYTES)?;
-    let text = String::from_utf8(text)
-        .map_err(|_| TemplateError(vec!["the template is not UTF-8 text".into()]))
-        .with_context(|| template_path.display().to_string())?;
-    let template = Template::parse(&text).with_context(|| template_path.display().to_string())?;
+    let template = load_template(template_path)?;
     let base_dir = template_path.parent().unwrap_or(Path::new("."));
     let read_file = |path: &Path| read_limited(path, trust::limits::MAX_DOCUMENT_BYTES as u64 + 1);
     let contract = template
@@ -247,6 +266,14 @@ fn contract_new(
         out.display()
     );
     Ok(())
+}
+
+fn load_template(path: &Path) -> Result<Template> {
+    let bytes = read_bounded(path, MAX_TEMPLATE_BYTES)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| TemplateError(vec!["the template is not UTF-8 text".into()]))
+        .with_context(|| path.display().to_string())?;
+    Template::parse(&text).with_context(|| path.display().to_string())
 }
 
 fn read_limited(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {

@@ -1,5 +1,6 @@
 //! `nullos contract show`: what a contract runs, where it may run, who must sign, who has
-//! signed, and whether the stakeholder policy is met, as text for people or JSON for scripts.
+//! signed, and whether the stakeholder policy is met; `nullos template show`: a template's
+//! parameters. Text for people or JSON for scripts.
 
 use std::fmt::Write as _;
 
@@ -7,7 +8,7 @@ use serde::Serialize;
 use trust::grid::Egress;
 
 use crate::contract_file::ContractFile;
-use crate::template::format_size;
+use crate::template::{format_size, Template};
 
 /// Everything `show` prints, in the shape of its JSON.
 #[derive(Debug, Clone, Serialize)]
@@ -279,5 +280,95 @@ impl Summary {
             )?;
         }
         writeln!(out, "policy {}", s.policy)
+    }
+}
+
+/// What `nullos template show` prints: a template's parameters, for the user filling them in.
+#[derive(Debug, Clone, Serialize)]
+pub struct TemplateSummary {
+    /// The template's name.
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// Its parameters, by name.
+    pub parameters: Vec<ParamSummary>,
+}
+
+/// One parameter.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParamSummary {
+    /// Name (`--set NAME=...`).
+    pub name: String,
+    /// Type name.
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+    /// The default, as text; `None` when the parameter must be set.
+    pub default: Option<String>,
+    /// Least value.
+    pub min: Option<String>,
+    /// Greatest value.
+    pub max: Option<String>,
+    /// Longest string, in bytes.
+    pub max_length: Option<u64>,
+    /// The only values accepted (empty: any).
+    pub allowed: Vec<String>,
+    /// What it is for.
+    pub description: String,
+}
+
+impl TemplateSummary {
+    /// Summarizes a template's header and parameters.
+    pub fn of(template: &Template) -> TemplateSummary {
+        let text = |v: &Option<crate::template::Value>| v.as_ref().map(ToString::to_string);
+        TemplateSummary {
+            name: template.header.name.clone(),
+            description: template.header.description.clone(),
+            parameters: template
+                .params
+                .iter()
+                .map(|(name, p)| ParamSummary {
+                    name: name.clone(),
+                    ty: p.ty.name(),
+                    default: text(&p.default),
+                    min: text(&p.min),
+                    max: text(&p.max),
+                    max_length: p.max_length,
+                    allowed: p.allowed.iter().map(ToString::to_string).collect(),
+                    description: p.description.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The text form: one line per parameter, then its description indented.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        if !self.name.is_empty() || !self.description.is_empty() {
+            let _ = writeln!(out, "{}: {}", self.name, self.description);
+        }
+        for p in &self.parameters {
+            let mut facts = vec![p.ty.to_owned()];
+            match &p.default {
+                Some(d) => facts.push(format!("default {d}")),
+                None => facts.push("required".to_owned()),
+            }
+            if let Some(v) = &p.min {
+                facts.push(format!("min {v}"));
+            }
+            if let Some(v) = &p.max {
+                facts.push(format!("max {v}"));
+            }
+            if let Some(v) = p.max_length {
+                facts.push(format!("at most {v} bytes"));
+            }
+            if !p.allowed.is_empty() {
+                facts.push(format!("one of {}", p.allowed.join(", ")));
+            }
+            let _ = writeln!(out, "  {} ({})", p.name, facts.join(", "));
+            if !p.description.is_empty() {
+                let _ = writeln!(out, "      {}", p.description);
+            }
+        }
+        out
     }
 }

@@ -465,3 +465,36 @@ fn usage_errors_exit_2() {
         2
     );
 }
+
+#[test]
+fn template_show_lists_the_parameters() {
+    let text = nullos(&["template", "show", TWO_OF_THREE]).ok().stdout;
+    assert!(
+        text.starts_with("two-of-three: One workload, approved by"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  memory (size, default 256MiB, min 64MiB, max 8GiB)\n      Guest memory\n"),
+        "{text}"
+    );
+    assert!(text.contains("  security (key, required)\n"), "{text}");
+    let json: Json =
+        serde_json::from_str(&nullos(&["template", "show", HELLO, "--json"]).ok().stdout).unwrap();
+    let network = json["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "network")
+        .unwrap();
+    assert_eq!(network["type"], "string");
+    assert_eq!(network["allowed"], serde_json::json!(["none", "any"]));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[parameters.n]\ntype = 'int'\nmin = 3\nmax = 1\n").unwrap();
+    let lines = nullos(&["template", "show", s(&bad)]).bad_input();
+    assert_eq!(lines.len(), 1);
+    assert!(
+        lines[0].ends_with("bad.toml: template parameter 'n': 'min' 3 is above 'max' 1"),
+        "{lines:?}"
+    );
+}
