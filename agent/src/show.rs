@@ -259,13 +259,23 @@ impl Summary {
                 writeln!(out, "  farm {f}")?;
             }
         }
-        writeln!(
-            out,
-            "  nodes with at least {} CPUs and {} memory; {} copy",
-            p.min_cpus,
-            format_size(p.min_memory_mib),
-            p.copies
-        )?;
+        let mut minimums = Vec::new();
+        if p.min_cpus > 0 {
+            minimums.push(format!("{} CPUs", p.min_cpus));
+        }
+        if p.min_memory_mib > 0 {
+            minimums.push(format!("{} memory", format_size(p.min_memory_mib)));
+        }
+        if minimums.is_empty() {
+            writeln!(out, "  any node with room for it; {} copy", p.copies)?;
+        } else {
+            writeln!(
+                out,
+                "  nodes with at least {}, and room for it; {} copy",
+                minimums.join(" and "),
+                p.copies
+            )?;
+        }
         let s = &self.stakeholders;
         writeln!(out, "must be approved by weight {} of", s.threshold)?;
         for m in &s.members {
