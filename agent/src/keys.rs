@@ -67,13 +67,20 @@ pub fn public_path_for(secret: &Path) -> PathBuf {
 }
 
 /// Generates a key pair: `secret` (mode 0600, created, never overwritten) and `secret.pub`
-/// (also never overwritten). Returns the public key path and the key.
+/// (also never overwritten), creating their folder if needed. Returns the public key path and
+/// the key.
 pub fn generate(secret: &Path, comment: &str) -> Result<(PathBuf, PublicKey), KeyFileError> {
     let public_path = public_path_for(secret);
     for path in [secret, public_path.as_path()] {
         if path.exists() {
             return Err(KeyFileError::Exists(path.to_owned()));
         }
+    }
+    if let Some(dir) = secret.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| KeyFileError::Write {
+            path: dir.to_owned(),
+            source,
+        })?;
     }
     let mut seed = [0u8; 32];
     getrandom::getrandom(&mut seed).map_err(|e| KeyFileError::Random(e.to_string()))?;
@@ -137,9 +144,9 @@ mod tests {
     #[test]
     fn generate_writes_a_private_secret_and_its_public_line_and_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("alice.key");
+        let secret = dir.path().join("keys/alice.key");
         let (public_path, public) = generate(&secret, "alice").unwrap();
-        assert_eq!(public_path, dir.path().join("alice.key.pub"));
+        assert_eq!(public_path, dir.path().join("keys/alice.key.pub"));
         let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(load_secret(&secret).unwrap().public(), public);
