@@ -1,0 +1,3 @@
+//! Helpers shared by the notary's integration tests.
+
+pub mod postgres;
