@@ -31,3 +31,19 @@ pub use hash::{leaf_hash, node_hash, Hash, HashError};
 pub use note::{open_note, NoteError, NoteSigner, NoteVerifier};
 pub use proof::{verify_consistency, verify_inclusion, ProofError};
 pub use tree::{MerkleTree, TreeError};
+
+/// The origin (and note key name) of the NullOS notary whose ed25519 key is `public`:
+/// `nullos-notary/<first 8 key bytes in hex>`. Deriving it from the key lets a node that pins
+/// only the key check the origin too.
+pub fn notary_origin(public: &[u8; 32]) -> alloc::string::String {
+    let mut out = alloc::string::String::from("nullos-notary/");
+    for b in &public[..8] {
+        out.push_str(&alloc::format!("{b:02x}"));
+    }
+    out
+}
+
+/// The checkpoint verifier for the NullOS notary whose key is `public`.
+pub fn notary_verifier(public: &[u8; 32]) -> Result<NoteVerifier, NoteError> {
+    NoteVerifier::new(&notary_origin(public), public)
+}

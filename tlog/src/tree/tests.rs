@@ -225,6 +225,21 @@ fn every_proof_of_small_trees_verifies_and_tampering_fails() {
 }
 
 #[test]
+fn truncating_forgets_an_uncommitted_batch() {
+    let (full, _) = numbered(37);
+    for size in [0u64, 1, 16, 20, 36, 37] {
+        let (mut t, _) = numbered(37);
+        t.truncate(size);
+        assert_eq!(t.size(), size);
+        assert_eq!(t.root(size), full.root(size));
+        t.push(leaf_hash(b"other"));
+        let (mut again, _) = numbered(size);
+        again.push(leaf_hash(b"other"));
+        assert_eq!(t.root(size + 1), again.root(size + 1));
+    }
+}
+
+#[test]
 fn out_of_range_questions_are_errors() {
     let (t, leaves) = numbered(5);
     assert_eq!(t.root(6), Err(TreeError::BeyondSize { asked: 6, size: 5 }));
