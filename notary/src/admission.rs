@@ -90,7 +90,7 @@ pub fn check_envelope(bytes: Vec<u8>) -> Result<Checked, Refusal> {
         )));
     }
     let document = SignedDocument::decode(&bytes)
-        .map_err(|e| Refusal::refused(format!("not a signed document: {e}")))?;
+        .map_err(|e| Refusal::refused(format!("document does not decode: {e}")))?;
     let mut signers: Vec<PublicKey> = Vec::new();
     for signer in document.signers() {
         if signers.contains(&signer) {
@@ -182,7 +182,7 @@ mod tests {
 
     #[test]
     fn garbage_unsigned_oversize_and_forged_documents_are_refused() {
-        assert!(reason(check_envelope(b"garbage".to_vec())).starts_with("not a signed document"));
+        assert!(reason(check_envelope(b"garbage".to_vec())).starts_with("document does not decode"));
         assert_eq!(
             reason(check_envelope(signed(b"body", &[]).encode())),
             "document is not signed"

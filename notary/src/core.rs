@@ -127,8 +127,12 @@ struct Shared {
     state: RwLock<Published>,
     /// Bumped and notified after every publish; long-polls wait on it.
     appended: (Mutex<u64>, Condvar),
+    /// Called with the new published size after every publish (the HTTP layer's async wake-up).
+    listeners: Mutex<Vec<Listener>>,
     config: Config,
 }
+
+type Listener = Box<dyn Fn(u64) + Send + Sync>;
 
 struct Pending {
     checked: Checked,
@@ -208,6 +212,7 @@ impl Notary {
                 checkpoint,
             }),
             appended: (Mutex::new(0), Condvar::new()),
+            listeners: Mutex::new(Vec::new()),
             config,
         });
         let (queue, inbox) = mpsc::sync_channel(shared.config.max_batch.max(1) * 4);
@@ -328,6 +333,16 @@ impl Notary {
         }
     }
 
+    /// Calls `listener` with the new published size after every publish (from the committer
+    /// thread: it must not block).
+    pub fn on_publish(&self, listener: impl Fn(u64) + Send + Sync + 'static) {
+        self.shared
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Box::new(listener));
+    }
+
     /// The store, for blobs.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.shared.store
@@ -415,6 +430,15 @@ fn ring(shared: &Shared) {
     let (lock, bell) = &shared.appended;
     *lock.lock().unwrap_or_else(PoisonError::into_inner) += 1;
     bell.notify_all();
+    let size = read(&shared.state).size;
+    for listener in shared
+        .listeners
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+    {
+        listener(size);
+    }
 }
 
 /// The log seen by the rules: the store up to `base`, then the batch so far.

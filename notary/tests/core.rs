@@ -80,7 +80,7 @@ fn bad_writes_are_refused_and_leave_nothing() {
     let n = open_redb(dir.path(), Box::new(OpenRules));
     n.submit(doc("once", 7)).unwrap();
     let before = n.checkpoint();
-    assert!(refused(n.submit(b"garbage".to_vec())).starts_with("not a signed document"));
+    assert!(refused(n.submit(b"garbage".to_vec())).starts_with("document does not decode"));
     assert!(refused(n.submit(doc("once", 7))).starts_with("replay"));
     // The same body signed by someone else is still the same document body: a replay.
     assert!(refused(n.submit(doc("once", 8))).starts_with("replay"));
