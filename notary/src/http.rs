@@ -383,6 +383,15 @@ async fn wait(State(app): State<App>, Query(params): Params) -> Response {
     let Some(key) = params.get("key").cloned() else {
         return line(StatusCode::BAD_REQUEST, "query parameter 'key' is required");
     };
+    if key.is_empty() || key.len() > crate::store::MAX_KEY_BYTES {
+        return line(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "query parameter 'key' must be 1 to {} bytes",
+                crate::store::MAX_KEY_BYTES
+            ),
+        );
+    }
     let (after, timeout) = match (number(&params, "after"), number(&params, "timeout")) {
         (Ok(a), Ok(t)) => (a, t.map_or(DEFAULT_WAIT, Duration::from_secs).min(MAX_WAIT)),
         (Err(r), _) | (_, Err(r)) => return r.into_response(),

@@ -1,4 +1,5 @@
-//! `nullos-notary serve --data DIR --listen ADDR [--database URL]`.
+//! `nullos-notary serve --data DIR --listen ADDR [--database URL]`, and
+//! `nullos-notary check --url URL --key KEY` (fetch and verify a checkpoint, as a node would).
 //!
 //! Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM), 1 when it cannot start or serve.
 
@@ -33,6 +34,15 @@ enum Command {
         #[arg(long)]
         database: Option<String>,
     },
+    /// Fetch a notary's checkpoint and verify it against its key, as a node would.
+    Check {
+        /// The notary, e.g. http://127.0.0.1:7878.
+        #[arg(long)]
+        url: String,
+        /// Its key, as `serve` printed it: 'nullos-ed25519 <64 hex>'.
+        #[arg(long)]
+        key: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,11 +56,30 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let Command::Serve {
-        data,
-        listen,
-        database,
-    } = cli.command;
+    match cli.command {
+        Command::Serve {
+            data,
+            listen,
+            database,
+        } => serve(data, listen, database),
+        Command::Check { url, key } => check(&url, &key),
+    }
+}
+
+fn check(url: &str, key: &str) -> anyhow::Result<()> {
+    let key = trust::PublicKey::from_text(key).context("invalid --key")?;
+    let client = notary_client::Client::new(url, &key).context("invalid notary key")?;
+    let (checkpoint, _) = client.checkpoint().context("checkpoint did not verify")?;
+    println!(
+        "checkpoint verified: {} size {} root {}",
+        checkpoint.origin,
+        checkpoint.size,
+        checkpoint.root.to_base64()
+    );
+    Ok(())
+}
+
+fn serve(data: PathBuf, listen: SocketAddr, database: Option<String>) -> anyhow::Result<()> {
     let key = notary::keyfile::load_or_create(&data).context("cannot load the signing key")?;
     let store: Arc<dyn Store> = match &database {
         Some(url) => Arc::new(PostgresStore::connect(url).context("cannot open the database")?),

@@ -87,7 +87,9 @@ fn writes_are_proven_and_bad_ones_leave_nothing(server: &Server) {
 /// Blobs: streamed up and down, checked both ways, nothing kept on a mismatch.
 fn blobs_round_trip_and_mismatches_are_refused(server: &Server) {
     let c = client(server);
-    let data: Vec<u8> = (0..1_500_000u32).map(|i| (i * 7).to_le_bytes()[0]).collect();
+    let data: Vec<u8> = (0..1_500_000u32)
+        .map(|i| (i * 7).to_le_bytes()[0])
+        .collect();
     let digest = Digest::of(&data);
     assert_eq!(
         c.put_blob(&digest, data.len() as u64, &mut Cursor::new(&data))
@@ -174,6 +176,50 @@ fn first_start_prints_one_line_and_a_restart_keeps_key_and_log() {
     assert_eq!(after, kept);
     let (status, _) = refused(c.submit(&doc("survives", 7)));
     assert_eq!(status, 400);
+}
+
+#[test]
+fn the_explorer_page_and_the_check_command_show_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), None);
+    let c = client(&server);
+    c.submit(&doc("one", 7)).unwrap();
+    let (_, note) = c.submit(&doc("two", 7)).map(|r| (r.index, r.note)).unwrap();
+    let page = ureq::get(&format!("{}/", server.url))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(page.contains("<strong id=\"size\">2</strong>"), "{page}");
+    let root_line = note.lines().nth(2).unwrap();
+    assert!(page.contains(root_line), "{page}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nullos-notary"))
+        .args([
+            "check",
+            "--url",
+            &server.url,
+            "--key",
+            &server.key.to_text(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("checkpoint verified: nullos-notary/"),
+        "{text}"
+    );
+    assert!(text.contains(" size 2 "), "{text}");
+    // Under another key the same checkpoint does not verify.
+    let other = SecretKey::from_seed([42; 32]).public().to_text();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nullos-notary"))
+        .args(["check", "--url", &server.url, "--key", &other])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let (status, reason) = refused(c.wait("", None, Duration::from_secs(1)));
+    assert_eq!(status, 400);
+    assert!(reason.contains("'key'"), "{reason}");
 }
 
 #[test]
