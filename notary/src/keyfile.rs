@@ -105,10 +105,12 @@ pub fn load_or_create(dir: &Path) -> Result<NotaryKey, KeyFileError> {
         });
     };
     let signing = SigningKey::from_bytes(&seed);
-    debug_assert_eq!(
-        signing.verifying_key().as_bytes(),
-        secret.public().as_bytes()
-    );
+    if signing.verifying_key().as_bytes() != secret.public().as_bytes() {
+        return Err(KeyFileError::Parse {
+            path,
+            source: trust::KeyError::SecretMissingField { field: "seed" },
+        });
+    }
     Ok(NotaryKey {
         signing,
         public: secret.public(),

@@ -113,6 +113,17 @@ fn bad_keys_write_nothing(b: &dyn Backend) {
     assert_eq!(s.checkpoint().unwrap(), None);
 }
 
+fn the_empty_logs_checkpoint_may_be_written_by_every_starter(b: &dyn Backend) {
+    let s: Arc<dyn Store> = Arc::from(b.fresh());
+    let other = b.again_shared(&s);
+    s.append(0, &[], "cp0").unwrap();
+    other.append(0, &[], "cp0").unwrap();
+    assert_eq!(other.size().unwrap(), 0);
+    assert_eq!(other.checkpoint().unwrap().as_deref(), Some("cp0"));
+    other.append(0, &[entry("a", &[])], "cp1").unwrap();
+    assert_eq!(s.checkpoint().unwrap().as_deref(), Some("cp1"));
+}
+
 fn racing_writers_never_fork_the_log(b: &dyn Backend) {
     // Several handles append at the same size at once: exactly one wins each round.
     let first = b.fresh();
@@ -203,6 +214,7 @@ fn run_suite(b: &dyn Backend) {
     appends_are_read_back_in_order(b);
     an_append_at_the_wrong_size_writes_nothing(b);
     bad_keys_write_nothing(b);
+    the_empty_logs_checkpoint_may_be_written_by_every_starter(b);
     racing_writers_never_fork_the_log(b);
     blobs_are_checked_while_written(b);
 }

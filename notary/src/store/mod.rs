@@ -120,7 +120,8 @@ pub trait Store: Send + Sync {
     /// Appends `entries` at index `expected_size` onward, with the checkpoint note signed for
     /// the resulting size, atomically: either all of it is durable when this returns `Ok`, or
     /// nothing was written. Fails with [`StoreError::Conflict`] if the log is not at
-    /// `expected_size`.
+    /// `expected_size`. An empty `entries` records only the checkpoint (the size-0 one of a new
+    /// log); repeating it is harmless.
     fn append(
         &self,
         expected_size: u64,

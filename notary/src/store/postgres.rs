@@ -168,8 +168,10 @@ impl Store for PostgresStore {
             }
         }
         let size = to_i64(expected_size + entries.len() as u64)?;
+        // Only an empty append (the size-0 checkpoint, written by every notary that starts on
+        // an empty log) can meet an existing row; the first one stays.
         tx.execute(
-            "INSERT INTO notary_checkpoints (size, note) VALUES ($1, $2)",
+            "INSERT INTO notary_checkpoints (size, note) VALUES ($1, $2) ON CONFLICT (size) DO NOTHING",
             &[&size, &checkpoint],
         )
         .map_err(err("insert a checkpoint"))?;
