@@ -30,7 +30,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use futures_util::StreamExt as _;
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, Notify};
 use trust::limits::MAX_DOCUMENT_BYTES;
 use trust::Digest;
 
@@ -60,22 +60,82 @@ impl Default for Limits {
 #[derive(Clone)]
 struct App {
     notary: Arc<Notary>,
-    published: watch::Sender<u64>,
+    waiters: Arc<Waiters>,
     limits: Limits,
+}
+
+/// Long-polls waiting, by key, so a publish wakes only the polls its entries concern.
+#[derive(Default)]
+struct Waiters {
+    by_key: std::sync::Mutex<HashMap<String, (Arc<Notify>, usize)>>,
+    /// Woken when the new entries' keys are unknown (another notary appended them).
+    everyone: Notify,
+}
+
+impl Waiters {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<Notify>, usize)>> {
+        self.by_key
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn register(self: &Arc<Self>, key: &str) -> Registration {
+        let mut map = self.lock();
+        let slot = map
+            .entry(key.to_string())
+            .or_insert_with(|| (Arc::new(Notify::new()), 0));
+        slot.1 += 1;
+        Registration {
+            waiters: Arc::clone(self),
+            key: key.to_string(),
+            notify: Arc::clone(&slot.0),
+        }
+    }
+
+    fn wake(&self, keys: Option<&[String]>) {
+        match keys {
+            None => self.everyone.notify_waiters(),
+            Some(keys) => {
+                let map = self.lock();
+                for key in keys {
+                    if let Some((notify, _)) = map.get(key) {
+                        notify.notify_waiters();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One long-poll's place in [`Waiters`]; leaving removes it.
+struct Registration {
+    waiters: Arc<Waiters>,
+    key: String,
+    notify: Arc<Notify>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut map = self.waiters.lock();
+        if let Some(slot) = map.get_mut(&self.key) {
+            slot.1 -= 1;
+            if slot.1 == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// The routes over `notary`.
 pub fn router(notary: Arc<Notary>, limits: Limits) -> Router {
-    let (published, _) = watch::channel(notary.size());
+    let waiters = Arc::new(Waiters::default());
     {
-        let published = published.clone();
-        notary.on_publish(move |size| {
-            published.send_replace(size);
-        });
+        let waiters = Arc::clone(&waiters);
+        notary.on_publish(move |_, keys| waiters.wake(keys));
     }
     let app = App {
         notary,
-        published,
+        waiters,
         limits,
     };
     Router::new()
@@ -397,22 +457,28 @@ async fn wait(State(app): State<App>, Query(params): Params) -> Response {
         (Err(r), _) | (_, Err(r)) => return r.into_response(),
     };
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut published = app.published.subscribe();
+    let registration = app.waiters.register(&key);
     loop {
-        published.borrow_and_update();
+        // Listen before looking, so a publish between the lookup and the sleep is not missed.
+        let mine = registration.notify.notified();
+        let anyone = app.waiters.everyone.notified();
+        tokio::pin!(mine, anyone);
+        mine.as_mut().enable();
+        anyone.as_mut().enable();
         let notary = Arc::clone(&app.notary);
-        let key = key.clone();
-        let found = match blocking(move || notary.lookup(&key, after, MAX_LOOKUP)).await {
+        let lookup_key = key.clone();
+        let found = match blocking(move || notary.lookup(&lookup_key, after, MAX_LOOKUP)).await {
             Err(r) => return r,
             Ok(Err(e)) => return read_error(e),
             Ok(Ok(found)) => found,
         };
-        let woke = !found.is_empty()
-            || matches!(
-                tokio::time::timeout_at(deadline, published.changed()).await,
-                Ok(Ok(()))
-            );
-        if !found.is_empty() || !woke {
+        let woke = found.is_empty()
+            && tokio::select! {
+                _ = &mut mine => true,
+                _ = &mut anyone => true,
+                _ = tokio::time::sleep_until(deadline) => false,
+            };
+        if !woke {
             let entries: Vec<_> = found
                 .iter()
                 .map(|(index, data)| json!({"index": index, "data": STANDARD.encode(data)}))

@@ -155,6 +155,38 @@ fn postgres_server_through_the_client() {
 }
 
 #[test]
+fn two_servers_on_one_database_serve_one_log_and_wake_each_others_polls() {
+    let pg = Postgres::start();
+    let url = pg.fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    // Notaries sharing a database share the key file too.
+    let a = Server::start(dir.path(), Some(&url));
+    let b = Server::start(dir.path(), Some(&url));
+    assert_eq!(a.key, b.key);
+    let (ca, cb) = (client(&a), client(&b));
+    let first = ca.submit(&doc("through a", 7)).unwrap();
+    let waiter = {
+        let cb = cb.clone();
+        thread::spawn(move || cb.wait(&signer_key(5), Some(first.index), Duration::from_secs(30)))
+    };
+    let second = cb.submit(&doc("through b", 7)).unwrap();
+    assert_eq!(
+        second.index,
+        first.index + 1,
+        "b appended after a's entry, not over it"
+    );
+    let bytes = doc("for the poller on b", 5);
+    let third = ca.submit(&bytes).unwrap();
+    assert_eq!(waiter.join().unwrap().unwrap(), vec![(third.index, bytes)]);
+    let (seen_by_b, _) = cb.checkpoint_extending(&first.checkpoint).unwrap();
+    assert!(seen_by_b.size >= 3);
+    assert!(matches!(
+        cb.submit(&doc("through a", 7)),
+        Err(ClientError::Refused { status: 400, .. })
+    ));
+}
+
+#[test]
 fn first_start_prints_one_line_and_a_restart_keeps_key_and_log() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), None);

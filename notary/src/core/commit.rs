@@ -48,11 +48,13 @@ fn sync(shared: &Shared) -> Result<(), StoreError> {
         state.size = size;
     }
     drop(state);
-    ring(shared);
+    // The keys of another notary's entries are not read here: wake every listener.
+    ring(shared, None);
     Ok(())
 }
 
-fn ring(shared: &Shared) {
+/// Wakes long-polls after a publish; `keys` are the index keys of the new entries, when known.
+fn ring(shared: &Shared, keys: Option<&[String]>) {
     let (lock, bell) = &shared.appended;
     *lock.lock().unwrap_or_else(PoisonError::into_inner) += 1;
     bell.notify_all();
@@ -63,7 +65,7 @@ fn ring(shared: &Shared) {
         .unwrap_or_else(PoisonError::into_inner)
         .iter()
     {
-        listener(size);
+        listener(size, keys);
     }
 }
 
@@ -169,7 +171,8 @@ pub(super) fn commit(shared: &Shared, mut batch: Vec<Pending>) {
                         let _ = batch[*at].reply.send(receipt);
                     }
                     drop(state);
-                    ring(shared);
+                    let touched: Vec<String> = keys.into_keys().collect();
+                    ring(shared, Some(&touched));
                 }
                 answer_refused(&mut batch, refused);
                 return;

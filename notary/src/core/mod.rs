@@ -137,7 +137,7 @@ struct Shared {
     config: Config,
 }
 
-type Listener = Box<dyn Fn(u64) + Send + Sync>;
+type Listener = Box<dyn Fn(u64, Option<&[String]>) + Send + Sync>;
 
 struct Pending {
     checked: Checked,
@@ -338,9 +338,10 @@ impl Notary {
         }
     }
 
-    /// Calls `listener` with the new published size after every publish (from the committer
-    /// thread: it must not block).
-    pub fn on_publish(&self, listener: impl Fn(u64) + Send + Sync + 'static) {
+    /// Calls `listener` after every publish with the new published size and the index keys the
+    /// new entries are filed under (`None` when unknown: entries another notary appended). It
+    /// runs on the committer thread and must not block.
+    pub fn on_publish(&self, listener: impl Fn(u64, Option<&[String]>) + Send + Sync + 'static) {
         self.shared
             .listeners
             .lock()
