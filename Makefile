@@ -14,7 +14,7 @@ TARGET := x86_64-unknown-linux-gnu
 export CARGO_TARGET_DIR := $(CURDIR)/target
 CARGO ?= cargo
 STATIC_RUSTFLAGS := -C target-feature=+crt-static
-HOST_PACKAGES := qemu-system-x86 ipxe-qemu ovmf systemd-boot-efi zstd cpio e2fsprogs squashfs-tools
+HOST_PACKAGES := qemu-system-x86 ipxe-qemu ovmf systemd-boot-efi zstd cpio e2fsprogs squashfs-tools postgresql
 
 INIT_BIN := target/$(TARGET)/release/init
 BUILDER := target/release/image-builder

@@ -1,0 +1,123 @@
+//! `nullos-notary serve --data DIR --listen ADDR [--database URL]`, and
+//! `nullos-notary check --url URL --key KEY` (fetch and verify a checkpoint, as a node would).
+//!
+//! Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM), 1 when it cannot start or serve.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use notary::{Config, Notary, OpenRules, PostgresStore, RedbStore, Store};
+
+#[derive(Parser)]
+#[command(name = "nullos-notary", about = "The grid's signed, append-only log")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the log over HTTP.
+    Serve {
+        /// Data directory: the signing key, and the embedded store unless --database is given.
+        #[arg(long)]
+        data: PathBuf,
+        /// Address to listen on, e.g. 127.0.0.1:7878 (port 0 picks a free one).
+        #[arg(long)]
+        listen: SocketAddr,
+        /// PostgreSQL connection (postgres://… or key=value settings) instead of the embedded
+        /// store.
+        #[arg(long)]
+        database: Option<String>,
+    },
+    /// Fetch a notary's checkpoint and verify it against its key, as a node would.
+    Check {
+        /// The notary, e.g. http://127.0.0.1:7878.
+        #[arg(long)]
+        url: String,
+        /// Its key, as `serve` printed it: 'nullos-ed25519 <64 hex>'.
+        #[arg(long)]
+        key: String,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nullos-notary: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve {
+            data,
+            listen,
+            database,
+        } => serve(data, listen, database),
+        Command::Check { url, key } => check(&url, &key),
+    }
+}
+
+fn check(url: &str, key: &str) -> anyhow::Result<()> {
+    let key = trust::PublicKey::from_text(key).context("invalid --key")?;
+    let client = notary_client::Client::new(url, &key).context("invalid notary key")?;
+    let (checkpoint, _) = client.checkpoint().context("checkpoint did not verify")?;
+    println!(
+        "checkpoint verified: {} size {} root {}",
+        checkpoint.origin,
+        checkpoint.size,
+        checkpoint.root.to_base64()
+    );
+    Ok(())
+}
+
+fn serve(data: PathBuf, listen: SocketAddr, database: Option<String>) -> anyhow::Result<()> {
+    let key = notary::keyfile::load_or_create(&data).context("cannot load the signing key")?;
+    let store: Arc<dyn Store> = match &database {
+        Some(url) => Arc::new(PostgresStore::connect(url).context("cannot open the database")?),
+        None => Arc::new(RedbStore::open(&data).context("cannot open the store")?),
+    };
+    let public = key.public;
+    let notary = Arc::new(
+        Notary::open(store, key.signing, Box::new(OpenRules), Config::default())
+            .context("cannot open the log")?,
+    );
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener
+            .local_addr()
+            .context("cannot read the listening address")?;
+        println!("nullos-notary listening on http://{addr} key {public}");
+        let app = notary::http::router(notary, notary::http::Limits::default());
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown())
+            .await
+            .context("serving failed")
+    })
+}
+
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+}

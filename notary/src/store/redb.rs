@@ -1,0 +1,148 @@
+//! The embedded backend: one redb file, `<data dir>/notary.redb`, and blob files in
+//! `<data dir>/blobs/`.
+//!
+//! Each [`append`](Store::append) is one redb write transaction committed with redb's default
+//! durability (fsync before `commit` returns), so an acknowledged batch survives a crash; the
+//! notary batches concurrent writes into one append (group commit). redb allows one writer at a
+//! time, and its file is locked by one process, which is what keeps the log from forking here.
+
+use std::io::Read;
+use std::path::Path;
+
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use trust::Digest;
+
+use super::blobfiles::BlobFiles;
+use super::{check_keys, BlobError, BlobReader, NewEntry, Store, StoreError};
+
+const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
+const KEYS: TableDefinition<(&str, u64), ()> = TableDefinition::new("keys");
+const CHECKPOINTS: TableDefinition<u64, &str> = TableDefinition::new("checkpoints");
+
+/// The embedded store. See the module docs.
+#[derive(Debug)]
+pub struct RedbStore {
+    db: Database,
+    blobs: BlobFiles,
+}
+
+fn err<E: Into<redb::Error>>(op: &'static str) -> impl FnOnce(E) -> StoreError {
+    move |e| StoreError::backend(op, e.into())
+}
+
+impl RedbStore {
+    /// Opens (creating) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<RedbStore, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::backend("create the data directory", e))?;
+        let db = Database::create(dir.join("notary.redb")).map_err(err("open the redb file"))?;
+        let txn = db.begin_write().map_err(err("begin a write"))?;
+        {
+            txn.open_table(ENTRIES).map_err(err("create tables"))?;
+            txn.open_table(KEYS).map_err(err("create tables"))?;
+            txn.open_table(CHECKPOINTS).map_err(err("create tables"))?;
+        }
+        txn.commit().map_err(err("create tables"))?;
+        Ok(RedbStore {
+            db,
+            blobs: BlobFiles::open(&dir.join("blobs"))?,
+        })
+    }
+}
+
+impl Store for RedbStore {
+    fn append(
+        &self,
+        expected_size: u64,
+        entries: &[NewEntry],
+        checkpoint: &str,
+    ) -> Result<(), StoreError> {
+        check_keys(entries)?;
+        let txn = self.db.begin_write().map_err(err("begin an append"))?;
+        {
+            let mut table = txn.open_table(ENTRIES).map_err(err("open entries"))?;
+            let actual = table.len().map_err(err("count entries"))?;
+            if actual != expected_size {
+                return Err(StoreError::Conflict {
+                    expected: expected_size,
+                    actual,
+                });
+            }
+            let mut keys = txn.open_table(KEYS).map_err(err("open keys"))?;
+            for (i, entry) in (expected_size..).zip(entries) {
+                table
+                    .insert(i, entry.data.as_slice())
+                    .map_err(err("insert an entry"))?;
+                for key in &entry.keys {
+                    keys.insert((key.as_str(), i), ())
+                        .map_err(err("insert a key"))?;
+                }
+            }
+            let mut checkpoints = txn
+                .open_table(CHECKPOINTS)
+                .map_err(err("open checkpoints"))?;
+            checkpoints
+                .insert(expected_size + entries.len() as u64, checkpoint)
+                .map_err(err("insert a checkpoint"))?;
+        }
+        // Dropping `txn` on an error above aborts it: nothing of the batch is written.
+        txn.commit().map_err(err("commit an append"))
+    }
+
+    fn size(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(err("begin a read"))?;
+        let table = txn.open_table(ENTRIES).map_err(err("open entries"))?;
+        table.len().map_err(err("count entries"))
+    }
+
+    fn entries(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(err("begin a read"))?;
+        let table = txn.open_table(ENTRIES).map_err(err("open entries"))?;
+        let mut out = Vec::new();
+        if from >= to {
+            return Ok(out);
+        }
+        for row in table.range(from..to).map_err(err("read entries"))? {
+            let (_, v) = row.map_err(err("read an entry"))?;
+            out.push(v.value().to_vec());
+        }
+        Ok(out)
+    }
+
+    fn checkpoint(&self) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(err("begin a read"))?;
+        let table = txn
+            .open_table(CHECKPOINTS)
+            .map_err(err("open checkpoints"))?;
+        let last = table.last().map_err(err("read the checkpoint"))?;
+        Ok(last.map(|(_, v)| v.value().to_string()))
+    }
+
+    fn lookup(&self, key: &str, after: Option<u64>, limit: usize) -> Result<Vec<u64>, StoreError> {
+        let start = match after {
+            None => 0,
+            Some(u64::MAX) => return Ok(Vec::new()),
+            Some(a) => a + 1,
+        };
+        let txn = self.db.begin_read().map_err(err("begin a read"))?;
+        let table = txn.open_table(KEYS).map_err(err("open keys"))?;
+        let mut out = Vec::new();
+        for row in table
+            .range((key, start)..=(key, u64::MAX))
+            .map_err(err("look up a key"))?
+            .take(limit)
+        {
+            let (k, _) = row.map_err(err("read a key"))?;
+            out.push(k.value().1);
+        }
+        Ok(out)
+    }
+
+    fn put_blob(&self, digest: &Digest, reader: &mut dyn Read, max: u64) -> Result<u64, BlobError> {
+        self.blobs.put(digest, reader, max)
+    }
+
+    fn get_blob(&self, digest: &Digest) -> Result<Option<BlobReader>, StoreError> {
+        self.blobs.get(digest)
+    }
+}

@@ -1,0 +1,71 @@
+//! A real `nullos-notary serve` process on 127.0.0.1 with a free port, killed on drop.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use trust::PublicKey;
+
+/// A running server.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    /// The key it printed.
+    pub key: PublicKey,
+    /// The line it printed.
+    pub line: String,
+}
+
+impl Server {
+    /// Starts a server on `data` (and `database`, when given) and reads its one line.
+    pub fn start(data: &Path, database: Option<&str>) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_nullos-notary"));
+        command
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(url) = database {
+            command.args(["--database", url]);
+        }
+        let mut child = command.spawn().expect("start nullos-notary");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the notary's line");
+        let line = line.trim().to_string();
+        let (url, key) = parse_line(&line).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("unexpected first line from nullos-notary: {line:?}")
+        });
+        Server {
+            child,
+            url,
+            key,
+            line,
+        }
+    }
+
+    /// `kill -9`.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `nullos-notary listening on http://ADDR key nullos-ed25519 HEX`.
+fn parse_line(line: &str) -> Option<(String, PublicKey)> {
+    let rest = line.strip_prefix("nullos-notary listening on ")?;
+    let (url, key) = rest.split_once(" key ")?;
+    Some((url.to_string(), PublicKey::from_text(key).ok()?))
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
