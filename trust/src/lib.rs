@@ -26,7 +26,7 @@
 //! # let manifest = ReleaseManifest {
 //! #     format: ReleaseManifest::FORMAT, version: 7, profile: "dev".into(), target: "x86_64-qemu".into(),
 //! #     kernel: ArtifactRef::of(kernel), initrd: ArtifactRef::of(initrd), cmdline: ArtifactRef::of(cmdline),
-//! #     build: BuildInputs { kernel_package: "linux-image-cloud-amd64".into(), kernel_version: "6.1.0-56-cloud-amd64".into() },
+//! #     build: BuildInputs { kernel_package: "linux-image-cloud-amd64".into(), kernel_version: "6.1.0-56-cloud-amd64".into(), packages: Vec::new() },
 //! # };
 //! let key = SecretKey::from_seed([42; 32]); // a real key's seed comes from the OS RNG
 //! let mut document = manifest.to_document();
@@ -65,7 +65,8 @@ pub use keys::{KeyError, PublicKey, SecretKey};
 pub use limits::DecodeError;
 pub use policy::{PolicyError, PolicyMember, PolicyTextError, SignerPolicy};
 pub use release::{
-    verify_release, ArtifactMismatch, ArtifactRef, BuildInputs, ReleaseError, ReleaseManifest,
+    verify_release, ArtifactMismatch, ArtifactRef, BuildInputs, BuildPackage, ReleaseError,
+    ReleaseManifest,
 };
 pub use version::{check_rollback, RollbackError};
 pub use workload::{verify_workload, RestartPolicy, VolumeSpec, WorkloadError, WorkloadManifest};
