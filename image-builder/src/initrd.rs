@@ -224,6 +224,28 @@ pub fn list_entries(cpio_bytes: &[u8]) -> Result<Vec<EntryInfo>, InitrdError> {
     }
 }
 
+/// The regular files of an uncompressed newc archive with their contents, in archive order
+/// (for tests that look inside a built initramfs).
+pub fn file_contents(cpio_bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, InitrdError> {
+    let mut cursor = Cursor::new(cpio_bytes);
+    let mut files = Vec::new();
+    loop {
+        let mut reader = cpio::NewcReader::new(cursor).map_err(InitrdError::Read)?;
+        let e = reader.entry();
+        if e.is_trailer() {
+            return Ok(files);
+        }
+        if e.mode() & 0o170_000 == S_IFREG {
+            let path = e.name().to_owned();
+            // The archive is in memory: no entry can be larger than it.
+            let mut data = Vec::with_capacity((e.file_size() as usize).min(cpio_bytes.len()));
+            reader.read_to_end(&mut data).map_err(InitrdError::Read)?;
+            files.push((path, data));
+        }
+        cursor = reader.finish().map_err(InitrdError::Read)?;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +282,9 @@ mod tests {
             ]
         );
         assert!(entries.iter().all(|e| e.uid == 0 && e.mtime == 1234));
+        let files = file_contents(&a).unwrap();
+        assert_eq!(files.len(), 3);
+        assert_eq!(files[1], ("init".to_owned(), b"\x7fELFbinary".to_vec()));
         let init = entries.iter().find(|e| e.path == "init").unwrap();
         assert!(init.is_executable());
         assert_eq!(init.magic, b"\x7fELF");
