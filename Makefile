@@ -14,7 +14,16 @@ TARGET := x86_64-unknown-linux-gnu
 # One target dir whatever the caller's environment: the profiles name paths inside it.
 export CARGO_TARGET_DIR := $(CURDIR)/target
 CARGO ?= cargo
-STATIC_RUSTFLAGS := -C target-feature=+crt-static
+# Binaries that go into an image carry no path of the build machine: panic locations and debug
+# strings name source files, so the checkout, cargo's home (registry sources), rustup's
+# toolchains and HOME are mapped to fixed names. rustc applies the last matching prefix, so the
+# more specific folders come later. The flags only change with the checkout's own paths, so
+# cargo's cache stays valid from one invocation to the next.
+CARGO_HOME_DIR := $(or $(CARGO_HOME),$(HOME)/.cargo)
+RUSTUP_HOME_DIR := $(or $(RUSTUP_HOME),$(HOME)/.rustup)
+REMAP_RUSTFLAGS := --remap-path-prefix=$(HOME)=/home --remap-path-prefix=$(RUSTUP_HOME_DIR)=/rustup \
+	--remap-path-prefix=$(CARGO_HOME_DIR)=/cargo --remap-path-prefix=$(CURDIR)=/nullos
+STATIC_RUSTFLAGS := -C target-feature=+crt-static $(REMAP_RUSTFLAGS)
 HOST_PACKAGES := qemu-system-x86 ipxe-qemu ovmf systemd-boot-efi zstd cpio e2fsprogs squashfs-tools
 
 INIT_BIN := target/$(TARGET)/release/init
