@@ -140,8 +140,9 @@ bench: deps baseline-init bench-inits vmm
 fmt:
 	$(CARGO) fmt --all
 
+# The same gate as .ci/run (release: shares build scripts and proc macros with the tests).
 clippy:
-	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --locked --release -- -D warnings
 
 clean:
 	rm -rf build/dev build/metal
