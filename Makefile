@@ -1,6 +1,7 @@
 # NullOS developer entry points. `make run` boots the dev image; `make test` runs every test.
 #
 #   make deps                 host packages (qemu, iPXE ROMs, OVMF, zstd) via apt-get
+#   make lock                 pin the current Debian kernel and tool packages in debian.lock
 #   make image [PROFILE=dev]  build/$(PROFILE)/: kernel, initrd, cmdline, release.manifest, pxe/
 #   make workloads            build/workloads/<name>/: the example workloads, signed with the dev key
 #   make run                  boot build/dev in QEMU, console on this terminal (RUN_ARGS=--pxe for PXE)
@@ -13,7 +14,16 @@ TARGET := x86_64-unknown-linux-gnu
 # One target dir whatever the caller's environment: the profiles name paths inside it.
 export CARGO_TARGET_DIR := $(CURDIR)/target
 CARGO ?= cargo
-STATIC_RUSTFLAGS := -C target-feature=+crt-static
+# Binaries that go into an image carry no path of the build machine: panic locations and debug
+# strings name source files, so the checkout, cargo's home (registry sources), rustup's
+# toolchains and HOME are mapped to fixed names. rustc applies the last matching prefix, so the
+# more specific folders come later. The flags only change with the checkout's own paths, so
+# cargo's cache stays valid from one invocation to the next.
+CARGO_HOME_DIR := $(or $(CARGO_HOME),$(HOME)/.cargo)
+RUSTUP_HOME_DIR := $(or $(RUSTUP_HOME),$(HOME)/.rustup)
+REMAP_RUSTFLAGS := --remap-path-prefix=$(HOME)=/home --remap-path-prefix=$(RUSTUP_HOME_DIR)=/rustup \
+	--remap-path-prefix=$(CARGO_HOME_DIR)=/cargo --remap-path-prefix=$(CURDIR)=/nullos
+STATIC_RUSTFLAGS := -C target-feature=+crt-static $(REMAP_RUSTFLAGS)
 HOST_PACKAGES := qemu-system-x86 ipxe-qemu ovmf systemd-boot-efi zstd cpio e2fsprogs squashfs-tools postgresql
 
 INIT_BIN := target/$(TARGET)/release/init
@@ -22,14 +32,20 @@ QEMU_RUNNER := target/release/nullos-qemu
 BENCH := target/release/nullos-bench
 DEV_KEY := build/keys/dev.key
 
-# Profile → kernel folder under build/kernels/ → Debian meta-package it is fetched from.
+# Profile → kernel folder under build/kernels/ → Debian meta-package `make lock` pins it from.
 KERNEL_DIR_dev := build/kernels/cloud
 KERNEL_DIR_metal := build/kernels/metal
 KERNEL_PACKAGE_cloud := linux-image-cloud-amd64
 KERNEL_PACKAGE_metal := linux-image-amd64
+# Debian packages of the host tools that travel in images (profiles' [tools]): e2fsprogs, the
+# libraries of mke2fs's DT_NEEDED closure, and libc6 (libc and the loader). Pinned in
+# debian.lock, unpacked into build/sysroot/.
+TOOL_PACKAGES := e2fsprogs libext2fs2 libcom-err2 libblkid1 libuuid1 libc6
+LOCK := debian.lock
+SYSROOT := build/sysroot
 
 
-.PHONY: all deps kernel init boot vmm baseline-init bench-inits tools keys workloads image run test bench fmt clippy fuzz-check clean
+.PHONY: all deps lock kernel sysroot init boot vmm baseline-init bench-inits tools keys workloads image run test bench fmt clippy fuzz-check clean
 
 all: image
 
@@ -41,13 +57,20 @@ deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-# The kernel is fetched once and cached under build/kernels/.
-build/kernels/%/DEBIAN/control:
-	scripts/fetch-kernel.sh $(KERNEL_PACKAGE_$*) build/kernels/$*
+# The one writer of debian.lock: the current versions of the kernels and tool packages.
+lock:
+	scripts/debian-lock.sh $(LOCK) cloud=$(KERNEL_PACKAGE_cloud) metal=$(KERNEL_PACKAGE_metal) -- $(TOOL_PACKAGES)
 
+# The kernels debian.lock pins, unpacked under build/kernels/ (nothing to do when they are).
 # Stage 0 (the USB stick's boot image) runs the generic kernel whatever the profile: the cloud
 # kernel has no USB support.
-kernel: $(KERNEL_DIR_$(PROFILE))/DEBIAN/control $(KERNEL_DIR_metal)/DEBIAN/control
+kernel:
+	@scripts/fetch-kernel.sh cloud build/kernels/cloud
+	@scripts/fetch-kernel.sh metal build/kernels/metal
+
+# The tool packages debian.lock pins, unpacked into build/sysroot/ (nothing to do when they are).
+sysroot:
+	@scripts/fetch-tools.sh $(SYSROOT)
 
 # PID 1 must be static: the initramfs has no libc and no loader.
 init:
@@ -84,7 +107,7 @@ workloads: tools keys
 	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) -p hello
 	$(BUILDER) workload examples/hello --out build/workloads/hello --key $(DEV_KEY)
 
-image: kernel init boot vmm tools keys workloads
+image: kernel sysroot init boot vmm tools keys workloads
 	$(BUILDER) build profiles/$(PROFILE).toml --out build/$(PROFILE)
 
 run: deps
@@ -117,8 +140,9 @@ bench: deps baseline-init bench-inits vmm
 fmt:
 	$(CARGO) fmt --all
 
+# The same gate as .ci/run (release: shares build scripts and proc macros with the tests).
 clippy:
-	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --locked --release -- -D warnings
 
 clean:
 	rm -rf build/dev build/metal

@@ -1,42 +1,30 @@
 #!/usr/bin/env bash
-# Fetches a stock Debian kernel and unpacks it for image-builder.
+# Fetches the stock Debian kernel debian.lock pins for <name> and unpacks it for image-builder.
 #
-# usage: scripts/fetch-kernel.sh <meta-package> <dest-dir>
-#   e.g. scripts/fetch-kernel.sh linux-image-cloud-amd64 build/kernels/cloud
+# usage: scripts/fetch-kernel.sh <name> <dest-dir>
+#   e.g. scripts/fetch-kernel.sh cloud build/kernels/cloud   (lock line `kernel:cloud ...`)
 #
-# The meta-package's Depends names the versioned package (linux-image-6.1.0-NN-cloud-amd64);
-# that .deb is downloaded with apt-get (no root needed once the package lists exist), kept next to
-# the tree, and unpacked with `dpkg-deb -R` so DEBIAN/control (package name and version, which go
-# into the signed release's build inputs) sits beside boot/ and lib/modules/.
+# The pinned version of the versioned package (linux-image-6.1.0-NN-cloud-amd64) is downloaded
+# with apt-get (no root needed once the package lists exist), its SHA-256 checked against the
+# lock, kept next to the tree, and unpacked with `dpkg-deb -R` so DEBIAN/control (package name
+# and version, which go into the signed release's build inputs) sits beside boot/ and
+# lib/modules/. `<dest-dir>.lock` records the lock line the tree was unpacked from: when it is
+# the lock's, nothing is done.
 set -euo pipefail
+. "$(dirname "$0")/debian-fetch.sh"
 
-meta=${1:?usage: fetch-kernel.sh <meta-package> <dest-dir>}
-dest=${2:?usage: fetch-kernel.sh <meta-package> <dest-dir>}
-debs=$(dirname "$dest")
-mkdir -p "$debs"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-
-download() {
-    # apt-get prints a harmless warning when root downloads into a folder _apt cannot write.
-    (cd "$work" && apt-get download "$1" 2>&1 | grep -v 'Download is performed unsandboxed' || true)
-    ls "$work"/"$1"_*.deb >/dev/null 2>&1
-}
-
-if ! download "$meta"; then
-    if [ "$(id -u)" = 0 ]; then
-        echo "fetch-kernel: $meta not in the package lists; running apt-get update" >&2
-        apt-get update -qq
-    fi
-    download "$meta" || { echo "fetch-kernel: cannot download $meta (is this Debian 12 with its package lists? try: sudo apt-get update)" >&2; exit 1; }
+name=${1:?usage: fetch-kernel.sh <name> <dest-dir>}
+dest=${2:?usage: fetch-kernel.sh <name> <dest-dir>}
+pinned=$(lock_lines "kernel:$name")
+[ "$(echo "$pinned" | grep -c .)" = 1 ] || { echo "fetch-kernel: $LOCK pins no single kernel:$name: run \`make lock\`" >&2; exit 1; }
+if [ -f "$dest/DEBIAN/control" ] && [ "$(cat "$dest.lock" 2>/dev/null)" = "$pinned" ]; then
+    exit 0
 fi
-versioned=$(dpkg-deb -f "$work/${meta}"_*.deb Depends | tr ',|' '\n\n' | grep -o 'linux-image-[^ ]*' | head -n 1)
-[ -n "$versioned" ] || { echo "fetch-kernel: $meta names no linux-image dependency" >&2; exit 1; }
-download "$versioned" || { echo "fetch-kernel: cannot download $versioned" >&2; exit 1; }
-deb=$(ls "$work/${versioned}"_*.deb)
+read -r _ package version sha <<<"$pinned"
+deb=$(fetch_deb "$package" "$version" "$sha" "$(dirname "$dest")")
 rm -rf "$dest.partial"
 dpkg-deb -R "$deb" "$dest.partial"
-cp "$deb" "$debs/"
 rm -rf "$dest"
 mv "$dest.partial" "$dest"
+echo "$pinned" >"$dest.lock"
 echo "fetch-kernel: $(basename "$deb") unpacked into $dest"

@@ -314,6 +314,7 @@ mod tests {
             build: trust::BuildInputs {
                 kernel_package: "k".into(),
                 kernel_version: "v".into(),
+                packages: Vec::new(),
             },
         };
         let mut document = manifest.to_document();

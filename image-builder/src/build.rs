@@ -8,7 +8,7 @@ use crate::config::BuildConfig;
 use crate::initrd::InitrdTree;
 use crate::kernel::KernelSource;
 use crate::release::{CMDLINE_FILE, INITRD_FILE, KERNEL_FILE, MANIFEST_FILE};
-use crate::{compress, initrd, keys, modules, pxe, release, stage0, tools, usb};
+use crate::{compress, initrd, keys, lock, modules, pxe, release, stage0, tools, usb};
 
 // Where things go in the image: the paths `init` reads them from (`interfaces::paths`).
 pub use interfaces::paths::{
@@ -64,6 +64,9 @@ pub enum BuildError {
     /// A host tool or one of its libraries.
     #[error("tools")]
     Tools(#[from] tools::ToolsError),
+    /// The package list of the tools' sysroot.
+    #[error("tools sysroot")]
+    Lock(#[from] lock::LockError),
     /// An extra file.
     #[error("cannot read extra file {path}")]
     ExtraFile {
@@ -161,7 +164,13 @@ pub fn build(
         Some(policy) => read_workloads(&config.workloads, policy)?,
         None => Vec::new(),
     };
-    let tool_files = tools::resolve(Path::new("/"), &config.tools)?;
+    let (tool_files, packages) = match &config.tools_sysroot {
+        Some(sysroot) => (
+            tools::resolve(sysroot, &config.tools)?,
+            lock::sysroot_packages(sysroot)?,
+        ),
+        None => (tools::resolve(Path::new("/"), &config.tools)?, Vec::new()),
+    };
     let stub = match &config.usb {
         Some(u) => Some(usb::read_stub(&u.stub)?),
         None => None,
@@ -239,6 +248,7 @@ pub fn build(
         BuildInputs {
             kernel_package: kernel.package.clone(),
             kernel_version: kernel.version.clone(),
+            packages,
         },
     );
     let signed = release::sign(&manifest, &signing_keys)?;

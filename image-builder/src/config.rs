@@ -74,8 +74,11 @@ pub struct BuildConfig {
     /// `root.img`.
     pub workloads: Vec<PathBuf>,
     /// Host executables that travel with their loader and libraries (`[tools] binaries`),
-    /// absolute paths on the build machine.
+    /// absolute paths in the tools' tree: `tools_sysroot`, or the build machine's `/`.
     pub tools: Vec<String>,
+    /// The tree the tools are taken from (`[tools] sysroot`): the pinned Debian packages
+    /// unpacked by `make sysroot`, whose `packages.lock` names them for the release manifest.
+    pub tools_sysroot: Option<PathBuf>,
 }
 
 /// `[stage0]`: the boot image that verifies the release before running it.
@@ -203,6 +206,7 @@ struct RawWorkload {
 struct RawTools {
     #[serde(default)]
     binaries: Vec<String>,
+    sysroot: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -406,6 +410,7 @@ impl BuildConfig {
                 .map(|w| base.join(w.path))
                 .collect(),
             tools: raw.tools.binaries,
+            tools_sysroot: raw.tools.sysroot.map(|r| base.join(r)),
             usb: raw.usb.map(|u| UsbSection {
                 stub: base.join(
                     u.stub
@@ -576,6 +581,13 @@ control = "10.0.2.2:7878"
             [PathBuf::from("/cfg/w/hello"), PathBuf::from("/cfg/w/other")]
         );
         assert_eq!(c.tools, ["/sbin/mke2fs"]);
+        assert_eq!(c.tools_sysroot, None);
+        let rooted = with.replace("[tools]\n", "[tools]\nsysroot = \"../build/sysroot\"\n");
+        let c = BuildConfig::parse(&rooted, Path::new("/cfg")).unwrap_or_else(|_| panic!("parse"));
+        assert_eq!(
+            c.tools_sysroot,
+            Some(PathBuf::from("/cfg/../build/sysroot"))
+        );
         let plain = BuildConfig::parse(GOOD, Path::new("/")).unwrap_or_else(|_| panic!("parse"));
         assert!(plain.vmm.is_none() && plain.workloads.is_empty() && plain.tools.is_empty());
         let nopolicy = with.replace("[workloads]\npolicy = \"dev.pub\"\n", "");

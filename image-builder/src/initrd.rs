@@ -51,6 +51,20 @@ pub fn list_entries(cpio_bytes: &[u8]) -> Result<Vec<EntryInfo>, ReadError> {
         .collect()
 }
 
+/// The regular files of an uncompressed newc archive with their contents, in archive order
+/// (for tests that look inside a built initramfs).
+pub fn file_contents(cpio_bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, ReadError> {
+    initramfs::Reader::new(cpio_bytes)
+        .filter_map(|entry| match entry {
+            Ok(e) if e.header.mode & initramfs::newc::S_IFMT == initramfs::newc::S_IFREG => {
+                Some(Ok((e.name.to_owned(), e.data.to_vec())))
+            }
+            Ok(_) => None,
+            Err(err) => Some(Err(err)),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,6 +83,14 @@ mod tests {
         assert!(init.is_executable() && !entries[1].is_executable());
         assert_eq!((init.magic.as_slice(), init.size), (&b"\x7fELF"[..], 10));
         assert_eq!(entries[1].magic, b"hi");
+        let files = file_contents(&t.to_cpio(1234).unwrap()).unwrap();
+        assert_eq!(
+            files,
+            [
+                ("etc/motd".to_owned(), b"hi".to_vec()),
+                ("init".to_owned(), b"\x7fELFbinary".to_vec())
+            ]
+        );
     }
 
     #[test]

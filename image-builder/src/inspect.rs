@@ -115,6 +115,10 @@ fn describe_document(doc: &SignedDocument) -> Result<String, String> {
                 "  built from {} {}",
                 m.build.kernel_package, m.build.kernel_version
             );
+            for p in &m.build.packages {
+                let sha: String = p.sha256.iter().map(|b| format!("{b:02x}")).collect();
+                let _ = writeln!(out, "  package   {} {} sha256 {sha}", p.name, p.version);
+            }
         }
         other => {
             let _ = writeln!(

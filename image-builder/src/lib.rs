@@ -17,6 +17,7 @@
 //! - [`stage0`]: the boot image (`boot` as PID 1, medium drivers, the release signer policy).
 //! - [`usb`]: the USB stick image (GPT, EFI System Partition with a UKI, the signed release).
 //! - [`tools`]: host executables with their loader and libraries.
+//! - [`lock`]: `debian.lock` lines, the pinned packages named in the release manifest.
 //! - [`keys`]: key and trust files on disk.
 //! - [`inspect`]: human-readable listings.
 //! - [`build`]: the whole pipeline.
@@ -29,6 +30,7 @@ pub mod initrd;
 pub mod inspect;
 pub mod kernel;
 pub mod keys;
+pub mod lock;
 pub mod modules;
 pub mod pxe;
 pub mod release;

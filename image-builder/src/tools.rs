@@ -1,7 +1,13 @@
 //! Host tools in the node image (`[tools] binaries`): a dynamically linked executable travels
 //! with its program interpreter (`PT_INTERP`) and every library it needs (`DT_NEEDED`,
-//! recursively), each at the absolute path where the build machine has it, so the loader finds
-//! them at run time exactly as it does on the build machine.
+//! recursively), each at its absolute path in the tree it is taken from, so the loader finds
+//! them at run time exactly as it would in that tree.
+//!
+//! The tree is a sysroot (`[tools] sysroot`: the pinned Debian packages of `debian.lock`,
+//! unpacked by `make sysroot`), so what goes into an image does not depend on what the build
+//! host has installed; without one it is the build machine's `/`. Symbolic links are followed
+//! inside the tree, an absolute target meaning the tree's root (libc6 links
+//! `/lib64/ld-linux-x86-64.so.2` to `/lib/x86_64-linux-gnu/…`), never out to the host.
 //!
 //! Libraries are searched like `ld.so` does without a cache: the needing object's `DT_RUNPATH`
 //! (or, without one, its `DT_RPATH`), `$ORIGIN` expanded, then the multiarch and 64-bit system
@@ -22,12 +28,23 @@ pub const SYSTEM_DIRS: [&str; 4] = [
     "/usr/lib64",
 ];
 
+/// Most symbolic links followed for one path (Linux's own limit, `MAXSYMLINKS`).
+const MAX_SYMLINKS: usize = 40;
+
 /// Why a tool could not be taken into the image.
 #[derive(Debug, thiserror::Error)]
 pub enum ToolsError {
     /// A tool path is not absolute.
     #[error("tool '{0}' must be an absolute path")]
     NotAbsolute(String),
+    /// A tool is not a file in the tree.
+    #[error("{path} is not a file in {}", root.display())]
+    Missing {
+        /// The tool's path in the tree.
+        path: String,
+        /// The tree.
+        root: PathBuf,
+    },
     /// A file could not be read.
     #[error("cannot read {path}")]
     Read {
@@ -58,7 +75,7 @@ pub enum ToolsError {
 pub struct ToolFile {
     /// Absolute path in the image (the same as on the build machine).
     pub dest: String,
-    /// Where it is read from (`root` joined with `dest`; symbolic links are followed).
+    /// Where it is read from: `dest` in the tree, symbolic links followed inside it.
     pub source: PathBuf,
     /// Permission bits: 0755 for the tools and the loader (the kernel executes both), 0644 for
     /// libraries.
@@ -149,10 +166,53 @@ pub fn search_dirs(dynamic: &Dynamic, origin_path: &str) -> Vec<String> {
         .collect()
 }
 
-/// Every file the `binaries` (absolute paths in the tree at `root`, `/` on the build machine)
-/// need, themselves included, sorted by destination.
+/// Where the absolute `path` of the tree at `root` is on this machine, symbolic links followed
+/// inside the tree (an absolute target starts again at `root`); `None` unless it is a regular
+/// file. With `root` = `/` this is the kernel's own resolution.
+pub fn locate(root: &Path, path: &str) -> Option<PathBuf> {
+    let parts = |p: &str| -> Vec<String> {
+        p.split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut pending: VecDeque<String> = parts(path).into();
+    let mut resolved: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(part) = pending.pop_front() {
+        if part == ".." {
+            resolved.pop();
+            continue;
+        }
+        let here: PathBuf = resolved
+            .iter()
+            .chain([&part])
+            .fold(root.into(), |p, c| p.join(c));
+        let meta = std::fs::symlink_metadata(&here).ok()?;
+        if !meta.file_type().is_symlink() {
+            resolved.push(part);
+            continue;
+        }
+        links += 1;
+        if links > MAX_SYMLINKS {
+            return None;
+        }
+        let target = std::fs::read_link(&here).ok()?;
+        let target = target.to_str()?;
+        if target.starts_with('/') {
+            resolved.clear();
+        }
+        for part in parts(target).into_iter().rev() {
+            pending.push_front(part);
+        }
+    }
+    let found = resolved.iter().fold(root.to_owned(), |p, c| p.join(c));
+    found.is_file().then_some(found)
+}
+
+/// Every file the `binaries` (absolute paths in the tree at `root`: a sysroot, or `/` on the
+/// build machine) need, themselves included, sorted by destination.
 pub fn resolve(root: &Path, binaries: &[String]) -> Result<Vec<ToolFile>, ToolsError> {
-    let in_root = |path: &str| root.join(path.trim_start_matches('/'));
     let mut files: BTreeMap<String, u32> = BTreeMap::new();
     let mut queue: VecDeque<String> = VecDeque::new();
     for binary in binaries {
@@ -162,8 +222,13 @@ pub fn resolve(root: &Path, binaries: &[String]) -> Result<Vec<ToolFile>, ToolsE
         files.insert(binary.clone(), 0o755);
         queue.push_back(binary.clone());
     }
+    let mut sources: BTreeMap<String, PathBuf> = BTreeMap::new();
     while let Some(path) = queue.pop_front() {
-        let source = in_root(&path);
+        let source = locate(root, &path).ok_or_else(|| ToolsError::Missing {
+            path: path.clone(),
+            root: root.to_owned(),
+        })?;
+        sources.insert(path.clone(), source.clone());
         let bytes = std::fs::read(&source).map_err(|e| ToolsError::Read {
             path: source.clone(),
             source: e,
@@ -182,11 +247,11 @@ pub fn resolve(root: &Path, binaries: &[String]) -> Result<Vec<ToolFile>, ToolsE
                 continue;
             }
             let found = if library.contains('/') {
-                Some(library.clone()).filter(|l| l.starts_with('/') && in_root(l).is_file())
+                Some(library.clone()).filter(|l| l.starts_with('/') && locate(root, l).is_some())
             } else {
                 dirs.iter()
                     .map(|d| format!("{}/{library}", d.trim_end_matches('/')))
-                    .find(|candidate| in_root(candidate).is_file())
+                    .find(|candidate| locate(root, candidate).is_some())
             };
             let Some(found) = found else {
                 return Err(ToolsError::MissingLibrary {
@@ -202,10 +267,9 @@ pub fn resolve(root: &Path, binaries: &[String]) -> Result<Vec<ToolFile>, ToolsE
     }
     Ok(files
         .into_iter()
-        .map(|(dest, mode)| ToolFile {
-            source: in_root(&dest),
-            dest,
-            mode,
+        .filter_map(|(dest, mode)| {
+            let source = sources.remove(&dest)?;
+            Some(ToolFile { dest, source, mode })
         })
         .collect())
 }
@@ -303,6 +367,33 @@ mod tests {
         let text = err.to_string();
         assert!(text.starts_with("libe2p.so.2, needed by /"), "{text}");
         assert!(!text.contains('\n'));
+    }
+
+    /// libc6's loader link is absolute: in a sysroot it must lead to the sysroot's loader, never
+    /// the build host's.
+    #[test]
+    fn symbolic_links_are_followed_inside_the_tree() {
+        use std::os::unix::fs::symlink;
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("lib/x86_64-linux-gnu")).unwrap();
+        std::fs::create_dir_all(r.join("lib64")).unwrap();
+        std::fs::write(r.join("lib/x86_64-linux-gnu/ld.so"), b"loader").unwrap();
+        symlink("/lib/x86_64-linux-gnu/ld.so", r.join("lib64/ld.so")).unwrap();
+        symlink("../lib64/./ld.so", r.join("lib/rel.so")).unwrap();
+        // Exists on every build host, not in the tree.
+        symlink("/proc/self/exe", r.join("lib/host")).unwrap();
+        symlink("loop", r.join("lib/loop")).unwrap();
+        let real = r.join("lib/x86_64-linux-gnu/ld.so");
+        assert_eq!(locate(r, "/lib64/ld.so"), Some(real.clone()));
+        assert_eq!(locate(r, "/lib/rel.so"), Some(real));
+        assert_eq!(locate(r, "/lib/host"), None);
+        assert_eq!(locate(r, "/lib/loop"), None);
+        assert_eq!(locate(r, "/lib64"), None, "a folder is not a file");
+        assert!(matches!(
+            resolve(r, &["/lib/missing".into()]),
+            Err(ToolsError::Missing { .. })
+        ));
     }
 
     #[test]

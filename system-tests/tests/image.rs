@@ -111,3 +111,20 @@ fn rebuilding_the_dev_image_gives_identical_bytes() {
         }
     }
 }
+
+#[test]
+fn dev_release_names_the_pinned_tool_packages() {
+    let dev = dev_image();
+    let policy = keys::load_trust(&build_dir().join("keys/dev.pub")).unwrap();
+    let verified = release::verify_dir(&dev, &policy).unwrap_or_else(|e| panic!("{e}"));
+    let lock_path = repo_root().join("debian.lock");
+    let lock = std::fs::read_to_string(&lock_path).unwrap();
+    let pinned: Vec<_> = image_builder::lock::parse(&lock, &lock_path)
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.role == "tools")
+        .map(|p| p.package)
+        .collect();
+    assert!(pinned.iter().any(|p| p.name == "e2fsprogs"), "{pinned:?}");
+    assert_eq!(verified.manifest.build.packages, pinned);
+}

@@ -31,7 +31,7 @@
 //! # let manifest = ReleaseManifest {
 //! #     format: ReleaseManifest::FORMAT, version: 7, profile: "dev".into(), target: "x86_64-qemu".into(),
 //! #     kernel: ArtifactRef::of(kernel), initrd: ArtifactRef::of(initrd), cmdline: ArtifactRef::of(cmdline),
-//! #     build: BuildInputs { kernel_package: "linux-image-cloud-amd64".into(), kernel_version: "6.1.0-56-cloud-amd64".into() },
+//! #     build: BuildInputs { kernel_package: "linux-image-cloud-amd64".into(), kernel_version: "6.1.0-56-cloud-amd64".into(), packages: Vec::new() },
 //! # };
 //! let key = SecretKey::from_seed([42; 32]); // a real key's seed comes from the OS RNG
 //! let mut document = manifest.to_document();
@@ -72,7 +72,8 @@ pub use keys::{KeyError, PublicKey, SecretKey};
 pub use limits::DecodeError;
 pub use policy::{Counted, PolicyError, PolicyMember, PolicyTextError, SignerPolicy, Tally};
 pub use release::{
-    verify_release, ArtifactMismatch, ArtifactRef, BuildInputs, ReleaseError, ReleaseManifest,
+    verify_release, ArtifactMismatch, ArtifactRef, BuildInputs, BuildPackage, ReleaseError,
+    ReleaseManifest,
 };
 pub use signed::{verify_document, verify_named, DocumentError, NamedSigner, Opened, SignedBody};
 pub use version::{check_rollback, RollbackError};

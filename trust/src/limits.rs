@@ -41,6 +41,10 @@ pub const MAX_RELEASE_MANIFEST_BYTES: usize = 4 * 1024;
 pub const MAX_LABEL_BYTES: usize = 64;
 /// Longest build-input string in a manifest (package name, kernel version), in bytes.
 pub const MAX_BUILD_STRING_BYTES: usize = 128;
+/// Most Debian packages a release manifest names (`packages`).
+pub const MAX_BUILD_PACKAGES: usize = 16;
+/// Longest package name or version in a manifest's `packages`, in bytes.
+pub const MAX_PACKAGE_STRING_BYTES: usize = 64;
 /// Largest encoded workload manifest (the body of a signed workload document), in bytes: the
 /// whole document body cap, which also bounds the sum of the per-field caps below.
 pub const MAX_WORKLOAD_MANIFEST_BYTES: usize = MAX_BODY_BYTES;

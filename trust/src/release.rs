@@ -15,6 +15,8 @@
 //! cmdline         artifact
 //! kernel_package  string ≤ 128 e.g. "linux-image-6.1.0-56-cloud-amd64"
 //! kernel_version  string ≤ 128 e.g. "6.1.0-56-cloud-amd64"
+//! packages        varint count ≤ 16, then each: name (string ≤ 64), version (string ≤ 64),
+//!                 sha256 (32 raw bytes: SHA-256 of the .deb)
 //! ```
 //!
 //! Strings are a varint byte length then UTF-8. The body is at most 4 KiB and nothing may follow
@@ -29,8 +31,8 @@ use thiserror::Error;
 use crate::digest::Digest;
 use crate::document::{DocumentKind, SignedDocument, VerifyError};
 use crate::limits::{
-    DecodeError, Reader, Writer, MAX_BUILD_STRING_BYTES, MAX_LABEL_BYTES,
-    MAX_RELEASE_MANIFEST_BYTES,
+    DecodeError, Reader, Writer, MAX_BUILD_PACKAGES, MAX_BUILD_STRING_BYTES, MAX_LABEL_BYTES,
+    MAX_PACKAGE_STRING_BYTES, MAX_RELEASE_MANIFEST_BYTES,
 };
 use crate::policy::SignerPolicy;
 use crate::signed::{verify_document, DocumentError, SignedBody};
@@ -93,6 +95,20 @@ pub struct BuildInputs {
     pub kernel_package: String,
     /// The kernel release string, e.g. "6.1.0-56-cloud-amd64".
     pub kernel_version: String,
+    /// The pinned Debian packages whose files travel in the image besides the kernel (the host
+    /// tools and their libraries), as the lock file names them.
+    pub packages: Vec<BuildPackage>,
+}
+
+/// One Debian package a release was built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildPackage {
+    /// The package name, e.g. "e2fsprogs".
+    pub name: String,
+    /// The exact Debian version, e.g. "1.47.0-2+b2".
+    pub version: String,
+    /// SHA-256 of the `.deb` file.
+    pub sha256: [u8; 32],
 }
 
 /// The signed description of one release: see the module docs for the byte layout.
@@ -148,6 +164,12 @@ impl ReleaseManifest {
         }
         w.text(&self.build.kernel_package);
         w.text(&self.build.kernel_version);
+        w.count(self.build.packages.len());
+        for package in &self.build.packages {
+            w.text(&package.name);
+            w.text(&package.version);
+            w.array(&package.sha256);
+        }
         w.finish()
     }
 
@@ -175,6 +197,22 @@ impl ReleaseManifest {
         let kernel_version = r
             .text("kernel version", MAX_BUILD_STRING_BYTES)?
             .to_string();
+        let count = r.count("package count", MAX_BUILD_PACKAGES)?;
+        let mut packages = Vec::with_capacity(count);
+        for _ in 0..count {
+            let name = r
+                .text("package name", MAX_PACKAGE_STRING_BYTES)?
+                .to_string();
+            let version = r
+                .text("package version", MAX_PACKAGE_STRING_BYTES)?
+                .to_string();
+            let sha256 = r.array::<32>("package sha256")?;
+            packages.push(BuildPackage {
+                name,
+                version,
+                sha256,
+            });
+        }
         r.finish(WHAT)?;
         Ok(ReleaseManifest {
             format,
@@ -187,6 +225,7 @@ impl ReleaseManifest {
             build: BuildInputs {
                 kernel_package,
                 kernel_version,
+                packages,
             },
         })
     }

@@ -41,6 +41,7 @@ fn manifest() -> impl Strategy<Value = ReleaseManifest> {
                 build: BuildInputs {
                     kernel_package: package,
                     kernel_version: kver,
+                    packages: Vec::new(),
                 },
             },
         )
@@ -207,6 +208,7 @@ fn valid_manifest_bytes() -> Vec<u8> {
         build: BuildInputs {
             kernel_package: "p".into(),
             kernel_version: "v".into(),
+            packages: Vec::new(),
         },
     }
     .encode()

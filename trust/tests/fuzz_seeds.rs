@@ -26,6 +26,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         build: BuildInputs {
             kernel_package: "linux-image-6.1.0-56-cloud-amd64".into(),
             kernel_version: "6.1.0-56-cloud-amd64".into(),
+            packages: Vec::new(),
         },
     };
     let mut release = manifest.to_document();

@@ -49,6 +49,7 @@ pub(crate) fn signed_release_files(version: u64, signer: &SecretKey) -> BTreeMap
         build: BuildInputs {
             kernel_package: "linux-image-cloud-amd64".into(),
             kernel_version: "6.1.0-56-cloud-amd64".into(),
+            packages: Vec::new(),
         },
     };
     let mut document = manifest.to_document();

@@ -25,6 +25,11 @@ fn manifest() -> ReleaseManifest {
         build: BuildInputs {
             kernel_package: "linux-image-6.1.0-56-cloud-amd64".into(),
             kernel_version: "6.1.0-56-cloud-amd64".into(),
+            packages: vec![BuildPackage {
+                name: "e2fsprogs".into(),
+                version: "1.47.0-2+b2".into(),
+                sha256: [0xfe; 32],
+            }],
         },
     }
 }
@@ -48,6 +53,33 @@ fn manifest_round_trip() {
     assert_eq!(ReleaseManifest::decode(&m.encode()), Ok(m.clone()));
     assert_eq!(m.encode()[0], 1, "format version first");
     assert_eq!(m.check_artifacts(KERNEL, INITRD, CMDLINE), Ok(()));
+}
+
+#[test]
+fn build_packages_are_bounded() {
+    let mut m = manifest();
+    let package = m.build.packages[0].clone();
+    m.build.packages = vec![package.clone(); MAX_BUILD_PACKAGES];
+    assert_eq!(ReleaseManifest::decode(&m.encode()), Ok(m.clone()));
+    m.build.packages.push(package.clone());
+    assert!(matches!(
+        m.validate(),
+        Err(DecodeError::OverLimit {
+            field: "package count",
+            ..
+        })
+    ));
+    m.build.packages = vec![BuildPackage {
+        version: "1".repeat(MAX_PACKAGE_STRING_BYTES + 1),
+        ..package
+    }];
+    assert!(matches!(
+        m.validate(),
+        Err(DecodeError::OverLimit {
+            field: "package version",
+            ..
+        })
+    ));
 }
 
 #[test]

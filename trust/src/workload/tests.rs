@@ -278,6 +278,7 @@ fn verify_workload_refuses_a_release_manifest() {
         build: crate::release::BuildInputs {
             kernel_package: "p".into(),
             kernel_version: "v".into(),
+            packages: Vec::new(),
         },
     };
     let mut doc = release.to_document();
