@@ -6,7 +6,7 @@
 //! postcard encoding of, in order:
 //!
 //! ```text
-//! format          varint u32   = 1 (ReleaseManifest::FORMAT); read first, anything else refused
+//! format          varint u32   = 2 (ReleaseManifest::FORMAT; 1 had no packages); read first, anything else refused
 //! version         varint u64   release counter, checked with crate::check_rollback
 //! profile         string ≤ 64  e.g. "dev"
 //! target          string ≤ 64  e.g. "x86_64-qemu"
@@ -149,7 +149,7 @@ pub enum ReleaseError {
 
 impl ReleaseManifest {
     /// The body format version this build writes and reads.
-    pub const FORMAT: u32 = 1;
+    pub const FORMAT: u32 = 2;
 
     /// The canonical body bytes (postcard; see the module docs).
     pub fn encode(&self) -> Vec<u8> {

@@ -51,7 +51,7 @@ fn manifest_round_trip() {
     let m = manifest();
     assert_eq!(m.validate(), Ok(()));
     assert_eq!(ReleaseManifest::decode(&m.encode()), Ok(m.clone()));
-    assert_eq!(m.encode()[0], 1, "format version first");
+    assert_eq!(m.encode()[0], 2, "format version first");
     assert_eq!(m.check_artifacts(KERNEL, INITRD, CMDLINE), Ok(()));
 }
 
@@ -167,7 +167,7 @@ fn wrong_kind_and_wrong_key_are_named() {
 
 #[test]
 fn a_signed_body_that_is_not_a_manifest_is_refused() {
-    let mut doc = SignedDocument::new(DocumentKind::ReleaseManifest, b"\x01\x2a".to_vec());
+    let mut doc = SignedDocument::new(DocumentKind::ReleaseManifest, b"\x02\x2a".to_vec());
     doc.sign(&key(1)).expect("sign");
     let err =
         verify_release(&doc.encode(), &SignerPolicy::single(key(1).public())).expect_err("body");
@@ -196,12 +196,22 @@ fn manifest_decode_refusals() {
         ReleaseManifest::decode(&trailing).map_err(|e| e.to_string()),
         Err("trailing 1 bytes after release manifest".to_string())
     );
+    // Format 1 had no `packages`: an old manifest is refused by its version, not misread.
+    let mut old = good.clone();
+    old[0] = 1;
+    assert_eq!(
+        ReleaseManifest::decode(&old).map_err(|e| e.to_string()),
+        Err(
+            "release manifest format version 1 is not supported (this build reads version 2)"
+                .to_string()
+        )
+    );
     let mut future = good.clone();
-    future[0] = 2;
+    future[0] = 3;
     assert_eq!(
         ReleaseManifest::decode(&future).map_err(|e| e.to_string()),
         Err(
-            "release manifest format version 2 is not supported (this build reads version 1)"
+            "release manifest format version 3 is not supported (this build reads version 2)"
                 .to_string()
         )
     );
