@@ -87,6 +87,7 @@ impl VmPlan {
             disks,
             net: self.network,
             serial: Serial::Stdout,
+            kvm: None,
         }
     }
 
