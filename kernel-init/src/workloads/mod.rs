@@ -15,6 +15,7 @@
 
 pub mod disk;
 pub mod guest_initrd;
+pub mod jail;
 pub mod supervisor;
 pub mod verify;
 pub mod vm;
