@@ -9,6 +9,8 @@
 //! guest's connections through the node's own sockets.
 
 pub mod enter;
+pub mod launch;
+pub mod observe;
 
 use std::path::{Component, Path, PathBuf};
 
@@ -178,10 +180,13 @@ pub fn mount_ops(root: &Path, binds: &[(PathBuf, bool)]) -> Result<Vec<MountOp>,
     Ok(ops)
 }
 
-/// The node's console line for a jailed VM (docs/CONSOLE.md).
-pub fn jailed_line(name: &str, id: u32, cgroup: Option<&Path>) -> String {
-    let cgroup = cgroup.map_or_else(|| "none".to_owned(), |c| c.display().to_string());
-    format!("workload {name} jailed uid={id} gid={id} caps=none ns=mnt,pid,ipc,uts cgroup={cgroup}")
+/// The node's console line for a jailed VM (docs/CONSOLE.md), with what the node saw of the
+/// vmm process ([`observe::describe`]).
+pub fn jailed_line(name: &str, observed: Option<&str>) -> String {
+    match observed {
+        Some(observed) => format!("workload {name} jailed {observed}"),
+        None => format!("workload {name} jailed; ended before the node could observe it"),
+    }
 }
 
 #[cfg(test)]
@@ -294,9 +299,12 @@ mod tests {
     #[test]
     fn the_jailed_line() {
         assert_eq!(
-            jailed_line("hello", 100_001, Some(&cgroup_dir("hello"))),
-            "workload hello jailed uid=100001 gid=100001 caps=none ns=mnt,pid,ipc,uts \
-             cgroup=/sys/fs/cgroup/nullos/hello"
+            jailed_line("hello", Some("pid=7 uid=100001")),
+            "workload hello jailed pid=7 uid=100001"
+        );
+        assert_eq!(
+            jailed_line("hello", None),
+            "workload hello jailed; ended before the node could observe it"
         );
     }
 }
