@@ -245,6 +245,10 @@ impl Jail {
                     // SAFETY: a NUL-terminated path.
                     let r = unsafe { libc::mkdir(path.as_ptr(), 0o755) };
                     check(r < 0 && errno() != libc::EEXIST, "create a directory")?;
+                    // Whatever the umask: the jail's uid must be able to walk to its program.
+                    // SAFETY: a NUL-terminated path.
+                    let r = unsafe { libc::chmod(path.as_ptr(), 0o755) };
+                    check(r < 0, "open a directory to the jail's uid")?;
                 }
                 Op::File(path) => {
                     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC;
