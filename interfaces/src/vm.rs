@@ -9,8 +9,9 @@
 //! `--help`) around [`VmSpecParser`].
 
 use std::ffi::{OsStr, OsString};
+use std::os::fd::RawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use lexopt;
 
@@ -23,6 +24,29 @@ pub const DEFAULT_MEMORY_MIB: u64 = 128;
 pub const DEFAULT_VCPUS: u32 = 1;
 /// The `--serial` value that sends the guest console to the vmm's standard output.
 pub const SERIAL_STDOUT: &str = "stdout";
+/// The KVM device the vmm opens when `--kvm` is not given.
+pub const DEFAULT_KVM: &str = "/dev/kvm";
+/// How a file argument names a descriptor the vmm inherited instead of a path
+/// (`/proc/self/fd/N`): the vmm uses descriptor N itself and never opens a path, so the node can
+/// hand over a file it has checked (the root image it hashed) and nothing can swap the file
+/// between check and use; the jailed vmm has no way to open the node's files anyway. Outside a
+/// jail the same spelling still names the file through `/proc`.
+pub const FD_PATH_PREFIX: &str = "/proc/self/fd/";
+
+/// The file argument naming inherited descriptor `fd`.
+pub fn fd_path(fd: RawFd) -> PathBuf {
+    PathBuf::from(format!("{FD_PATH_PREFIX}{fd}"))
+}
+
+/// The inherited descriptor a file argument names, if it is [`FD_PATH_PREFIX`] and a decimal
+/// number (no sign, no leading zero, within `RawFd`).
+pub fn parse_fd_path(path: &Path) -> Option<RawFd> {
+    let digits = path.to_str()?.strip_prefix(FD_PATH_PREFIX)?;
+    let well_formed = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'));
+    well_formed.then(|| digits.parse().ok()).flatten()
+}
 
 /// What `vmm` is asked to run: everything on its command line but its own knobs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +67,9 @@ pub struct VmSpec {
     pub net: bool,
     /// `--serial`: where the guest console goes.
     pub serial: Serial,
+    /// `--kvm`: the KVM device (a path or an inherited descriptor, see [`FD_PATH_PREFIX`]);
+    /// [`DEFAULT_KVM`] when `None`.
+    pub kvm: Option<PathBuf>,
 }
 
 /// One virtio block device: `--disk PATH[,ro]`.
@@ -103,6 +130,7 @@ impl VmSpec {
             disks: Vec::new(),
             net: false,
             serial: Serial::Stdout,
+            kvm: None,
         }
     }
 
@@ -142,6 +170,10 @@ impl VmSpec {
             }
             Serial::File(path) => path.clone().into_os_string(),
         });
+        if let Some(kvm) = &self.kvm {
+            args.push(option(VmOption::Kvm));
+            args.push(kvm.clone().into_os_string());
+        }
         args
     }
 
@@ -227,11 +259,13 @@ pub enum VmOption {
     Net,
     /// `--serial FILE|stdout`.
     Serial,
+    /// `--kvm FILE`.
+    Kvm,
 }
 
 impl VmOption {
     /// Every option.
-    pub const ALL: [VmOption; 8] = [
+    pub const ALL: [VmOption; 9] = [
         VmOption::Kernel,
         VmOption::Initrd,
         VmOption::Cmdline,
@@ -240,6 +274,7 @@ impl VmOption {
         VmOption::Disk,
         VmOption::Net,
         VmOption::Serial,
+        VmOption::Kvm,
     ];
 
     /// The long option's name, without `--`.
@@ -253,6 +288,7 @@ impl VmOption {
             VmOption::Disk => "disk",
             VmOption::Net => "net",
             VmOption::Serial => "serial",
+            VmOption::Kvm => "kvm",
         }
     }
 
@@ -291,6 +327,7 @@ impl VmSpecParser {
             VmOption::Vcpus => spec.vcpus = number(parser, "--vcpus")?,
             VmOption::Disk => spec.disks.push(Disk::parse(parser.value()?)?),
             VmOption::Net => spec.net = true,
+            VmOption::Kvm => spec.kvm = Some(parser.value()?.into()),
             VmOption::Serial => {
                 let value = parser.value()?;
                 spec.serial = if value == SERIAL_STDOUT {

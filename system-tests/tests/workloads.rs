@@ -250,6 +250,29 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
     wait("init: warn: disk /dev/vda holds foreign data; not claimed");
     wait("init: info: data disk /dev/vdb mounted at /var/lib/nullos");
 
+    // Its vmm runs jailed, as the node sees it in /proc: an unprivileged uid of the jails'
+    // range, no capabilities, no_new_privs, its seccomp filter, namespaces of its own (the
+    // network namespace stays the node's) and the VM's cgroup.
+    let jailed = wait("init: info: workload hello jailed pid=");
+    let field = |key: &str| -> String {
+        jailed
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {key}= in {jailed:?}"))
+            .to_owned()
+    };
+    let uid: u32 = field("uid").parse().unwrap_or(0);
+    assert!(
+        (100_000..100_000 + 65_536).contains(&uid),
+        "the vmm's uid: {jailed}"
+    );
+    assert_eq!(field("gid"), field("uid"), "{jailed}");
+    assert_eq!(field("cap_eff"), "0000000000000000", "{jailed}");
+    assert_eq!(field("no_new_privs"), "1", "{jailed}");
+    assert_eq!(field("seccomp"), "2", "{jailed}");
+    assert_eq!(field("ns"), "mnt,pid,ipc,uts", "{jailed}");
+    assert_eq!(field("cgroup"), "/nullos/hello", "{jailed}");
+
     // The example: the stock kernel boots our guest init, which runs the entrypoint.
     wait("[hello] init: info: nullos init");
     wait("[hello] hello from a micro-VM");

@@ -7,7 +7,6 @@
 //! protected mode at the note's address, `ebx` = `hvm_start_info`. An ELF without the note falls
 //! back to the 64-bit protocol at its ELF entry.
 
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
@@ -145,7 +144,7 @@ struct LoadedKernel {
 
 fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel, Error> {
     let open_err = |e| Error::OpenKernel(path.to_path_buf(), e);
-    let mut file = File::open(path).map_err(open_err)?;
+    let mut file = crate::files::open(path, false).map_err(open_err)?;
     let mut magic = [0u8; 4];
     let is_elf = match file.read_exact(&mut magic) {
         Ok(()) => magic == *b"\x7fELF",
@@ -261,7 +260,7 @@ fn load_initrd(
     kernel: &LoadedKernel,
 ) -> Result<(u64, u64), Error> {
     let open_err = |e| Error::OpenInitrd(path.to_path_buf(), e);
-    let mut file = File::open(path).map_err(open_err)?;
+    let mut file = crate::files::open(path, false).map_err(open_err)?;
     let size = file.metadata().map_err(open_err)?.len();
     let addr_max = match kernel.header {
         Some(h) => h.initrd_addr_max,

@@ -210,7 +210,7 @@ pub fn build(cfg: &VmConfig) -> Result<Vm, Error> {
         cfg.vcpus
     );
 
-    let vm = vm::Vm::new(&mem).map_err(Error::Vm)?;
+    let vm = vm::Vm::new(&mem, &cfg.kvm).map_err(Error::Vm)?;
 
     let out: Box<dyn Write + Send> = match &cfg.serial {
         SerialOutput::Stdout => Box::new(std::io::stdout()),
@@ -240,8 +240,15 @@ pub fn build(cfg: &VmConfig) -> Result<Vm, Error> {
     let mut mmio = Bus::new();
     let mut slot_iter = slots.iter();
     for (i, disk) in cfg.disks.iter().enumerate() {
-        let block = VirtioBlock::open(&disk.path, disk.read_only, &format!("disk{i}"))
-            .map_err(Error::Disk)?;
+        // A path or an inherited descriptor (`crate::files`).
+        let file = crate::files::open(&disk.path, !disk.read_only).map_err(|source| {
+            Error::Disk(virtio_devices::block::BlockError::Open {
+                path: disk.path.clone(),
+                source,
+            })
+        })?;
+        let block =
+            VirtioBlock::new(file, disk.read_only, &format!("disk{i}")).map_err(Error::Disk)?;
         let slot = slot_iter.next().ok_or(Error::NoSlot)?;
         let transport = MmioTransport::new(block, mem.clone(), irq_line(&vm, slot.gsi)?)
             .map_err(Error::Virtio)?;

@@ -44,6 +44,9 @@ Options:
   --net                  virtio network on the VMM's user-mode network: the guest is
                          10.200.0.2/24, gateway and DNS 10.200.0.1; outbound only
   --serial <FILE|stdout> where the guest console goes [default: stdout]
+  --kvm <FILE>           the KVM device [default: /dev/kvm]
+                         (every FILE may be /proc/self/fd/N: inherited descriptor N is used
+                         as it is, never reopened)
   --seccomp <MODE>       kill, log or off: what a system call outside the allow-list does
                          [default: kill]
   --log-level <LEVEL>    off, error, warn, info, debug, trace [default: warn]
@@ -141,6 +144,8 @@ pub struct VmConfig {
     pub net: bool,
     /// Seccomp filter mode.
     pub seccomp: crate::seccomp::SeccompMode,
+    /// The KVM device: a path or an inherited descriptor.
+    pub kvm: PathBuf,
 }
 
 /// Invalid configuration.
@@ -205,6 +210,10 @@ impl VmConfig {
             disks: spec.disks.clone(),
             net: spec.net,
             seccomp: cli.seccomp,
+            kvm: spec
+                .kvm
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(interfaces::vm::DEFAULT_KVM)),
         })
     }
 }

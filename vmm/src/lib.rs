@@ -19,6 +19,7 @@ pub mod builder;
 pub mod config;
 pub mod devices;
 pub mod exit;
+pub mod files;
 pub mod seccomp;
 pub mod vstate;
 

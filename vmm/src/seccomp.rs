@@ -100,8 +100,8 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_epoll_pwait,
     libc::SYS_epoll_ctl,
     libc::SYS_eventfd2,
-    // Outbound sockets of the user-mode network (no bind/listen/accept).
-    libc::SYS_socket,
+    // Outbound sockets of the user-mode network (no bind/listen/accept); `socket` itself is
+    // argument-filtered (`socket_rules`).
     libc::SYS_connect,
     libc::SYS_sendto,
     libc::SYS_sendmsg,
@@ -120,8 +120,9 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_mprotect,
     libc::SYS_madvise,
     // Threads, futexes, signals, time.
+    // `clone` and `tgkill` are argument-filtered (`clone_rules`, `tgkill_rules`); `clone3` passes
+    // this filter and is refused with ENOSYS by the second one (`enosys_filter`).
     libc::SYS_futex,
-    libc::SYS_clone,
     libc::SYS_clone3,
     libc::SYS_set_robust_list,
     libc::SYS_rseq,
@@ -129,7 +130,6 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_sched_getaffinity,
     libc::SYS_getpid,
     libc::SYS_gettid,
-    libc::SYS_tgkill,
     libc::SYS_rt_sigaction,
     libc::SYS_rt_sigprocmask,
     libc::SYS_rt_sigreturn,
@@ -156,8 +156,97 @@ fn ioctl_rules() -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
         .collect()
 }
 
-/// Compiles the VMM's filter for `mode` (None for [`SeccompMode::Off`]).
-pub fn filter(mode: SeccompMode) -> Result<Option<BpfProgram>, Error> {
+/// The socket type without its flag bits (`SOCK_NONBLOCK`, `SOCK_CLOEXEC`): the kernel's
+/// `SOCK_TYPE_MASK`.
+pub const SOCK_TYPE_MASK: u64 = 0xf;
+
+/// Every `CLONE_NEW*` flag of `clone` (namespaces): none may be set.
+pub const CLONE_NEW_MASK: u64 = (libc::CLONE_NEWNS
+    | libc::CLONE_NEWCGROUP
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET) as u64
+    | CLONE_NEWTIME;
+/// `CLONE_NEWTIME` (not in every libc release).
+const CLONE_NEWTIME: u64 = 0x80;
+
+fn condition(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, Error> {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value).map_err(Error::Compile)
+}
+
+fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, Error> {
+    SeccompRule::new(conditions).map_err(Error::Compile)
+}
+
+/// `socket(domain, type, protocol)`: only IPv4 or IPv6, stream or datagram (the user-mode
+/// network's outbound TCP, UDP and DNS). Netlink, packet, unix and raw sockets are refused.
+fn socket_rules() -> Result<Vec<SeccompRule>, Error> {
+    let mut rules = Vec::new();
+    for domain in [libc::AF_INET, libc::AF_INET6] {
+        for ty in [libc::SOCK_STREAM, libc::SOCK_DGRAM] {
+            rules.push(rule(vec![
+                condition(0, SeccompCmpOp::Eq, domain.unsigned_abs().into())?,
+                condition(
+                    1,
+                    SeccompCmpOp::MaskedEq(SOCK_TYPE_MASK),
+                    ty.unsigned_abs().into(),
+                )?,
+            ])?);
+        }
+    }
+    Ok(rules)
+}
+
+/// `clone(flags, ...)`: threads only (`CLONE_THREAD` set) and no new namespace. The kernel reads
+/// only the low 32 bits of `flags`, which is what a `Dword` condition compares.
+fn clone_rules() -> Result<Vec<SeccompRule>, Error> {
+    let thread = libc::CLONE_THREAD as u64;
+    Ok(vec![rule(vec![
+        condition(0, SeccompCmpOp::MaskedEq(thread), thread)?,
+        condition(0, SeccompCmpOp::MaskedEq(CLONE_NEW_MASK), 0)?,
+    ])?])
+}
+
+/// `tgkill(tgid, tid, sig)`: only to a thread of this process (kicking vCPU threads, `abort`).
+/// `kill`, `tkill` and the `sigqueueinfo` calls are not allowed at all.
+fn tgkill_rules(pid: u32) -> Result<Vec<SeccompRule>, Error> {
+    Ok(vec![rule(vec![condition(
+        0,
+        SeccompCmpOp::Eq,
+        u64::from(pid),
+    )?])?])
+}
+
+/// The VMM's filters for `mode` in the order they are installed, for the process `pid` (the
+/// `tgkill` rule names it; build them in the process that installs them): the one that makes
+/// `clone3` fail with ENOSYS so that glibc falls back to `clone`, whose flags a filter can read
+/// (`clone3` passes them in memory), then the allow-list (which forbids installing any further
+/// filter). Empty for [`SeccompMode::Off`].
+///
+/// Two filters because a filter has one action for its matches: the kernel runs both and takes
+/// the most severe result, so `clone3` (allowed by the first) gets the second's errno, and
+/// everything the first kills stays killed.
+pub fn filters(mode: SeccompMode, pid: u32) -> Result<Vec<BpfProgram>, Error> {
+    let Some(allow_list) = filter(mode, pid)? else {
+        return Ok(Vec::new());
+    };
+    Ok(vec![enosys_filter()?, allow_list])
+}
+
+/// Everything allowed but `clone3`, which fails with ENOSYS.
+fn enosys_filter() -> Result<BpfProgram, Error> {
+    let rules = BTreeMap::from([(libc::SYS_clone3, Vec::new())]);
+    let errno = SeccompAction::Errno(libc::ENOSYS as u32);
+    let filter = SeccompFilter::new(rules, SeccompAction::Allow, errno, TargetArch::x86_64)
+        .map_err(Error::Compile)?;
+    BpfProgram::try_from(filter).map_err(Error::Compile)
+}
+
+/// Compiles the VMM's allow-list for `mode` and the process `pid` (None for
+/// [`SeccompMode::Off`]).
+pub fn filter(mode: SeccompMode, pid: u32) -> Result<Option<BpfProgram>, Error> {
     let mismatch = match mode {
         SeccompMode::Kill => SeccompAction::KillProcess,
         SeccompMode::Log => SeccompAction::Log,
@@ -166,6 +255,9 @@ pub fn filter(mode: SeccompMode) -> Result<Option<BpfProgram>, Error> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         ALLOWED.iter().map(|&nr| (nr, Vec::new())).collect();
     rules.insert(libc::SYS_ioctl, ioctl_rules().map_err(Error::Compile)?);
+    rules.insert(libc::SYS_socket, socket_rules()?);
+    rules.insert(libc::SYS_clone, clone_rules()?);
+    rules.insert(libc::SYS_tgkill, tgkill_rules(pid)?);
     // Thread names (std's thread builder sets them from the new thread).
     let set_name = SeccompCondition::new(
         0,
@@ -194,7 +286,7 @@ pub fn install(mode: SeccompMode) -> Result<(), Error> {
     // SAFETY: mallopt only changes malloc's tunables; M_ARENA_MAX = 1 is valid at any time and,
     // called before the VMM starts its threads, no other arena exists yet.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
-    if let Some(program) = filter(mode)? {
+    for program in filters(mode, std::process::id())? {
         seccompiler::apply_filter(&program).map_err(Error::Install)?;
     }
     Ok(())
@@ -214,20 +306,27 @@ mod tests {
 
     #[test]
     fn off_compiles_to_nothing_and_the_others_compile() {
-        assert!(filter(SeccompMode::Off).unwrap().is_none());
-        assert!(!filter(SeccompMode::Kill).unwrap().unwrap().is_empty());
-        assert!(!filter(SeccompMode::Log).unwrap().unwrap().is_empty());
+        assert!(filter(SeccompMode::Off, 1).unwrap().is_none());
+        assert!(filters(SeccompMode::Off, 1).unwrap().is_empty());
+        assert!(!filter(SeccompMode::Kill, 1).unwrap().unwrap().is_empty());
+        assert!(!filter(SeccompMode::Log, 1).unwrap().unwrap().is_empty());
+        assert_eq!(filters(SeccompMode::Kill, 1).unwrap().len(), 2);
     }
 
-    /// Runs `f` in a forked child with the filter installed; returns the child's wait status.
+    /// Runs `f` in a forked child with the filters installed; returns the child's wait status.
     fn in_filtered_child(f: fn()) -> libc::c_int {
-        let program = filter(SeccompMode::Kill).unwrap().unwrap();
-        // SAFETY: the child only installs the filter, runs `f` (raw syscalls, no allocation,
-        // no locks) and exits; the parent waits for it.
+        // SAFETY: the child compiles and installs the filters (glibc's malloc is fork-safe: its
+        // arenas are locked around fork and reset in the child), runs `f` (raw syscalls) and
+        // exits without unwinding; the parent waits for it.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0);
         if pid == 0 {
-            if seccompiler::apply_filter(&program).is_err() {
+            let installed = filters(SeccompMode::Kill, std::process::id()).is_ok_and(|programs| {
+                programs
+                    .iter()
+                    .all(|p| seccompiler::apply_filter(p).is_ok())
+            });
+            if !installed {
                 // SAFETY: terminating the forked child without running the parent's handlers.
                 unsafe { libc::_exit(90) };
             }
@@ -277,5 +376,124 @@ mod tests {
             }
         });
         assert!(libc::WIFSIGNALED(bad_ioctl) && libc::WTERMSIG(bad_ioctl) == libc::SIGSYS);
+    }
+
+    /// The child exited with `code`.
+    fn exited(status: libc::c_int, code: libc::c_int) -> bool {
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == code
+    }
+
+    /// The child was killed by the filter.
+    fn killed(status: libc::c_int) -> bool {
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS
+    }
+
+    /// `_exit(0)` if `r` is a descriptor, else `_exit(errno)`: the child's status says which.
+    fn exit_with(r: libc::c_long) -> ! {
+        let code = if r >= 0 {
+            0
+        } else {
+            // SAFETY: errno is thread-local and readable at any time.
+            unsafe { *libc::__errno_location() }
+        };
+        // SAFETY: terminating the forked child without running the parent's handlers.
+        unsafe { libc::_exit(code) }
+    }
+
+    #[test]
+    fn only_inet_stream_and_datagram_sockets() {
+        for ok in [
+            || {
+                // SAFETY: creating a socket has no memory preconditions.
+                exit_with(unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) }.into())
+            },
+            || {
+                // The flag bits are masked off before the type is compared.
+                let ty = libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+                // SAFETY: creating a socket has no memory preconditions.
+                exit_with(unsafe { libc::socket(libc::AF_INET6, ty, 0) }.into())
+            },
+        ] {
+            let status = in_filtered_child(ok);
+            assert!(exited(status, 0), "status {status:#x}");
+        }
+        for denied in [
+            || {
+                // SAFETY: as above; expected to be killed first.
+                unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, 0) };
+            },
+            || {
+                // SAFETY: as above.
+                unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+            },
+            || {
+                // SAFETY: as above.
+                unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) };
+            },
+            || {
+                // SAFETY: as above.
+                unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) };
+            },
+        ] {
+            let status = in_filtered_child(denied);
+            assert!(killed(status), "status {status:#x}");
+        }
+    }
+
+    #[test]
+    fn clone_makes_threads_only_and_clone3_is_enosys() {
+        // A new user namespace (and a plain fork, which has no CLONE_THREAD) are killed.
+        let new_user = in_filtered_child(|| {
+            let flags = libc::CLONE_NEWUSER | libc::SIGCHLD;
+            // SAFETY: raw clone without a new stack behaves like fork; expected to be killed.
+            unsafe { libc::syscall(libc::SYS_clone, flags, 0, 0, 0, 0) };
+        });
+        assert!(killed(new_user), "status {new_user:#x}");
+        let thread_in_new_ns = in_filtered_child(|| {
+            let flags =
+                libc::CLONE_VM | libc::CLONE_SIGHAND | libc::CLONE_THREAD | libc::CLONE_NEWNET;
+            // SAFETY: expected to be killed before the kernel sees the flags.
+            unsafe { libc::syscall(libc::SYS_clone, flags, 0, 0, 0, 0) };
+        });
+        assert!(killed(thread_in_new_ns), "status {thread_in_new_ns:#x}");
+        let fork = in_filtered_child(|| {
+            // SAFETY: as above.
+            unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) };
+        });
+        assert!(killed(fork), "status {fork:#x}");
+        let clone3 = in_filtered_child(|| {
+            // SAFETY: the filter answers before the kernel reads the (null) argument.
+            exit_with(unsafe { libc::syscall(libc::SYS_clone3, 0, 0) })
+        });
+        assert!(exited(clone3, libc::ENOSYS), "status {clone3:#x}");
+        // glibc's pthread_create falls back from clone3 to an allowed clone.
+        let thread = in_filtered_child(|| {
+            let spawned = std::thread::spawn(|| 7).join().ok() == Some(7);
+            // SAFETY: terminating the forked child.
+            unsafe { libc::_exit(if spawned { 0 } else { 1 }) }
+        });
+        assert!(exited(thread, 0), "status {thread:#x}");
+    }
+
+    #[test]
+    fn signals_only_to_its_own_threads() {
+        let own = in_filtered_child(|| {
+            // SAFETY: signal 0 only checks that the thread exists.
+            exit_with(unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::gettid(), 0) })
+        });
+        assert!(exited(own, 0), "status {own:#x}");
+        let parent = in_filtered_child(|| {
+            // SAFETY: expected to be killed before the signal is sent.
+            unsafe {
+                let parent = libc::getppid();
+                libc::syscall(libc::SYS_tgkill, parent, parent, libc::SIGTERM);
+            }
+        });
+        assert!(killed(parent), "status {parent:#x}");
+        let init = in_filtered_child(|| {
+            // SAFETY: as above.
+            unsafe { libc::kill(1, libc::SIGTERM) };
+        });
+        assert!(killed(init), "status {init:#x}");
     }
 }

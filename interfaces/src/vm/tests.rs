@@ -31,6 +31,7 @@ fn the_arguments_are_what_the_node_always_passed() {
         ],
         net: true,
         serial: Serial::Stdout,
+        kvm: None,
     };
     assert_eq!(
         spec.to_args(),
@@ -101,6 +102,56 @@ fn odd_values_round_trip() {
 }
 
 #[test]
+fn inherited_descriptors_round_trip_as_file_arguments() {
+    let mut spec = VmSpec::new(fd_path(3));
+    spec.initrd = Some(fd_path(4));
+    spec.kvm = Some(fd_path(5));
+    spec.disks = vec![
+        Disk {
+            path: fd_path(6),
+            read_only: true,
+        },
+        Disk {
+            path: fd_path(7),
+            read_only: false,
+        },
+    ];
+    let args = spec.to_args();
+    assert!(args.windows(2).any(|w| w == ["--kvm", "/proc/self/fd/5"]));
+    assert!(args
+        .windows(2)
+        .any(|w| w == ["--disk", "/proc/self/fd/6,ro"]));
+    let parsed = round_trip(&spec);
+    assert_eq!(parsed, spec);
+    let fds: Vec<_> = parsed
+        .disks
+        .iter()
+        .map(|d| parse_fd_path(&d.path))
+        .collect();
+    assert_eq!(fds, [Some(6), Some(7)]);
+    assert_eq!(parse_fd_path(&parsed.kernel), Some(3));
+    assert_eq!(parsed.kvm.as_deref().and_then(parse_fd_path), Some(5));
+    for not_a_descriptor in [
+        "/proc/self/fd/",
+        "/proc/self/fd/07",
+        "/proc/self/fd/-1",
+        "/proc/self/fd/+1",
+        "/proc/self/fd/1x",
+        "/proc/self/fd/99999999999",
+        "/proc/self/fd/3/x",
+        "proc/self/fd/3",
+        "/dev/kvm",
+    ] {
+        assert_eq!(
+            parse_fd_path(Path::new(not_a_descriptor)),
+            None,
+            "{not_a_descriptor}"
+        );
+    }
+    assert_eq!(parse_fd_path(Path::new("/proc/self/fd/0")), Some(0));
+}
+
+#[test]
 fn a_console_file_named_stdout_stays_a_file() {
     let mut spec = VmSpec::new("k");
     spec.serial = Serial::File("stdout".into());
@@ -119,6 +170,7 @@ proptest! {
             (proptest::collection::vec(1u8..=255, 1..12), any::<bool>()), 0..5),
         net in any::<bool>(),
         serial in proptest::option::of(proptest::collection::vec(1u8..=255, 1..12)),
+        kvm in proptest::option::of(proptest::collection::vec(1u8..=255, 1..12)),
     ) {
         let path = |bytes: Vec<u8>| PathBuf::from(OsString::from_vec(bytes));
         let spec = VmSpec {
@@ -133,6 +185,7 @@ proptest! {
                 .collect(),
             net,
             serial: serial.map_or(Serial::Stdout, |p| Serial::File(path(p))),
+            kvm: kvm.map(path),
         };
         let expected = match &spec.serial {
             Serial::File(p) if p.as_os_str() == "stdout" => VmSpec {

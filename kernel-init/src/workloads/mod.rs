@@ -15,6 +15,7 @@
 
 pub mod disk;
 pub mod guest_initrd;
+pub mod jail;
 pub mod supervisor;
 pub mod verify;
 pub mod vm;
@@ -72,10 +73,12 @@ fn run() {
             return;
         }
     };
-    for (dir, manifest) in verified {
+    let names: Vec<&str> = verified.iter().map(|(_, m)| m.name.as_str()).collect();
+    let jail_ids = jail::jail_ids(&names);
+    for ((dir, manifest), jail_id) in verified.iter().zip(jail_ids) {
         let name = manifest.name.clone();
-        let plan = match prepare(&dir, &manifest, &base, &data.path) {
-            Ok(plan) => plan,
+        let plan = match prepare(dir, manifest, &base, &data.path) {
+            Ok(plan) => vm::VmPlan { jail_id, ..plan },
             Err(e) => {
                 crate::error!("workload {name}: {e}");
                 continue;

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 
 use interfaces::vm::{Disk, Serial, VmSpec, VmmExit};
 use nix::sys::wait::WaitStatus;
-use trust::WorkloadManifest;
+use trust::{ArtifactRef, WorkloadManifest};
 
 // The monitor binary and the guest kernel (the node's own, verified with the release) in the
 // node image; the guest network on the command line (fixed for every micro-VM; parsed by the
@@ -38,6 +38,10 @@ pub struct VmPlan {
     pub memory_mib: u32,
     /// Whether the guest gets the network.
     pub network: bool,
+    /// The root image's size and digest, checked again on the descriptor the vmm gets.
+    pub root_ref: ArtifactRef,
+    /// The uid and gid of the vmm's jail ([`super::jail::jail_ids`]).
+    pub jail_id: u32,
 }
 
 impl VmPlan {
@@ -56,6 +60,12 @@ impl VmPlan {
             vcpus: manifest.vcpus,
             memory_mib: manifest.memory_mib,
             network: manifest.network,
+            root_ref: manifest.root,
+            // Distinct from the other workloads' once `workloads::run` has seen them all.
+            jail_id: super::jail::jail_ids(&[manifest.name.as_str()])
+                .first()
+                .copied()
+                .unwrap_or(super::jail::ID_BASE),
         }
     }
 
@@ -87,6 +97,7 @@ impl VmPlan {
             disks,
             net: self.network,
             serial: Serial::Stdout,
+            kvm: None,
         }
     }
 
@@ -187,17 +198,24 @@ pub struct RunningVm {
 }
 
 impl RunningVm {
-    /// Starts `vmm` for the plan, its console and stderr relayed to the log.
+    /// Starts `vmm` for the plan in its jail (`super::jail`), its console and stderr relayed
+    /// to the log.
     pub fn start(plan: &VmPlan) -> std::io::Result<RunningVm> {
+        let jailed = super::jail::launch::jailed_vm(plan)
+            .map_err(|e| std::io::Error::other(crate::error_chain(&e)))?;
         let mut command = Command::new(VMM);
         command
-            .args(plan.args())
+            .args(&jailed.args)
             .env_clear()
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        jailed.jail.apply(&mut command);
         let (mut child, status) = crate::signals::spawn_watched(&mut command)?;
+        // The jail's descriptors are the node's no longer.
+        drop(command);
         let pid = child.id();
+        observe_jail(&plan.name, jailed.cgroup, pid);
         let stdout = child.stdout.take().and_then(|pipe| {
             let name = plan.name.clone();
             relay(&plan.name, "console", pipe, move |line| {
@@ -243,6 +261,25 @@ impl RunningVm {
             .take()
             .and_then(|handle| handle.join().ok().flatten());
         VmExit::new(status, guest_code)
+    }
+}
+
+/// How long the node waits to see a started vmm under its seccomp filter.
+const OBSERVE_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Logs, from the node's own view of the process, how the vmm in `cgroup` is jailed (`waiter`
+/// is the jail's waiting parent), on a thread of its own: the vmm reaches its filter only once
+/// the VM is built.
+fn observe_jail(name: &str, cgroup: PathBuf, waiter: u32) {
+    let owned = name.to_owned();
+    let spawned = std::thread::Builder::new()
+        .name(format!("{name}-jail"))
+        .spawn(move || {
+            let observed = super::jail::observe::describe(&cgroup, waiter, OBSERVE_LIMIT);
+            crate::info!("{}", super::jail::jailed_line(&owned, observed.as_deref()));
+        });
+    if let Err(e) = spawned {
+        crate::debug!("workload {name}: cannot observe its jail: {e}");
     }
 }
 

@@ -1,6 +1,9 @@
 //! The KVM VM: guest memory slots, in-kernel interrupt controllers (PIC, IOAPIC, LAPICs) and
 //! PIT, and the Intel real-mode helper regions.
 
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::path::Path;
+
 use kvm_bindings::{
     kvm_pit_config, kvm_userspace_memory_region, CpuId, KVM_MAX_CPUID_ENTRIES,
     KVM_PIT_SPEAKER_DUMMY,
@@ -14,9 +17,9 @@ use crate::arch::x86_64::layout::{KVM_IDENTITY_MAP_ADDRESS, KVM_TSS_ADDRESS};
 /// Errors creating or configuring the VM.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// /dev/kvm could not be opened.
-    #[error("open /dev/kvm")]
-    OpenKvm(#[source] kvm_ioctls::Error),
+    /// The KVM device (/dev/kvm or an inherited descriptor) could not be opened.
+    #[error("open {}", .0.display())]
+    OpenKvm(std::path::PathBuf, #[source] std::io::Error),
     /// `KVM_CREATE_VM` failed.
     #[error("create VM")]
     CreateVm(#[source] kvm_ioctls::Error),
@@ -54,9 +57,13 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// Creates the VM, its irqchip and PIT, and maps `mem` into it.
-    pub fn new(mem: &GuestMemoryMmap) -> Result<Self, Error> {
-        let kvm = Kvm::new().map_err(Error::OpenKvm)?;
+    /// Creates the VM on the KVM device `kvm` (a path or an inherited descriptor, see
+    /// [`crate::files`]), its irqchip and PIT, and maps `mem` into it.
+    pub fn new(mem: &GuestMemoryMmap, kvm: &Path) -> Result<Self, Error> {
+        let device =
+            crate::files::open(kvm, true).map_err(|e| Error::OpenKvm(kvm.to_path_buf(), e))?;
+        // SAFETY: the descriptor is ours (just opened or duplicated) and is handed over whole.
+        let kvm = unsafe { Kvm::from_raw_fd(device.into_raw_fd()) };
         let fd = kvm.create_vm().map_err(Error::CreateVm)?;
         // Both regions sit in the MMIO gap, so they never shadow RAM.
         fd.set_tss_address(usize::try_from(KVM_TSS_ADDRESS).unwrap_or(usize::MAX))
