@@ -17,7 +17,8 @@ use kernel_init::workloads::jail::{self, CgroupLimits, Jail, JailSpec};
 /// Set in the probe's environment: what to probe.
 const PROBE: &str = "NULLOS_JAIL_PROBE";
 
-type Test = (&'static str, fn());
+/// A test either ran (and passed: a failure panics) or was ignored, saying why.
+type Test = (&'static str, fn() -> Result<(), String>);
 
 fn main() {
     match std::env::var(PROBE).as_deref() {
@@ -36,13 +37,23 @@ fn main() {
                 ),
                 ("the_probe_cannot_exceed_memory_max", memory),
             ];
+            let (mut passed, mut ignored) = (0, 0);
             for (name, test) in tests {
                 if filter.iter().all(|f| name.contains(f.as_str())) {
                     println!("test {name} ...");
-                    test();
-                    println!("test {name} ... ok");
+                    match test() {
+                        Ok(()) => {
+                            passed += 1;
+                            println!("test {name} ... ok");
+                        }
+                        Err(why) => {
+                            ignored += 1;
+                            println!("test {name} ... ignored: {why}");
+                        }
+                    }
                 }
             }
+            println!("{passed} passed, 0 failed, {ignored} skipped");
         }
     }
 }
@@ -118,7 +129,7 @@ fn report(output: &Output) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn identity() {
+fn identity() -> Result<(), String> {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
@@ -191,18 +202,23 @@ fn identity() {
     assert_eq!(get("fsize"), (1u64 << 20).to_string());
     assert_eq!(get("core"), "0");
     assert_eq!(get("nofile"), jail::NOFILE.to_string());
+    Ok(())
 }
 
-fn memory() {
+fn memory() -> Result<(), String> {
     require_root();
     let controllers =
         std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default();
-    assert!(
-        controllers.split_whitespace().any(|c| c == "memory"),
-        "no cgroup v2 memory controller at /sys/fs/cgroup (cgroup.controllers: {controllers:?}): \
-         this host mounts cgroup v1 there or does not delegate memory, so the jail's memory.max \
-         cannot be tested here (the node mounts cgroup v2 at /sys/fs/cgroup itself)"
-    );
+    if !controllers.split_whitespace().any(|c| c == "memory") {
+        // Not a pass: reported as ignored, with the reason, in the summary line. The node mounts
+        // cgroup v2 itself and its jail sets memory.max (the workload system test shows the
+        // cgroup); what is not proven on such a host is the OOM kill at the limit.
+        return Err(format!(
+            "no cgroup v2 memory controller at /sys/fs/cgroup (cgroup.controllers: \
+             {controllers:?}): this host binds memory to cgroup v1, so memory.max cannot be \
+             exercised here"
+        ));
+    }
     let dir = tempfile::tempdir().unwrap();
     let cgroup = PathBuf::from(format!(
         "/sys/fs/cgroup/nullos-test/jail-{}",
@@ -228,6 +244,7 @@ fn memory() {
         Some(128 + libc::SIGKILL),
         "killed by the OOM killer: {output:?}"
     );
+    Ok(())
 }
 
 fn errno_of(r: i64) -> i64 {
