@@ -61,6 +61,9 @@ pub struct BuildConfig {
     pub signing_keys: Vec<PathBuf>,
     /// The node's control endpoint (`host:port`), written into `/etc/nullos/node.toml`.
     pub control: Option<String>,
+    /// Non-public destinations the node's workloads may reach (`[node] egress_allow`,
+    /// `A.B.C.D[/N][:PORT]` each), written into `/etc/nullos/node.toml`.
+    pub egress_allow: Vec<String>,
     /// The USB stick image, written only when the config has a `[usb]` section.
     pub usb: Option<UsbSection>,
     /// The boot image (stage 0), built only when the config has a `[stage0]` section.
@@ -273,6 +276,8 @@ struct RawSigning {
 #[serde(deny_unknown_fields)]
 struct RawNode {
     control: Option<String>,
+    #[serde(default)]
+    egress_allow: Vec<String>,
 }
 
 impl BuildConfig {
@@ -347,6 +352,11 @@ impl BuildConfig {
                 return invalid(format!("node.control '{control}' is not host:port"));
             }
         }
+        for rule in &raw.node.egress_allow {
+            if let Err(e) = rule.parse::<interfaces::egress::Rule>() {
+                return invalid(format!("node.egress_allow: {e}"));
+            }
+        }
         if let Some(stage0) = &raw.stage0 {
             if stage0.cmdline.contains('\n') {
                 return invalid("stage0.cmdline must be one line".into());
@@ -398,6 +408,7 @@ impl BuildConfig {
             compression,
             signing_keys: raw.signing.keys.into_iter().map(|k| base.join(k)).collect(),
             control: raw.node.control,
+            egress_allow: raw.node.egress_allow,
             vmm: raw.vmm.map(|v| base.join(v.path)),
             workload_policy: raw.workloads.map(|w| base.join(w.policy)),
             workloads: raw

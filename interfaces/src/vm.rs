@@ -12,6 +12,8 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
+use crate::egress::Rule;
+
 pub use lexopt;
 
 /// Kernel command line used when none is given: console on COM1, and a panicking kernel reboots
@@ -41,6 +43,10 @@ pub struct VmSpec {
     pub disks: Vec<Disk>,
     /// `--net`: the guest gets the user-mode network.
     pub net: bool,
+    /// `--net-allow RULE`, repeated: non-public destinations the node's policy opens.
+    pub net_allow: Vec<Rule>,
+    /// `--net-deny RULE`, repeated: destinations always refused (the control endpoint).
+    pub net_deny: Vec<Rule>,
     /// `--serial`: where the guest console goes.
     pub serial: Serial,
 }
@@ -102,6 +108,8 @@ impl VmSpec {
             vcpus: DEFAULT_VCPUS,
             disks: Vec::new(),
             net: false,
+            net_allow: Vec::new(),
+            net_deny: Vec::new(),
             serial: Serial::Stdout,
         }
     }
@@ -133,6 +141,15 @@ impl VmSpec {
         }
         if self.net {
             args.push(option(VmOption::Net));
+        }
+        for (name, rules) in [
+            (VmOption::NetAllow, &self.net_allow),
+            (VmOption::NetDeny, &self.net_deny),
+        ] {
+            for rule in rules {
+                args.push(option(name));
+                args.push(rule.to_string().into());
+            }
         }
         args.push(option(VmOption::Serial));
         args.push(match &self.serial {
@@ -225,13 +242,17 @@ pub enum VmOption {
     Disk,
     /// `--net`.
     Net,
+    /// `--net-allow A.B.C.D[/N][:PORT]`.
+    NetAllow,
+    /// `--net-deny A.B.C.D[/N][:PORT]`.
+    NetDeny,
     /// `--serial FILE|stdout`.
     Serial,
 }
 
 impl VmOption {
     /// Every option.
-    pub const ALL: [VmOption; 8] = [
+    pub const ALL: [VmOption; 10] = [
         VmOption::Kernel,
         VmOption::Initrd,
         VmOption::Cmdline,
@@ -239,6 +260,8 @@ impl VmOption {
         VmOption::Vcpus,
         VmOption::Disk,
         VmOption::Net,
+        VmOption::NetAllow,
+        VmOption::NetDeny,
         VmOption::Serial,
     ];
 
@@ -252,6 +275,8 @@ impl VmOption {
             VmOption::Vcpus => "vcpus",
             VmOption::Disk => "disk",
             VmOption::Net => "net",
+            VmOption::NetAllow => "net-allow",
+            VmOption::NetDeny => "net-deny",
             VmOption::Serial => "serial",
         }
     }
@@ -291,6 +316,8 @@ impl VmSpecParser {
             VmOption::Vcpus => spec.vcpus = number(parser, "--vcpus")?,
             VmOption::Disk => spec.disks.push(Disk::parse(parser.value()?)?),
             VmOption::Net => spec.net = true,
+            VmOption::NetAllow => spec.net_allow.push(rule(parser, "--net-allow")?),
+            VmOption::NetDeny => spec.net_deny.push(rule(parser, "--net-deny")?),
             VmOption::Serial => {
                 let value = parser.value()?;
                 spec.serial = if value == SERIAL_STDOUT {
@@ -324,6 +351,13 @@ fn number<T: std::str::FromStr>(parser: &mut lexopt::Parser, option: &str) -> Re
             value.to_string_lossy()
         ))
     })
+}
+
+/// The value of `option` as an egress rule.
+fn rule(parser: &mut lexopt::Parser, option: &str) -> Result<Rule, ArgError> {
+    text(parser, option)?
+        .parse()
+        .map_err(|e| ArgError::Usage(format!("{option}: {e}")))
 }
 
 /// The value of `option` as UTF-8 text.

@@ -139,6 +139,10 @@ pub struct VmConfig {
     pub disks: Vec<DiskConfig>,
     /// Whether the guest has the user-mode network.
     pub net: bool,
+    /// The node's egress rules for it (`--net-allow`, `--net-deny`).
+    pub net_allow: Vec<interfaces::egress::Rule>,
+    /// Destinations always refused.
+    pub net_deny: Vec<interfaces::egress::Rule>,
     /// Seccomp filter mode.
     pub seccomp: crate::seccomp::SeccompMode,
 }
@@ -204,6 +208,8 @@ impl VmConfig {
             serial: spec.serial.clone(),
             disks: spec.disks.clone(),
             net: spec.net,
+            net_allow: spec.net_allow.clone(),
+            net_deny: spec.net_deny.clone(),
             seccomp: cli.seccomp,
         })
     }

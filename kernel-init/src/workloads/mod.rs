@@ -64,6 +64,7 @@ fn run() {
     if verified.is_empty() {
         return;
     }
+    let egress = node_egress();
     let data = disk::set_up_data_root();
     let base = match guest_base() {
         Ok(base) => base,
@@ -75,7 +76,10 @@ fn run() {
     for (dir, manifest) in verified {
         let name = manifest.name.clone();
         let plan = match prepare(&dir, &manifest, &base, &data.path) {
-            Ok(plan) => plan,
+            Ok(plan) => vm::VmPlan {
+                egress: egress.clone(),
+                ..plan
+            },
             Err(e) => {
                 crate::error!("workload {name}: {e}");
                 continue;
@@ -87,6 +91,23 @@ fn run() {
             .spawn(move || supervisor::supervise(&plan, restart));
         if let Err(e) = spawned {
             crate::error!("workload {name}: cannot start its supervisor: {e}");
+        }
+    }
+}
+
+/// The node's egress policy for its workloads, from `node.toml`: `egress_allow` opens named
+/// non-public destinations, and the control endpoint is always refused. Without a readable
+/// `node.toml`, no rule: the workloads reach the public internet only.
+fn node_egress() -> vm::Egress {
+    match crate::node_config::NodeConfig::load() {
+        Ok(node) => vm::Egress {
+            // `load` validated the rules.
+            allow: node.egress_allow_rules().unwrap_or_default(),
+            deny: node.control_rule().into_iter().collect(),
+        },
+        Err(e) => {
+            crate::debug!("workloads: node config: {}", crate::error_chain(&e));
+            vm::Egress::default()
         }
     }
 }

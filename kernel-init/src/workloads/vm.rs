@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
 
+use interfaces::egress::Rule;
 use interfaces::vm::{Disk, Serial, VmSpec, VmmExit};
 use nix::sys::wait::WaitStatus;
 use trust::WorkloadManifest;
@@ -38,6 +39,17 @@ pub struct VmPlan {
     pub memory_mib: u32,
     /// Whether the guest gets the network.
     pub network: bool,
+    /// The node's egress policy for the network: `--net-allow` and `--net-deny` rules.
+    pub egress: Egress,
+}
+
+/// The node's egress rules for its workloads' user-mode network (from `node.toml`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Egress {
+    /// Non-public destinations the node opens (`egress_allow`).
+    pub allow: Vec<Rule>,
+    /// Destinations always refused (the control endpoint).
+    pub deny: Vec<Rule>,
 }
 
 impl VmPlan {
@@ -56,6 +68,7 @@ impl VmPlan {
             vcpus: manifest.vcpus,
             memory_mib: manifest.memory_mib,
             network: manifest.network,
+            egress: Egress::default(),
         }
     }
 
@@ -86,6 +99,8 @@ impl VmPlan {
             vcpus: u32::from(self.vcpus),
             disks,
             net: self.network,
+            net_allow: self.egress.allow.clone(),
+            net_deny: self.egress.deny.clone(),
             serial: Serial::Stdout,
         }
     }
