@@ -365,7 +365,7 @@ impl Vm {
         {
             log::warn!("flush serial output: {e}");
         }
-        let unhandled = self.shared.unhandled_accesses.load(Ordering::Relaxed);
+        let unhandled = self.shared.unhandled_accesses.count();
         if unhandled > 0 {
             log::info!("{unhandled} guest accesses to unmapped addresses");
         }
