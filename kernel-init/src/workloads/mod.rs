@@ -13,6 +13,7 @@
 //! 4. [`supervisor`] (one thread per workload) runs [`vm`]s: one `vmm` process per run, its
 //!    console relayed as `[<name>] <line>`, restarts with backoff.
 
+pub mod console_limit;
 pub mod disk;
 pub mod guest_initrd;
 pub mod supervisor;

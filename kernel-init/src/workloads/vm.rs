@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
+use super::console_limit::{Admit, LineLimit, LINES_PER_SECOND};
 use interfaces::egress::Rule;
 use interfaces::vm::{Disk, Serial, VmSpec, VmmExit};
 use nix::sys::wait::WaitStatus;
@@ -215,8 +217,23 @@ impl RunningVm {
         let pid = child.id();
         let stdout = child.stdout.take().and_then(|pipe| {
             let name = plan.name.clone();
-            relay(&plan.name, "console", pipe, move |line| {
-                crate::log::interface_line(&format!("[{name}] {line}"));
+            // The console is capped (console_limit); the vmm's stderr below is not: the vmm
+            // caps the warnings a guest can cause, and its exit code line must not be lost.
+            let mut limit = LineLimit::new(LINES_PER_SECOND);
+            relay(&plan.name, "console", pipe, move |line| match line {
+                Some(line) => {
+                    if let Admit::Print { notice } = limit.admit(Instant::now()) {
+                        if let Some(notice) = notice {
+                            crate::log::interface_line(&format!("[{name}] {notice}"));
+                        }
+                        crate::log::interface_line(&format!("[{name}] {line}"));
+                    }
+                }
+                None => {
+                    if let Some(notice) = limit.finish() {
+                        crate::log::interface_line(&format!("[{name}] {notice}"));
+                    }
+                }
             })
         });
         let stderr = child.stderr.take().and_then(|pipe| {
@@ -261,15 +278,19 @@ impl RunningVm {
     }
 }
 
+/// Relays `pipe` line by line to `each` on a thread of its own; `None` once it ended.
 fn relay(
     name: &str,
     what: &str,
     pipe: impl Read + Send + 'static,
-    mut each: impl FnMut(String) + Send + 'static,
+    mut each: impl FnMut(Option<String>) + Send + 'static,
 ) -> Option<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("{name}-{what}"))
-        .spawn(move || for_each_line(pipe, &mut each))
+        .spawn(move || {
+            for_each_line(pipe, |line| each(Some(line)));
+            each(None);
+        })
         .ok()
 }
 
