@@ -66,7 +66,12 @@ fn run() {
         return;
     }
     let egress = node_egress();
-    let data = disk::set_up_data_root();
+    let volumes = verified.iter().flat_map(|(_, m)| &m.volumes);
+    let volumes_mib = volumes.clone().map(|v| u64::from(v.size_mib)).sum();
+    let data = disk::set_up_data_root(
+        volumes_mib,
+        u64::try_from(volumes.count()).unwrap_or(u64::MAX),
+    );
     let base = match guest_base() {
         Ok(base) => base,
         Err(e) => {
