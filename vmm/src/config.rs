@@ -42,7 +42,12 @@ Options:
   --disk <PATH[,ro]>     raw disk image as a virtio block device; repeatable, the guest sees
                          them in this order (/dev/vda, /dev/vdb, ...)
   --net                  virtio network on the VMM's user-mode network: the guest is
-                         10.200.0.2/24, gateway and DNS 10.200.0.1; outbound only
+                         10.200.0.2/24, gateway and DNS 10.200.0.1; outbound only, to
+                         the public internet only
+  --net-allow <RULE>     A.B.C.D[/N][:PORT] that --net may reach although not public
+                         (a private server the node's policy names); repeatable
+  --net-deny <RULE>      A.B.C.D[/N][:PORT] that --net never reaches even when public
+                         (the node's control endpoint); repeatable
   --serial <FILE|stdout> where the guest console goes [default: stdout]
   --seccomp <MODE>       kill, log or off: what a system call outside the allow-list does
                          [default: kill]
