@@ -488,6 +488,12 @@ control = "10.0.2.2:7878"
 
     #[test]
     fn parses_and_resolves_paths() {
+        let allow = GOOD.replace(
+            "control = \"10.0.2.2:7878\"",
+            "control = \"10.0.2.2:7878\"\negress_allow = [\"10.0.2.2:8000\"]",
+        );
+        let c = BuildConfig::parse(&allow, Path::new("/p")).unwrap_or_else(|_| panic!("refused"));
+        assert_eq!(c.egress_allow, ["10.0.2.2:8000"]);
         let c = BuildConfig::parse(GOOD, Path::new("/cfg")).unwrap_or_else(|_| panic!("parse"));
         assert_eq!(c.release.version, 3);
         assert_eq!(c.release.target, "x86_64");
@@ -617,6 +623,14 @@ control = "10.0.2.2:7878"
         assert!(problem(&nokeys).contains("signing key"));
         let badport = GOOD.replace("10.0.2.2:7878", "10.0.2.2");
         assert!(problem(&badport).contains("host:port"));
+        let badrule = GOOD.replace(
+            "control = \"10.0.2.2:7878\"",
+            "control = \"10.0.2.2:7878\"\negress_allow = [\"10.0.2.2:0\"]",
+        );
+        assert_eq!(
+            problem(&badrule),
+            "node.egress_allow: \"10.0.2.2:0\" is not A.B.C.D[/N][:PORT]"
+        );
         let mode = GOOD.replace(
             "dest = \"/etc/motd\"",
             "dest = \"/etc/motd\"\nmode = \"rw\"",

@@ -71,6 +71,8 @@
 //!
 //! socket, connect, setsockopt, getsockopt (SO_ERROR), poll, read/recvfrom, write/sendto,
 //! shutdown, close, getrandom (in [`UserNet::new`]), clock_gettime.
+//! [`UserNetConfig::system`] lists the node's addresses with getifaddrs(3), a netlink socket:
+//! call it before the filter is installed (the VMM builds its network first).
 
 pub mod config;
 
