@@ -383,6 +383,7 @@ fn node_config(config: &BuildConfig) -> Result<String, interfaces::node::NodeCon
         version: config.release.version,
         profile: config.release.profile.clone(),
         control: config.control.clone(),
+        egress_allow: config.egress_allow.clone(),
     }
     .to_toml()
 }

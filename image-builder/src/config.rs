@@ -61,6 +61,9 @@ pub struct BuildConfig {
     pub signing_keys: Vec<PathBuf>,
     /// The node's control endpoint (`host:port`), written into `/etc/nullos/node.toml`.
     pub control: Option<String>,
+    /// Non-public destinations the node's workloads may reach (`[node] egress_allow`,
+    /// `A.B.C.D[/N][:PORT]` each), written into `/etc/nullos/node.toml`.
+    pub egress_allow: Vec<String>,
     /// The USB stick image, written only when the config has a `[usb]` section.
     pub usb: Option<UsbSection>,
     /// The boot image (stage 0), built only when the config has a `[stage0]` section.
@@ -277,6 +280,8 @@ struct RawSigning {
 #[serde(deny_unknown_fields)]
 struct RawNode {
     control: Option<String>,
+    #[serde(default)]
+    egress_allow: Vec<String>,
 }
 
 impl BuildConfig {
@@ -351,6 +356,11 @@ impl BuildConfig {
                 return invalid(format!("node.control '{control}' is not host:port"));
             }
         }
+        for rule in &raw.node.egress_allow {
+            if let Err(e) = rule.parse::<interfaces::egress::Rule>() {
+                return invalid(format!("node.egress_allow: {e}"));
+            }
+        }
         if let Some(stage0) = &raw.stage0 {
             if stage0.cmdline.contains('\n') {
                 return invalid("stage0.cmdline must be one line".into());
@@ -402,6 +412,7 @@ impl BuildConfig {
             compression,
             signing_keys: raw.signing.keys.into_iter().map(|k| base.join(k)).collect(),
             control: raw.node.control,
+            egress_allow: raw.node.egress_allow,
             vmm: raw.vmm.map(|v| base.join(v.path)),
             workload_policy: raw.workloads.map(|w| base.join(w.policy)),
             workloads: raw
@@ -482,6 +493,12 @@ control = "10.0.2.2:7878"
 
     #[test]
     fn parses_and_resolves_paths() {
+        let allow = GOOD.replace(
+            "control = \"10.0.2.2:7878\"",
+            "control = \"10.0.2.2:7878\"\negress_allow = [\"10.0.2.2:8000\"]",
+        );
+        let c = BuildConfig::parse(&allow, Path::new("/p")).unwrap_or_else(|_| panic!("refused"));
+        assert_eq!(c.egress_allow, ["10.0.2.2:8000"]);
         let c = BuildConfig::parse(GOOD, Path::new("/cfg")).unwrap_or_else(|_| panic!("parse"));
         assert_eq!(c.release.version, 3);
         assert_eq!(c.release.target, "x86_64");
@@ -618,6 +635,14 @@ control = "10.0.2.2:7878"
         assert!(problem(&nokeys).contains("signing key"));
         let badport = GOOD.replace("10.0.2.2:7878", "10.0.2.2");
         assert!(problem(&badport).contains("host:port"));
+        let badrule = GOOD.replace(
+            "control = \"10.0.2.2:7878\"",
+            "control = \"10.0.2.2:7878\"\negress_allow = [\"10.0.2.2:0\"]",
+        );
+        assert_eq!(
+            problem(&badrule),
+            "node.egress_allow: \"10.0.2.2:0\" is not A.B.C.D[/N][:PORT]"
+        );
         let mode = GOOD.replace(
             "dest = \"/etc/motd\"",
             "dest = \"/etc/motd\"\nmode = \"rw\"",

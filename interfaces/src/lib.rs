@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(missing_docs, clippy::unwrap_used))]
 
+pub mod egress;
 pub mod guest;
 pub mod labels;
 pub mod net;

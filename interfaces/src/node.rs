@@ -41,6 +41,11 @@ pub struct NodeConfig {
     /// Control endpoint `host:port`, if the image has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<String>,
+    /// Non-public destinations (`A.B.C.D[/N][:PORT]`, [`crate::egress::Rule`]) this node's
+    /// workloads may reach through their user-mode network; by default they reach the public
+    /// internet only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress_allow: Vec<String>,
 }
 
 impl NodeConfig {
@@ -59,7 +64,29 @@ impl NodeConfig {
                 return invalid(format!("{what} contains a NUL byte"));
             }
         }
-        Ok(())
+        self.egress_allow_rules().map(|_| ())
+    }
+
+    /// [`NodeConfig::egress_allow`], parsed.
+    pub fn egress_allow_rules(&self) -> Result<Vec<crate::egress::Rule>, NodeConfigError> {
+        self.egress_allow
+            .iter()
+            .map(|r| {
+                r.parse()
+                    .map_err(|e| NodeConfigError::Invalid(format!("egress_allow: {e}")))
+            })
+            .collect()
+    }
+
+    /// The control endpoint as a rule for `--net-deny`, when it is an IPv4 `address:port` (a
+    /// host name would need a lookup; such an endpoint is not covered).
+    pub fn control_rule(&self) -> Option<crate::egress::Rule> {
+        let addr: std::net::SocketAddrV4 = self.control.as_deref()?.parse().ok()?;
+        Some(crate::egress::Rule {
+            addr: *addr.ip(),
+            prefix_len: 32,
+            port: Some(addr.port()),
+        })
     }
 
     /// The file's text: a comment naming the writer, then the keys.
@@ -95,6 +122,7 @@ mod tests {
             version: 7,
             profile: "dev".into(),
             control: control.map(str::to_owned),
+            egress_allow: Vec::new(),
         }
     }
 
@@ -121,6 +149,7 @@ mod tests {
                 version: u64::MAX >> 1,
                 profile: "a \"quoted\" \\ 'profile' é\n".into(),
                 control: Some("host\twith = signs # and hash".into()),
+                egress_allow: vec!["10.0.2.2:4000".into()],
             },
         ];
         for c in odd {
@@ -136,6 +165,25 @@ mod tests {
         assert_eq!(n, config(Some("10.0.2.2:7878")));
         let n = NodeConfig::parse("version = 1\nprofile = \"prod\"\nextra = true\n").unwrap();
         assert_eq!(n.control, None);
+    }
+
+    #[test]
+    fn egress_rules_are_checked_and_the_control_endpoint_becomes_a_deny_rule() {
+        let n = NodeConfig::parse(
+            "version = 1\nprofile = \"dev\"\ncontrol = \"10.0.2.2:7878\"\negress_allow = [\"10.0.2.2:4000\", \"192.168.0.0/16\"]\n",
+        )
+        .unwrap();
+        let rules = n.egress_allow_rules().unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].to_string(), "10.0.2.2/32:4000");
+        assert_eq!(n.control_rule().unwrap().to_string(), "10.0.2.2/32:7878");
+        assert_eq!(config(Some("control.example:443")).control_rule(), None);
+        assert_eq!(
+            NodeConfig::parse("version = 1\nprofile = \"dev\"\negress_allow = [\"10.0.0.0/99\"]\n")
+                .unwrap_err()
+                .to_string(),
+            "/etc/nullos/node.toml: egress_allow: \"10.0.0.0/99\" is not A.B.C.D[/N][:PORT]"
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ use std::os::fd::RawFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use crate::egress::Rule;
+
 pub use lexopt;
 
 /// Kernel command line used when none is given: console on COM1, and a panicking kernel reboots
@@ -65,6 +67,10 @@ pub struct VmSpec {
     pub disks: Vec<Disk>,
     /// `--net`: the guest gets the user-mode network.
     pub net: bool,
+    /// `--net-allow RULE`, repeated: non-public destinations the node's policy opens.
+    pub net_allow: Vec<Rule>,
+    /// `--net-deny RULE`, repeated: destinations always refused (the control endpoint).
+    pub net_deny: Vec<Rule>,
     /// `--serial`: where the guest console goes.
     pub serial: Serial,
     /// `--kvm`: the KVM device (a path or an inherited descriptor, see [`FD_PATH_PREFIX`]);
@@ -129,6 +135,8 @@ impl VmSpec {
             vcpus: DEFAULT_VCPUS,
             disks: Vec::new(),
             net: false,
+            net_allow: Vec::new(),
+            net_deny: Vec::new(),
             serial: Serial::Stdout,
             kvm: None,
         }
@@ -161,6 +169,15 @@ impl VmSpec {
         }
         if self.net {
             args.push(option(VmOption::Net));
+        }
+        for (name, rules) in [
+            (VmOption::NetAllow, &self.net_allow),
+            (VmOption::NetDeny, &self.net_deny),
+        ] {
+            for rule in rules {
+                args.push(option(name));
+                args.push(rule.to_string().into());
+            }
         }
         args.push(option(VmOption::Serial));
         args.push(match &self.serial {
@@ -257,6 +274,10 @@ pub enum VmOption {
     Disk,
     /// `--net`.
     Net,
+    /// `--net-allow A.B.C.D[/N][:PORT]`.
+    NetAllow,
+    /// `--net-deny A.B.C.D[/N][:PORT]`.
+    NetDeny,
     /// `--serial FILE|stdout`.
     Serial,
     /// `--kvm FILE`.
@@ -265,7 +286,7 @@ pub enum VmOption {
 
 impl VmOption {
     /// Every option.
-    pub const ALL: [VmOption; 9] = [
+    pub const ALL: [VmOption; 11] = [
         VmOption::Kernel,
         VmOption::Initrd,
         VmOption::Cmdline,
@@ -273,6 +294,8 @@ impl VmOption {
         VmOption::Vcpus,
         VmOption::Disk,
         VmOption::Net,
+        VmOption::NetAllow,
+        VmOption::NetDeny,
         VmOption::Serial,
         VmOption::Kvm,
     ];
@@ -287,6 +310,8 @@ impl VmOption {
             VmOption::Vcpus => "vcpus",
             VmOption::Disk => "disk",
             VmOption::Net => "net",
+            VmOption::NetAllow => "net-allow",
+            VmOption::NetDeny => "net-deny",
             VmOption::Serial => "serial",
             VmOption::Kvm => "kvm",
         }
@@ -328,6 +353,8 @@ impl VmSpecParser {
             VmOption::Disk => spec.disks.push(Disk::parse(parser.value()?)?),
             VmOption::Net => spec.net = true,
             VmOption::Kvm => spec.kvm = Some(parser.value()?.into()),
+            VmOption::NetAllow => spec.net_allow.push(rule(parser, "--net-allow")?),
+            VmOption::NetDeny => spec.net_deny.push(rule(parser, "--net-deny")?),
             VmOption::Serial => {
                 let value = parser.value()?;
                 spec.serial = if value == SERIAL_STDOUT {
@@ -361,6 +388,13 @@ fn number<T: std::str::FromStr>(parser: &mut lexopt::Parser, option: &str) -> Re
             value.to_string_lossy()
         ))
     })
+}
+
+/// The value of `option` as an egress rule.
+fn rule(parser: &mut lexopt::Parser, option: &str) -> Result<Rule, ArgError> {
+    text(parser, option)?
+        .parse()
+        .map_err(|e| ArgError::Usage(format!("{option}: {e}")))
 }
 
 /// The value of `option` as UTF-8 text.

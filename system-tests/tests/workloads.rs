@@ -81,9 +81,18 @@ fn build_workload(root: &Path, src: &Path, name: &str) -> PathBuf {
 
 /// The dev profile with these workloads, an uncompressed initramfs (so a second archive can be
 /// appended) and no USB or stage 0 outputs.
-fn node_profile(root: &Path, workloads: &[PathBuf]) -> PathBuf {
+fn node_profile(root: &Path, workloads: &[PathBuf], egress_allow: &str) -> PathBuf {
     let repo = repo_root();
     let mut text = std::fs::read_to_string(repo.join("profiles/dev.toml")).unwrap();
+    // Workloads reach the public internet only, unless the node's policy names a destination.
+    assert!(
+        text.contains("\n[node]\n"),
+        "profiles/dev.toml has a [node] section"
+    );
+    text = text.replace(
+        "\n[node]\n",
+        &format!("\n[node]\negress_allow = [\"{egress_allow}\"]\n"),
+    );
     // Paths in the profile are relative to profiles/; make them absolute.
     text = text.replace("\"../", &format!("\"{}/", repo.display()));
     let cut = |t: &str, section: &str| match t.find(section) {
@@ -178,7 +187,13 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
     );
 
     // The node image with the four good workloads (image-builder refuses a tampered one).
-    let profile = node_profile(root.path(), &[hello, net, crash, panic]);
+    // The echo server is on the host, 10.0.2.2 (private) from the node: the node's policy
+    // opens exactly its port to the workloads.
+    let profile = node_profile(
+        root.path(),
+        &[hello, net, crash, panic],
+        &format!("10.0.2.2:{port}"),
+    );
     let config = BuildConfig::load(&profile).unwrap_or_else(|e| panic!("{e}"));
     let image = root.path().join("image");
     build(&config, &image, 0, &Quiet).unwrap_or_else(|e| panic!("{e}"));

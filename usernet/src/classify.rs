@@ -112,32 +112,6 @@ fn classify_ipv4(payload: &[u8], cfg: &UserNetConfig) -> Verdict {
     }
 }
 
-/// Why a TCP destination is refused (the guest gets an RST), or `None` when it is proxied.
-///
-/// Nothing on the node may be reached from a workload: not the gateway or its network, not
-/// loopback (unless a test allows it), not link-local (cloud metadata services live there),
-/// and nothing that is not unicast.
-pub(crate) fn refused_destination(
-    remote: SocketAddrV4,
-    cfg: &UserNetConfig,
-) -> Option<&'static str> {
-    let ip = *remote.ip();
-    if remote.port() == 0 {
-        Some("port 0")
-    } else if cfg.in_network(ip) {
-        Some("the gateway network")
-    } else if ip.is_loopback() && !cfg.allow_loopback {
-        Some("loopback")
-    } else if ip.is_link_local() {
-        Some("link-local")
-    } else if ip.octets()[0] == 0 || ip.is_broadcast() || ip.is_multicast() || ip.octets()[0] >= 240
-    {
-        Some("not a unicast address")
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,29 +277,5 @@ mod tests {
             let _ = classify(&frame[..len], &cfg());
         }
         assert!(matches!(classify(&[0u8; 3], &cfg()), Verdict::Drop(_)));
-    }
-
-    #[test]
-    fn destinations_on_the_node_are_refused() {
-        let c = cfg();
-        let refused =
-            |ip: [u8; 4], port| refused_destination(SocketAddrV4::new(ip.into(), port), &c);
-        assert_eq!(refused([93, 184, 216, 34], 80), None);
-        assert!(refused([10, 200, 0, 1], 80).is_some());
-        assert!(refused([10, 200, 0, 77], 80).is_some());
-        assert!(refused([127, 0, 0, 1], 80).is_some());
-        assert!(refused([169, 254, 169, 254], 80).is_some());
-        assert!(refused([224, 0, 0, 1], 80).is_some());
-        assert!(refused([255, 255, 255, 255], 80).is_some());
-        assert!(refused([0, 1, 2, 3], 80).is_some());
-        assert!(refused([93, 184, 216, 34], 0).is_some());
-        let tests = UserNetConfig {
-            allow_loopback: true,
-            ..cfg()
-        };
-        assert_eq!(
-            refused_destination(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 80), &tests),
-            None
-        );
     }
 }

@@ -4,6 +4,8 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use crate::policy::Rule;
+
 // The gateway's address (the VMM's smoltcp stack, also the guest's DNS server), the guest's
 // fixed address (configured by the guest itself from `ip=`) and the prefix length of the guest
 // network (10.200.0.0/24): the node and the guest use the same (`interfaces::net`).
@@ -37,6 +39,17 @@ pub enum ConfigError {
         gateway: Ipv4Addr,
         /// Configured prefix length.
         prefix_len: u8,
+    },
+    /// The node's addresses could not be listed.
+    #[error("list the node's addresses")]
+    NodeAddresses(#[source] io::Error),
+    /// The buffers could take more memory than the budget allows.
+    #[error("buffers may take {bound} bytes, more than the budget of {budget}")]
+    OverBudget {
+        /// [`UserNetConfig::memory_bound`].
+        bound: usize,
+        /// [`UserNetConfig::memory_budget`].
+        budget: usize,
     },
     /// A limit or size that must be positive is zero.
     #[error("{0} must not be zero")]
@@ -72,7 +85,26 @@ pub struct UserNetConfig {
     /// Let the guest reach 127.0.0.0/8 on the node. Only for tests: in production nothing on
     /// the node is reachable from a workload.
     pub allow_loopback: bool,
+    /// Non-public destinations the node's policy opens to its workloads (see [`crate::policy`]).
+    pub allow: Vec<Rule>,
+    /// Destinations always refused, even when public: the node's control and notary endpoints.
+    pub deny: Vec<Rule>,
+    /// The node's own addresses, always refused ([`UserNetConfig::system`] reads them).
+    pub node_addrs: Vec<Ipv4Addr>,
+    /// New host connects per second (token bucket rate); SYNs beyond get an RST.
+    pub syn_rate: u32,
+    /// New host connects that may come at once (token bucket size).
+    pub syn_burst: u32,
+    /// An open flow with no byte either way for this long is reset on both sides.
+    pub idle_timeout: Duration,
+    /// The most memory usernet's buffers may take: [`UserNetConfig::memory_bound`] must fit.
+    pub memory_budget: usize,
 }
+
+/// Bytes of one frame in the queue for the guest, at most (MTU 1500 plus the Ethernet header).
+const FRAME_BYTES: usize = 1514;
+/// Bytes of the DNS forwarder's smoltcp buffers (32 queries of 512 and 32 answers of 1472).
+const DNS_BYTES: usize = 32 * 512 + 32 * 1472;
 
 impl Default for UserNetConfig {
     fn default() -> Self {
@@ -82,13 +114,20 @@ impl Default for UserNetConfig {
             gateway_mac: GATEWAY_MAC,
             guest_ip: GUEST_IP,
             dns_server: None,
-            max_flows: 256,
+            max_flows: 64,
             max_dns_queries: 64,
-            tcp_buffer_size: 256 * 1024,
+            tcp_buffer_size: 64 * 1024,
             guest_queue_frames: 512,
             connect_timeout: Duration::from_secs(60),
             dns_timeout: Duration::from_secs(5),
             allow_loopback: false,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            node_addrs: Vec::new(),
+            syn_rate: 20,
+            syn_burst: 40,
+            idle_timeout: Duration::from_secs(600),
+            memory_budget: 12 << 20,
         }
     }
 }
@@ -99,8 +138,19 @@ impl UserNetConfig {
     pub fn system() -> Result<Self, ConfigError> {
         Ok(UserNetConfig {
             dns_server: system_resolver()?,
+            node_addrs: node_addresses()?,
             ..UserNetConfig::default()
         })
+    }
+
+    /// The most memory usernet's buffers can take: two TCP buffers per flow at the flow limit,
+    /// the queue of frames for the guest, and the DNS forwarder. The defaults give
+    /// 64 × 2 × 64 KiB + 512 × 1514 + 62 KiB, about 8.8 MiB, inside the 12 MiB budget.
+    pub fn memory_bound(&self) -> usize {
+        self.max_flows
+            .saturating_mul(self.tcp_buffer_size.saturating_mul(2))
+            .saturating_add(self.guest_queue_frames.saturating_mul(FRAME_BYTES))
+            .saturating_add(DNS_BYTES)
     }
 
     /// Checks the invariants `UserNet::new` relies on.
@@ -121,21 +171,62 @@ impl UserNetConfig {
             (self.max_dns_queries, "max_dns_queries"),
             (self.tcp_buffer_size, "tcp_buffer_size"),
             (self.guest_queue_frames, "guest_queue_frames"),
+            (self.syn_rate as usize, "syn_rate"),
+            (self.syn_burst as usize, "syn_burst"),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
             }
+        }
+        if self.idle_timeout.is_zero() {
+            return Err(ConfigError::Zero("idle_timeout"));
+        }
+        if self.memory_bound() > self.memory_budget {
+            return Err(ConfigError::OverBudget {
+                bound: self.memory_bound(),
+                budget: self.memory_budget,
+            });
         }
         Ok(())
     }
 
     /// Whether `ip` is inside the gateway's network.
     pub fn in_network(&self, ip: Ipv4Addr) -> bool {
-        let mask = u32::MAX
-            .checked_shl(32 - u32::from(self.prefix_len))
-            .unwrap_or(0);
-        u32::from(ip) & mask == u32::from(self.gateway_ip) & mask
+        crate::policy::in_prefix(ip, self.gateway_ip, self.prefix_len)
     }
+}
+
+/// The node's IPv4 addresses, on every interface, as of now (getifaddrs(3)). A workload may not
+/// reach any of them; an address the node gets later (a new DHCP lease) is not covered until
+/// the VM restarts, but a private one is refused by class anyway.
+pub fn node_addresses() -> Result<Vec<Ipv4Addr>, ConfigError> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: `head` is a live out-pointer; on success the list is freed below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(ConfigError::NodeAddresses(io::Error::last_os_error()));
+    }
+    let mut addrs = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a non-null entry of the list getifaddrs returned, not yet freed.
+        let entry = unsafe { &*cur };
+        if !entry.ifa_addr.is_null() {
+            // SAFETY: `ifa_addr` is non-null and points to a sockaddr of the list.
+            let family = unsafe { (*entry.ifa_addr).sa_family };
+            if i32::from(family) == libc::AF_INET {
+                // SAFETY: an AF_INET address is a sockaddr_in.
+                let sin = unsafe { &*entry.ifa_addr.cast::<libc::sockaddr_in>() };
+                let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+                if !addrs.contains(&ip) {
+                    addrs.push(ip);
+                }
+            }
+        }
+        cur = entry.ifa_next;
+    }
+    // SAFETY: `head` came from a successful getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(addrs)
 }
 
 /// The node's resolver: the first `nameserver` of `/etc/resolv.conf`, port 53.
@@ -207,6 +298,26 @@ mod tests {
         assert!(matches!(
             zero.validate(),
             Err(ConfigError::Zero("max_flows"))
+        ));
+    }
+
+    #[test]
+    fn node_addresses_include_loopback() {
+        assert!(node_addresses().unwrap().contains(&Ipv4Addr::LOCALHOST));
+    }
+
+    #[test]
+    fn default_buffers_fit_the_budget_and_more_do_not() {
+        let c = UserNetConfig::default();
+        assert!(c.memory_bound() <= c.memory_budget);
+        let big = UserNetConfig {
+            max_flows: 256,
+            tcp_buffer_size: 256 * 1024,
+            ..UserNetConfig::default()
+        };
+        assert!(matches!(
+            big.validate(),
+            Err(ConfigError::OverBudget { bound, .. }) if bound > 128 << 20
         ));
     }
 

@@ -19,10 +19,14 @@
 //!   send buffer is full; the guest's window closes while the host does not take bytes).
 //!   FIN is passed on in both directions (half-close), a host reset becomes an RST to the
 //!   guest and a guest reset an RST to the host (SO_LINGER 0).
-//! * **Refused with an RST**: TCP to the gateway or its network, to loopback (unless
-//!   [`UserNetConfig::allow_loopback`], for tests), to link-local addresses (cloud metadata
-//!   services), to non-unicast addresses, and every SYN beyond [`UserNetConfig::max_flows`]
-//!   concurrent flows.
+//! * **Refused with an RST**: every destination the egress policy ([`policy`]) refuses: the
+//!   gateway's network, the node's own addresses, its control and notary endpoints, cloud
+//!   metadata services, loopback (unless [`UserNetConfig::allow_loopback`], for tests),
+//!   private, CGNAT, link-local, multicast, broadcast and reserved ranges, unless the node's
+//!   policy allows them by name ([`UserNetConfig::allow`]); every SYN beyond
+//!   [`UserNetConfig::max_flows`] concurrent flows or beyond the SYN rate limit
+//!   ([`UserNetConfig::syn_rate`], [`UserNetConfig::syn_burst`]). An open flow with no byte
+//!   either way for [`UserNetConfig::idle_timeout`] is reset on both sides.
 //! * **DNS**: UDP to `10.200.0.1:53` is forwarded to [`UserNetConfig::dns_server`] (the node's
 //!   first `nameserver` with [`UserNetConfig::system`]) from a fresh connected host UDP socket
 //!   per query, at most [`UserNetConfig::max_dns_queries`] at once; answers go back to the
@@ -55,8 +59,10 @@
 //!
 //! IPv4 only; MTU 1500 (MSS 1460), no segmentation offload, no IP fragments; a DNS answer
 //! larger than one frame (1472 bytes) is dropped; each flow has two
-//! [`UserNetConfig::tcp_buffer_size`] buffers (256 KiB by default, allocated zeroed so the
-//! pages are only touched as they are used); a flow whose guest side ended gives the host
+//! [`UserNetConfig::tcp_buffer_size`] buffers (64 KiB by default, allocated zeroed so the
+//! pages are only touched as they are used), and every buffer together is bounded by
+//! [`UserNetConfig::memory_bound`] (about 8.8 MiB by default), which must fit
+//! [`UserNetConfig::memory_budget`] (12 MiB); a flow whose guest side ended gives the host
 //! peer 10 s to take its last buffered bytes. Checksums of guest frames are not verified (the
 //! link is memory, and this admits checksum offload); checksums of frames to the guest are
 //! computed.
@@ -65,12 +71,16 @@
 //!
 //! socket, connect, setsockopt, getsockopt (SO_ERROR), poll, read/recvfrom, write/sendto,
 //! shutdown, close, getrandom (in [`UserNet::new`]), clock_gettime.
+//! [`UserNetConfig::system`] lists the node's addresses with getifaddrs(3), a netlink socket:
+//! call it before the filter is installed (the VMM builds its network first).
 
 pub mod config;
 
 mod classify;
 mod dns;
 mod host;
+mod limit;
+pub mod policy;
 mod stack;
 mod tcp;
 
@@ -106,6 +116,8 @@ pub struct Stats {
     pub dropped_from_guest: u64,
     /// Frames for the guest lost because the queue was full.
     pub dropped_to_guest: u64,
+    /// SYNs refused by the rate limit ([`UserNetConfig::syn_rate`]).
+    pub syns_limited: u64,
 }
 
 /// The user-mode network of one micro-VM. See the crate documentation.
@@ -136,11 +148,12 @@ impl UserNet {
         let epoch = std::time::Instant::now();
         let mut stack = Stack::new(&cfg, Instant::from_micros(0));
         let dns = Dns::new(&mut stack, &cfg);
+        let flows = Flows::new(&cfg, Instant::from_micros(0));
         Ok(UserNet {
             cfg,
             epoch,
             stack,
-            flows: Flows::new(),
+            flows,
             dns,
             deadline: None,
             dropped_from_guest: 0,
@@ -191,7 +204,7 @@ impl UserNet {
         };
         self.deadline = [
             smoltcp,
-            self.flows.next_deadline(),
+            self.flows.next_deadline(&self.cfg),
             self.dns.next_deadline(),
         ]
         .into_iter()
@@ -225,6 +238,7 @@ impl UserNet {
             guest_frames: self.stack.queue.len(),
             dropped_from_guest: self.dropped_from_guest,
             dropped_to_guest: self.stack.queue.dropped,
+            syns_limited: self.flows.syns_limited,
         }
     }
 

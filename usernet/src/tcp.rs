@@ -17,9 +17,11 @@ use smoltcp::socket::tcp::{self, State};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpListenEndpoint;
 
-use crate::classify::{refused_destination, FlowKey};
+use crate::classify::FlowKey;
 use crate::config::UserNetConfig;
 use crate::host;
+use crate::limit::TokenBucket;
+use crate::policy::refused_destination;
 use crate::stack::Stack;
 
 /// How long a flow whose guest side is finished may keep trying to hand its last bytes to a
@@ -34,6 +36,10 @@ const POLL_WRITE: i16 = libc::POLLOUT | libc::POLLERR | libc::POLLHUP;
 pub(crate) struct Flows {
     map: HashMap<FlowKey, Flow>,
     scratch: Vec<libc::pollfd>,
+    /// The SYN rate limit: one token per host connect.
+    syns: TokenBucket,
+    /// SYNs refused by the rate limit, for [`crate::Stats`].
+    pub syns_limited: u64,
 }
 
 #[derive(Debug)]
@@ -63,13 +69,17 @@ struct Open {
     host_failed: bool,
     /// When the guest side finished while bytes for the host were still buffered.
     guest_done_at: Option<Instant>,
+    /// When a byte last moved either way (or the flow opened): the idle timeout counts from here.
+    active_at: Instant,
 }
 
 impl Flows {
-    pub fn new() -> Self {
+    pub fn new(cfg: &UserNetConfig, now: Instant) -> Self {
         Flows {
             map: HashMap::new(),
             scratch: Vec::new(),
+            syns: TokenBucket::new(cfg.syn_rate, cfg.syn_burst, now),
+            syns_limited: 0,
         }
     }
 
@@ -137,6 +147,17 @@ impl Flows {
                 key.guest,
                 key.remote,
                 self.map.len()
+            );
+            stack.ingest(frame, now);
+            return;
+        }
+        if !self.syns.take(now) {
+            self.syns_limited += 1;
+            log::debug!(
+                "usernet: {} -> {}: refused, over {} connects per second",
+                key.guest,
+                key.remote,
+                cfg.syn_rate
             );
             stack.ingest(frame, now);
             return;
@@ -216,13 +237,18 @@ impl Flows {
         }
     }
 
-    /// The earliest connect timeout or linger end.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    /// The earliest connect timeout, linger end or idle timeout.
+    pub fn next_deadline(&self, cfg: &UserNetConfig) -> Option<Instant> {
+        let idle = Duration::from(cfg.idle_timeout);
         self.map
             .values()
-            .filter_map(|flow| match &flow.state {
-                FlowState::Connecting { deadline, .. } => Some(*deadline),
-                FlowState::Open(open) => open.guest_done_at.map(|t| t + LINGER),
+            .map(|flow| match &flow.state {
+                FlowState::Connecting { deadline, .. } => *deadline,
+                FlowState::Open(open) => {
+                    let idle_end = open.active_at + idle;
+                    open.guest_done_at
+                        .map_or(idle_end, |t| idle_end.min(t + LINGER))
+                }
             })
             .min()
     }
@@ -269,6 +295,7 @@ impl Flow {
                             host_write_shut: false,
                             host_failed: false,
                             guest_done_at: None,
+                            active_at: now,
                         });
                         true
                     }
@@ -277,7 +304,20 @@ impl Flow {
             }
             FlowState::Open(open) => {
                 let sock = stack.sockets.get_mut::<tcp::Socket>(open.handle);
-                open.relay(&mut self.host, sock, self.revents, key);
+                if open.relay(&mut self.host, sock, self.revents, key) {
+                    open.active_at = now;
+                } else if now >= open.active_at + Duration::from(cfg.idle_timeout)
+                    && !open.host_failed
+                {
+                    log::debug!(
+                        "usernet: {} -> {}: idle for {:?}, reset",
+                        key.guest,
+                        key.remote,
+                        cfg.idle_timeout
+                    );
+                    open.host_failed = true;
+                    sock.abort();
+                }
                 if open.finished(&self.host, sock, now) {
                     stack.sockets.remove(open.handle);
                     false
@@ -329,7 +369,15 @@ enum Filled {
 }
 
 impl Open {
-    fn relay(&mut self, host: &mut TcpStream, sock: &mut tcp::Socket, revents: i16, key: &FlowKey) {
+    /// Moves what it can both ways; returns whether any byte (or FIN) moved.
+    fn relay(
+        &mut self,
+        host: &mut TcpStream,
+        sock: &mut tcp::Socket,
+        revents: i16,
+        key: &FlowKey,
+    ) -> bool {
+        let mut moved = false;
         // Guest -> host: write straight out of smoltcp's receive buffer.
         if !self.host_write_shut && !self.host_failed && revents & POLL_WRITE != 0 {
             while sock.can_recv() {
@@ -339,7 +387,7 @@ impl Open {
                 });
                 match wrote {
                     Ok(Ok(0)) | Err(_) => break,
-                    Ok(Ok(_)) => {}
+                    Ok(Ok(_)) => moved = true,
                     Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                     Ok(Err(e)) => {
@@ -362,6 +410,7 @@ impl Open {
                 log::debug!("usernet: {} -> {}: shutdown: {e}", key.guest, key.remote);
             }
             self.host_write_shut = true;
+            moved = true;
         }
         // Host -> guest: read straight into smoltcp's send buffer, only while it has room.
         if !self.host_eof && !self.host_failed && revents & POLL_READ != 0 {
@@ -377,8 +426,9 @@ impl Open {
                     }
                 });
                 match filled {
-                    Ok(Filled::Bytes) => {}
+                    Ok(Filled::Bytes) => moved = true,
                     Ok(Filled::Eof) => {
+                        moved = true;
                         self.host_eof = true;
                         sock.close();
                         break;
@@ -393,6 +443,7 @@ impl Open {
                 }
             }
         }
+        moved
     }
 
     /// The host side reset or failed: reset the guest side.

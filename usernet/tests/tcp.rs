@@ -18,7 +18,7 @@ const LOCALHOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
 #[test]
 fn data_both_ways_with_backpressure_and_half_close() {
     // More than every buffer on the way can hold in either direction: the guest's and the
-    // gateway's 256 KiB, and the kernel's socket buffers, which grow to a few MiB.
+    // gateway's, and the kernel's socket buffers, which grow to a few MiB.
     const LEN: usize = 16 << 20;
     let listener = TcpListener::bind((LOCALHOST, 0)).unwrap();
     // A small receive buffer on the host peer, so that the gateway's buffers fill.

@@ -35,6 +35,7 @@
 mod device;
 
 pub mod block;
+pub mod log_limit;
 pub mod mmio;
 pub mod net;
 
@@ -44,6 +45,7 @@ pub mod test_utils;
 
 pub use block::VirtioBlock;
 pub use device::{ActivateError, InterruptLine, VirtioDevice};
+pub use log_limit::{LogLimit, GUEST_LOG_LIMIT};
 pub use mmio::{MmioError, MmioTransport, MMIO_WINDOW_SIZE};
 pub use net::{NetBackend, VirtioNet};
 pub use virtio_queue::Queue;

@@ -262,8 +262,12 @@ pub fn build(cfg: &VmConfig) -> Result<Vm, Error> {
     let mut net = None;
     if cfg.net {
         let slot = slot_iter.next().ok_or(Error::NoSlot)?;
-        let stack =
-            UserNet::new(UserNetConfig::system().map_err(Error::NetConfig)?).map_err(Error::Net)?;
+        let net_cfg = UserNetConfig {
+            allow: cfg.net_allow.clone(),
+            deny: cfg.net_deny.clone(),
+            ..UserNetConfig::system().map_err(Error::NetConfig)?
+        };
+        let stack = UserNet::new(net_cfg).map_err(Error::Net)?;
         let wake = EventFd::new(libc::EFD_NONBLOCK).map_err(Error::EventFd)?;
         let backend = UserNetBackend::new(stack, wake.try_clone().map_err(Error::EventFd)?);
         let device = VirtioNet::new(backend, usernet::config::GUEST_MAC);
@@ -368,7 +372,7 @@ impl Vm {
         {
             log::warn!("flush serial output: {e}");
         }
-        let unhandled = self.shared.unhandled_accesses.load(Ordering::Relaxed);
+        let unhandled = self.shared.unhandled_accesses.count();
         if unhandled > 0 {
             log::info!("{unhandled} guest accesses to unmapped addresses");
         }

@@ -42,7 +42,12 @@ Options:
   --disk <PATH[,ro]>     raw disk image as a virtio block device; repeatable, the guest sees
                          them in this order (/dev/vda, /dev/vdb, ...)
   --net                  virtio network on the VMM's user-mode network: the guest is
-                         10.200.0.2/24, gateway and DNS 10.200.0.1; outbound only
+                         10.200.0.2/24, gateway and DNS 10.200.0.1; outbound only, to
+                         the public internet only
+  --net-allow <RULE>     A.B.C.D[/N][:PORT] that --net may reach although not public
+                         (a private server the node's policy names); repeatable
+  --net-deny <RULE>      A.B.C.D[/N][:PORT] that --net never reaches even when public
+                         (the node's control endpoint); repeatable
   --serial <FILE|stdout> where the guest console goes [default: stdout]
   --kvm <FILE>           the KVM device [default: /dev/kvm]
                          (every FILE may be /proc/self/fd/N: inherited descriptor N is used
@@ -142,6 +147,10 @@ pub struct VmConfig {
     pub disks: Vec<DiskConfig>,
     /// Whether the guest has the user-mode network.
     pub net: bool,
+    /// The node's egress rules for it (`--net-allow`, `--net-deny`).
+    pub net_allow: Vec<interfaces::egress::Rule>,
+    /// Destinations always refused.
+    pub net_deny: Vec<interfaces::egress::Rule>,
     /// Seccomp filter mode.
     pub seccomp: crate::seccomp::SeccompMode,
     /// The KVM device: a path or an inherited descriptor.
@@ -209,6 +218,8 @@ impl VmConfig {
             serial: spec.serial.clone(),
             disks: spec.disks.clone(),
             net: spec.net,
+            net_allow: spec.net_allow.clone(),
+            net_deny: spec.net_deny.clone(),
             seccomp: cli.seccomp,
             kvm: spec
                 .kvm

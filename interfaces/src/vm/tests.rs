@@ -30,6 +30,8 @@ fn the_arguments_are_what_the_node_always_passed() {
             disk("/var/lib/nullos/volumes/hello/data.img", false),
         ],
         net: true,
+        net_allow: Vec::new(),
+        net_deny: Vec::new(),
         serial: Serial::Stdout,
         kvm: None,
     };
@@ -152,6 +154,29 @@ fn inherited_descriptors_round_trip_as_file_arguments() {
 }
 
 #[test]
+fn egress_rules_round_trip_and_bad_ones_are_refused() {
+    let mut spec = VmSpec::new("k");
+    spec.net = true;
+    spec.net_allow = vec![
+        "10.0.2.2:4000".parse().unwrap(),
+        "192.168.0.0/16".parse().unwrap(),
+    ];
+    spec.net_deny = vec!["10.0.2.2:7878".parse().unwrap()];
+    let args = spec.to_args();
+    assert!(args
+        .windows(2)
+        .any(|w| w[0] == "--net-allow" && w[1] == "10.0.2.2/32:4000"));
+    assert!(args
+        .windows(2)
+        .any(|w| w[0] == "--net-deny" && w[1] == "10.0.2.2/32:7878"));
+    assert_eq!(round_trip(&spec), spec);
+    let err = VmSpec::parse_args(["--kernel", "k", "--net-allow", "10.0.0.0/40"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("--net-allow: "), "{err}");
+}
+
+#[test]
 fn a_console_file_named_stdout_stays_a_file() {
     let mut spec = VmSpec::new("k");
     spec.serial = Serial::File("stdout".into());
@@ -184,6 +209,8 @@ proptest! {
                 .map(|(p, read_only)| Disk { path: path(p), read_only })
                 .collect(),
             net,
+            net_allow: Vec::new(),
+            net_deny: Vec::new(),
             serial: serial.map_or(Serial::Stdout, |p| Serial::File(path(p))),
             kvm: kvm.map(path),
         };

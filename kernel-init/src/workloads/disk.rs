@@ -6,9 +6,18 @@
 //! The claimed disk is mounted at [`DATA_ROOT`]; without one, volumes live on a tmpfs there and
 //! the log says they are lost at power-off. A volume is an ext4 image file made once with
 //! `mke2fs`, which the guest mounts from its virtio disk.
+//!
+//! Nothing on the data disk is followed: a disk that looks like ours may have been prepared by
+//! someone else, so the folders to a volume must be real folders, and the volume and its
+//! `.partial` file are opened with `O_NOFOLLOW` (the `.partial` created with `O_EXCL`) and
+//! `fstat`-checked to be regular files. A symlink planted where a volume goes refuses the
+//! volume and leaves its target untouched. A new volume larger than the free space of the
+//! filesystem (statvfs) is refused at deploy time with one line; the tmpfs used without a data
+//! disk is sized for the workloads' volumes (at most half the RAM, tmpfs's default).
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -71,6 +80,25 @@ pub enum DiskError {
         /// errno.
         #[source]
         source: nix::errno::Errno,
+    },
+    /// A path on the way to a volume, or the volume itself, is not what the node made (a
+    /// symlink, a device, a folder where the file goes).
+    #[error("{path} is not a {expected} (a symlink or something planted there?); refused")]
+    NotRegular {
+        /// The path.
+        path: PathBuf,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// The volume does not fit the free space.
+    #[error("{size_mib} MiB does not fit the {free_mib} MiB free on {dir}")]
+    NoSpace {
+        /// The volume's size.
+        size_mib: u64,
+        /// Free space for unprivileged files.
+        free_mib: u64,
+        /// The folder.
+        dir: PathBuf,
     },
     /// A folder or file could not be made.
     #[error("create {path}")]
@@ -140,8 +168,16 @@ pub struct DataRoot {
     pub disk: Option<String>,
 }
 
-/// Finds and mounts the data disk, or a tmpfs instead; logs which.
-pub fn set_up_data_root() -> DataRoot {
+/// The `size=` of the tmpfs that stands in for a data disk: the workloads' volumes, plus 1 MiB
+/// each for ext4's slack, at most half the RAM (`None`: RAM unknown, tmpfs's own default).
+pub fn tmpfs_size_mib(volumes_mib: u64, volume_count: u64, ram_mib: Option<u64>) -> u64 {
+    let wanted = volumes_mib.saturating_add(volume_count).max(1);
+    ram_mib.map_or(wanted, |ram| wanted.min((ram / 2).max(1)))
+}
+
+/// Finds and mounts the data disk, or a tmpfs instead (of [`tmpfs_size_mib`] for `volumes_mib`
+/// over `volume_count` volumes); logs which.
+pub fn set_up_data_root(volumes_mib: u64, volume_count: u64) -> DataRoot {
     let path = PathBuf::from(DATA_ROOT);
     if let Err(e) = std::fs::create_dir_all(&path) {
         crate::error!("create {DATA_ROOT}: {e}");
@@ -159,12 +195,19 @@ pub fn set_up_data_root() -> DataRoot {
         }
     }
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let ram_mib = nix::sys::sysinfo::sysinfo()
+        .ok()
+        .map(|info| info.ram_total() >> 20);
+    let options = format!(
+        "mode=0700,size={}m",
+        tmpfs_size_mib(volumes_mib, volume_count, ram_mib)
+    );
     if let Err(source) = nix::mount::mount(
         Some("tmpfs"),
         DATA_ROOT,
         Some("tmpfs"),
         flags,
-        Some("mode=0700"),
+        Some(options.as_str()),
     ) {
         let e = DiskError::Mount {
             what: "tmpfs".into(),
@@ -279,30 +322,145 @@ pub fn volume_path(root: &Path, workload: &str, volume: &str) -> PathBuf {
         .join(format!("{volume}.img"))
 }
 
-/// Makes the volume's ext4 image unless it exists (a volume is made once and kept).
+/// Makes the volume's ext4 image unless it exists (a volume is made once and kept). Returns
+/// whether it was made. Refuses anything but a regular file (or real folders on the way) where
+/// the volume goes, and a new volume larger than the free space.
 pub fn ensure_volume(path: &Path, label: &str, size_mib: u32) -> Result<bool, DiskError> {
-    if path.exists() {
-        return Ok(false);
-    }
+    ensure_volume_with(path, size_mib, |partial| {
+        let size = format!("{size_mib}M");
+        let partial_text = partial.to_string_lossy().into_owned();
+        run_tool(
+            MKE2FS,
+            &["-t", "ext4", "-q", "-F", "-L", label, &partial_text, &size],
+        )
+    })
+}
+
+/// [`ensure_volume`] with the formatting step given (the tests use no `mke2fs`).
+fn ensure_volume_with(
+    path: &Path,
+    size_mib: u32,
+    format: impl FnOnce(&Path) -> Result<(), DiskError>,
+) -> Result<bool, DiskError> {
     let create = |source| DiskError::Create {
         path: path.to_owned(),
         source,
     };
+    match open_nofollow(path, false) {
+        Ok(file) => {
+            check_regular(&file, path)?;
+            return Ok(false);
+        }
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(DiskError::NotRegular {
+                path: path.to_owned(),
+                expected: "regular file",
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(create(source)),
+    }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(create)?;
+        real_dirs(dir)?;
+        check_free(dir, size_mib)?;
     }
     let partial = path.with_extension("img.partial");
-    let file = File::create(&partial).map_err(create)?;
+    // A `.partial` left by an interrupted run (or planted): unlink it, never follow it.
+    match std::fs::remove_file(&partial) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(create(source)),
+    }
+    let file = open_nofollow(&partial, true).map_err(create)?;
+    let made = check_regular(&file, &partial)?;
     file.set_len(u64::from(size_mib) << 20).map_err(create)?;
     drop(file);
-    let size = format!("{size_mib}M");
-    let partial_text = partial.to_string_lossy().into_owned();
-    run_tool(
-        MKE2FS,
-        &["-t", "ext4", "-q", "-F", "-L", label, &partial_text, &size],
-    )?;
+    format(&partial)?;
+    // Still the file made above (nothing swapped it while the tool ran): then rename(2), which
+    // replaces whatever is at `path` without following it.
+    let after = open_nofollow(&partial, false).map_err(create)?;
+    let now = check_regular(&after, &partial)?;
+    if (now.dev(), now.ino()) != (made.dev(), made.ino()) {
+        return Err(DiskError::NotRegular {
+            path: partial,
+            expected: "file the node made",
+        });
+    }
     std::fs::rename(&partial, path).map_err(create)?;
     Ok(true)
+}
+
+/// Opens `path` read-write without following a final symlink (`ELOOP` then); `create`: a new
+/// file only (`O_EXCL`, which does not follow symlinks either).
+fn open_nofollow(path: &Path, create: bool) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .mode(0o600);
+    if create {
+        options.create_new(true);
+    }
+    options.open(path)
+}
+
+/// `fstat` of an open volume file: a regular file, or refused.
+fn check_regular(file: &File, path: &Path) -> Result<std::fs::Metadata, DiskError> {
+    let meta = file.metadata().map_err(|source| DiskError::Create {
+        path: path.to_owned(),
+        source,
+    })?;
+    let t = meta.file_type();
+    if !t.is_file() || t.is_block_device() || t.is_char_device() {
+        return Err(DiskError::NotRegular {
+            path: path.to_owned(),
+            expected: "regular file",
+        });
+    }
+    Ok(meta)
+}
+
+/// The volume folder and its parent (`volumes/<workload>`, `volumes`) are real folders, not
+/// symlinks to elsewhere on the node.
+fn real_dirs(dir: &Path) -> Result<(), DiskError> {
+    for d in [Some(dir), dir.parent()].into_iter().flatten() {
+        let meta = std::fs::symlink_metadata(d).map_err(|source| DiskError::Create {
+            path: d.to_owned(),
+            source,
+        })?;
+        if !meta.file_type().is_dir() {
+            return Err(DiskError::NotRegular {
+                path: d.to_owned(),
+                expected: "folder",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a volume of `size_mib` that does not fit the free space of `dir`'s filesystem.
+fn check_free(dir: &Path, size_mib: u32) -> Result<(), DiskError> {
+    let stat = nix::sys::statvfs::statvfs(dir).map_err(|e| DiskError::Create {
+        path: dir.to_owned(),
+        source: e.into(),
+    })?;
+    #[allow(clippy::useless_conversion)] // the field types differ between targets
+    let free = u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size()));
+    fits(size_mib, free, dir)
+}
+
+/// Whether a volume of `size_mib` fits `free` bytes (pure).
+fn fits(size_mib: u32, free: u64, dir: &Path) -> Result<(), DiskError> {
+    if u64::from(size_mib) << 20 > free {
+        return Err(DiskError::NoSpace {
+            size_mib: u64::from(size_mib),
+            free_mib: free >> 20,
+            dir: dir.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Runs a tool to completion as a watched child (see [`crate::signals::spawn_watched`]).
@@ -412,6 +570,115 @@ mod tests {
             volume_path(Path::new("/var/lib/nullos"), "hello", "data"),
             Path::new("/var/lib/nullos/volumes/hello/data.img")
         );
+    }
+
+    /// A formatting step that writes a marker, as mke2fs would write a filesystem.
+    fn fake_format(partial: &Path) -> Result<(), DiskError> {
+        std::fs::write(partial, b"ext4").map_err(|source| DiskError::Create {
+            path: partial.to_owned(),
+            source,
+        })
+    }
+
+    #[test]
+    fn a_volume_is_made_once_then_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = volume_path(tmp.path(), "hello", "data");
+        assert!(ensure_volume_with(&path, 1, fake_format).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), b"ext4");
+        assert!(!path.with_extension("img.partial").exists());
+        assert!(!ensure_volume_with(&path, 1, |_| panic!("formatted again")).unwrap());
+    }
+
+    #[test]
+    fn a_symlink_where_the_volume_goes_is_refused_and_its_target_untouched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("precious");
+        std::fs::write(&target, b"keep me").unwrap();
+        let path = volume_path(tmp.path(), "hello", "data");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let err = ensure_volume_with(&path, 1, |_| panic!("formatted")).unwrap_err();
+        assert!(matches!(err, DiskError::NotRegular { .. }), "{err}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
+        // A dangling symlink too: nothing is created at its target.
+        std::fs::remove_file(&path).unwrap();
+        let absent = tmp.path().join("absent");
+        std::os::unix::fs::symlink(&absent, &path).unwrap();
+        assert!(ensure_volume_with(&path, 1, fake_format).is_err());
+        assert!(!absent.exists());
+    }
+
+    #[test]
+    fn a_planted_partial_symlink_is_removed_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("precious");
+        std::fs::write(&target, b"keep me").unwrap();
+        let path = volume_path(tmp.path(), "hello", "data");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&target, path.with_extension("img.partial")).unwrap();
+        assert!(ensure_volume_with(&path, 1, fake_format).unwrap());
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
+        assert_eq!(std::fs::read(&path).unwrap(), b"ext4");
+        assert!(!std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+
+    #[test]
+    fn a_symlinked_folder_on_the_way_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::create_dir(tmp.path().join("volumes")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, tmp.path().join("volumes/hello")).unwrap();
+        let path = volume_path(tmp.path(), "hello", "data");
+        let err = ensure_volume_with(&path, 1, fake_format).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DiskError::NotRegular {
+                    expected: "folder",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_directory_where_the_volume_goes_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = volume_path(tmp.path(), "hello", "data");
+        std::fs::create_dir_all(&path).unwrap();
+        assert!(ensure_volume_with(&path, 1, fake_format).is_err());
+    }
+
+    #[test]
+    fn a_volume_larger_than_the_free_space_is_refused_in_one_line() {
+        let dir = Path::new("/var/lib/nullos/volumes/hello");
+        assert!(fits(16, 16 << 20, dir).is_ok());
+        let err = fits(512, 100 << 20, dir).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "512 MiB does not fit the 100 MiB free on /var/lib/nullos/volumes/hello"
+        );
+        // Through the real statvfs: more than any test machine has free.
+        let tmp = tempfile::tempdir().unwrap();
+        let path = volume_path(tmp.path(), "hello", "data");
+        let err = ensure_volume_with(&path, u32::MAX, |_| panic!("formatted")).unwrap_err();
+        assert!(matches!(err, DiskError::NoSpace { .. }), "{err}");
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn tmpfs_is_sized_for_the_volumes_within_half_the_ram() {
+        assert_eq!(tmpfs_size_mib(48, 3, Some(4096)), 51);
+        assert_eq!(tmpfs_size_mib(0, 0, Some(4096)), 1);
+        assert_eq!(tmpfs_size_mib(10_000, 1, Some(4096)), 2048);
+        assert_eq!(tmpfs_size_mib(10_000, 1, None), 10_001);
     }
 
     #[test]

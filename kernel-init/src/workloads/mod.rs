@@ -13,6 +13,7 @@
 //! 4. [`supervisor`] (one thread per workload) runs [`vm`]s: one `vmm` process per run, its
 //!    console relayed as `[<name>] <line>`, restarts with backoff.
 
+pub mod console_limit;
 pub mod disk;
 pub mod guest_initrd;
 pub mod jail;
@@ -65,7 +66,13 @@ fn run() {
     if verified.is_empty() {
         return;
     }
-    let data = disk::set_up_data_root();
+    let egress = node_egress();
+    let volumes = verified.iter().flat_map(|(_, m)| &m.volumes);
+    let volumes_mib = volumes.clone().map(|v| u64::from(v.size_mib)).sum();
+    let data = disk::set_up_data_root(
+        volumes_mib,
+        u64::try_from(volumes.count()).unwrap_or(u64::MAX),
+    );
     let base = match guest_base() {
         Ok(base) => base,
         Err(e) => {
@@ -78,7 +85,11 @@ fn run() {
     for ((dir, manifest), jail_id) in verified.iter().zip(jail_ids) {
         let name = manifest.name.clone();
         let plan = match prepare(dir, manifest, &base, &data.path) {
-            Ok(plan) => vm::VmPlan { jail_id, ..plan },
+            Ok(plan) => vm::VmPlan {
+                jail_id,
+                egress: egress.clone(),
+                ..plan
+            },
             Err(e) => {
                 crate::error!("workload {name}: {e}");
                 continue;
@@ -90,6 +101,23 @@ fn run() {
             .spawn(move || supervisor::supervise(&plan, restart));
         if let Err(e) = spawned {
             crate::error!("workload {name}: cannot start its supervisor: {e}");
+        }
+    }
+}
+
+/// The node's egress policy for its workloads, from `node.toml`: `egress_allow` opens named
+/// non-public destinations, and the control endpoint is always refused. Without a readable
+/// `node.toml`, no rule: the workloads reach the public internet only.
+fn node_egress() -> vm::Egress {
+    match crate::node_config::NodeConfig::load() {
+        Ok(node) => vm::Egress {
+            // `load` validated the rules.
+            allow: node.egress_allow_rules().unwrap_or_default(),
+            deny: node.control_rule().into_iter().collect(),
+        },
+        Err(e) => {
+            crate::debug!("workloads: node config: {}", crate::error_chain(&e));
+            vm::Egress::default()
         }
     }
 }

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
+use super::console_limit::{Admit, LineLimit, LINES_PER_SECOND};
+use interfaces::egress::Rule;
 use interfaces::vm::{Disk, Serial, VmSpec, VmmExit};
 use nix::sys::wait::WaitStatus;
 use trust::{ArtifactRef, WorkloadManifest};
@@ -42,6 +45,17 @@ pub struct VmPlan {
     pub root_ref: ArtifactRef,
     /// The uid and gid of the vmm's jail ([`super::jail::jail_ids`]).
     pub jail_id: u32,
+    /// The node's egress policy for the network: `--net-allow` and `--net-deny` rules.
+    pub egress: Egress,
+}
+
+/// The node's egress rules for its workloads' user-mode network (from `node.toml`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Egress {
+    /// Non-public destinations the node opens (`egress_allow`).
+    pub allow: Vec<Rule>,
+    /// Destinations always refused (the control endpoint).
+    pub deny: Vec<Rule>,
 }
 
 impl VmPlan {
@@ -66,6 +80,7 @@ impl VmPlan {
                 .first()
                 .copied()
                 .unwrap_or(super::jail::ID_BASE),
+            egress: Egress::default(),
         }
     }
 
@@ -96,6 +111,8 @@ impl VmPlan {
             vcpus: u32::from(self.vcpus),
             disks,
             net: self.network,
+            net_allow: self.egress.allow.clone(),
+            net_deny: self.egress.deny.clone(),
             serial: Serial::Stdout,
             kvm: None,
         }
@@ -218,8 +235,23 @@ impl RunningVm {
         observe_jail(&plan.name, jailed.cgroup, pid);
         let stdout = child.stdout.take().and_then(|pipe| {
             let name = plan.name.clone();
-            relay(&plan.name, "console", pipe, move |line| {
-                crate::log::interface_line(&format!("[{name}] {line}"));
+            // The console is capped (console_limit); the vmm's stderr below is not: the vmm
+            // caps the warnings a guest can cause, and its exit code line must not be lost.
+            let mut limit = LineLimit::new(LINES_PER_SECOND);
+            relay(&plan.name, "console", pipe, move |line| match line {
+                Some(line) => {
+                    if let Admit::Print { notice } = limit.admit(Instant::now()) {
+                        if let Some(notice) = notice {
+                            crate::log::interface_line(&format!("[{name}] {notice}"));
+                        }
+                        crate::log::interface_line(&format!("[{name}] {line}"));
+                    }
+                }
+                None => {
+                    if let Some(notice) = limit.finish() {
+                        crate::log::interface_line(&format!("[{name}] {notice}"));
+                    }
+                }
             })
         });
         let stderr = child.stderr.take().and_then(|pipe| {
@@ -283,15 +315,19 @@ fn observe_jail(name: &str, cgroup: PathBuf, waiter: u32) {
     }
 }
 
+/// Relays `pipe` line by line to `each` on a thread of its own; `None` once it ended.
 fn relay(
     name: &str,
     what: &str,
     pipe: impl Read + Send + 'static,
-    mut each: impl FnMut(String) + Send + 'static,
+    mut each: impl FnMut(Option<String>) + Send + 'static,
 ) -> Option<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("{name}-{what}"))
-        .spawn(move || for_each_line(pipe, &mut each))
+        .spawn(move || {
+            for_each_line(pipe, |line| each(Some(line)));
+            each(None);
+        })
         .ok()
 }
 

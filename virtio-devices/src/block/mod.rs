@@ -16,6 +16,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use log::{debug, warn};
+
+use crate::log_limit::guest_warn;
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
     VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP,
@@ -23,6 +25,13 @@ use virtio_bindings::virtio_blk::{
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+/// Warnings the guest can cause at will, logged through one limiter (see [`crate::log_limit`]).
+static WARNINGS: crate::LogLimit = crate::LogLimit::new(
+    crate::GUEST_LOG_LIMIT,
+    log::Level::Warn,
+    "virtio-blk: further warnings are not logged",
+);
 
 pub use disk::ExecuteError;
 pub use request::{BadRequest, ParseError, Request, RequestType, Segment};
@@ -155,7 +164,7 @@ impl VirtioBlock {
                     }
                 }
                 Err(bad) => {
-                    warn!("virtio-blk: {bad}: {}", bad.error);
+                    guest_warn!("virtio-blk: {bad}: {}", bad.error);
                     match bad.status {
                         Some(s) if write_status(mem, s, VIRTIO_BLK_S_IOERR) => 1,
                         _ => 0,
@@ -163,7 +172,7 @@ impl VirtioBlock {
                 }
             };
             if let Err(e) = queue.add_used(mem, head, len) {
-                warn!("virtio-blk: cannot return descriptor {head}: {e}");
+                guest_warn!("virtio-blk: cannot return descriptor {head}: {e}");
                 break;
             }
             used = true;
@@ -177,7 +186,7 @@ fn log_execute_error(e: &ExecuteError) {
         // Already logged once by the disk.
         ExecuteError::ReadOnly => {}
         ExecuteError::Read(source) | ExecuteError::Write(source) | ExecuteError::Flush(source) => {
-            warn!("virtio-blk: {e}: {source}");
+            guest_warn!("virtio-blk: {e}: {source}");
         }
         _ => debug!("virtio-blk: request failed: {e}"),
     }

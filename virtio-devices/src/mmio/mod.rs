@@ -10,7 +10,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use log::{debug, warn};
+use log::debug;
+
+use crate::log_limit::guest_warn;
 use virtio_bindings::virtio_config::{
     VIRTIO_CONFIG_S_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER, VIRTIO_CONFIG_S_DRIVER_OK,
     VIRTIO_CONFIG_S_FAILED, VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_CONFIG_S_NEEDS_RESET,
@@ -19,6 +21,13 @@ use virtio_bindings::virtio_config::{
 use virtio_bindings::virtio_mmio::{VIRTIO_MMIO_INT_CONFIG, VIRTIO_MMIO_INT_VRING};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+/// Warnings the guest can cause at will, logged through one limiter (see [`crate::log_limit`]).
+static WARNINGS: crate::LogLimit = crate::LogLimit::new(
+    crate::GUEST_LOG_LIMIT,
+    log::Level::Warn,
+    "virtio-mmio: further warnings are not logged",
+);
 
 use crate::device::{ActivateError, InterruptLine, VirtioDevice};
 
@@ -208,7 +217,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
     fn raise(&mut self, bit: u32) {
         self.interrupt_status |= bit;
         if let Err(e) = self.interrupt.trigger() {
-            warn!("virtio-mmio: cannot trigger the interrupt: {e}");
+            guest_warn!("virtio-mmio: cannot trigger the interrupt: {e}");
         }
     }
 
@@ -423,12 +432,12 @@ impl<D: VirtioDevice> MmioTransport<D> {
         if new & S_FEATURES_OK != 0 && status & S_DRIVER != 0 {
             let offered = self.device_features();
             if self.driver_features & !offered != 0 {
-                warn!(
+                guest_warn!(
                     "virtio-mmio: driver accepted features {:#x} beyond the offered {offered:#x}",
                     self.driver_features
                 );
             } else if self.driver_features & (1 << VIRTIO_F_VERSION_1) == 0 {
-                warn!("virtio-mmio: driver did not accept VIRTIO_F_VERSION_1");
+                guest_warn!("virtio-mmio: driver did not accept VIRTIO_F_VERSION_1");
             } else {
                 status |= S_FEATURES_OK;
             }
@@ -440,7 +449,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
                     status |= S_DRIVER_OK;
                 }
                 Err(e) => {
-                    warn!(
+                    guest_warn!(
                         "virtio-mmio: device type {} not activated: {e}",
                         self.device.device_type()
                     );

@@ -23,11 +23,20 @@ mod tests;
 
 use std::fmt;
 
-use log::{debug, warn};
+use log::debug;
+
+use crate::log_limit::guest_warn;
 use virtio_bindings::virtio_ids::VIRTIO_ID_NET;
 use virtio_bindings::virtio_net::{VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS, VIRTIO_NET_S_LINK_UP};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
+
+/// Warnings the guest can cause at will, logged through one limiter (see [`crate::log_limit`]).
+static WARNINGS: crate::LogLimit = crate::LogLimit::new(
+    crate::GUEST_LOG_LIMIT,
+    log::Level::Warn,
+    "virtio-net: further warnings are not logged",
+);
 
 pub use frame::{read_tx_frame, write_rx_frame, FrameError, MAX_FRAME_LEN, NET_HDR_LEN};
 
@@ -119,10 +128,10 @@ impl<B: NetBackend> VirtioNet<B> {
             let head = chain.head_index();
             match read_tx_frame(chain, mem, &mut self.tx_buf) {
                 Ok(frame) => self.backend.transmit(frame),
-                Err(e) => warn!("virtio-net: dropped a transmit chain: {e}"),
+                Err(e) => guest_warn!("virtio-net: dropped a transmit chain: {e}"),
             }
             if let Err(e) = queue.add_used(mem, head, 0) {
-                warn!("virtio-net: cannot return transmit descriptor {head}: {e}");
+                guest_warn!("virtio-net: cannot return transmit descriptor {head}: {e}");
                 break;
             }
             used = true;
@@ -164,13 +173,13 @@ impl<B: NetBackend> VirtioNet<B> {
             let len = match write_rx_frame(chain, mem, &frame) {
                 Ok(len) => len,
                 Err(e) => {
-                    warn!("virtio-net: receive chain {head} returned empty: {e}");
+                    guest_warn!("virtio-net: receive chain {head} returned empty: {e}");
                     self.pending = Some(frame);
                     0
                 }
             };
             if let Err(e) = queue.add_used(mem, head, len) {
-                warn!("virtio-net: cannot return receive descriptor {head}: {e}");
+                guest_warn!("virtio-net: cannot return receive descriptor {head}: {e}");
                 break;
             }
             used = true;

@@ -18,8 +18,17 @@
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
+use virtio_devices::{LogLimit, GUEST_LOG_LIMIT};
+
 use crate::devices::bus::BusDevice;
 use crate::exit::GuestExit;
+
+/// Warnings the guest can cause at will on these ports, through the shared limiter.
+static WARNINGS: LogLimit = LogLimit::new(
+    GUEST_LOG_LIMIT,
+    log::Level::Warn,
+    "power: further warnings are not logged",
+);
 
 /// First i8042 port (data); the command/status port is base + 4.
 pub const I8042_BASE: u64 = 0x60;
@@ -66,7 +75,10 @@ impl BusDevice for SleepControl {
         if slp_typ == S5_SLP_TYP {
             Some(GuestExit::Poweroff)
         } else {
-            log::warn!("guest asked for unsupported sleep state SLP_TYP={slp_typ}");
+            WARNINGS.log(
+                log::Level::Warn,
+                format_args!("guest asked for unsupported sleep state SLP_TYP={slp_typ}"),
+            );
             None
         }
     }
@@ -95,7 +107,10 @@ impl BusDevice for PvPanic {
         if v & PVPANIC_PANICKED != 0 {
             Some(GuestExit::Panic)
         } else {
-            log::warn!("guest wrote unsupported pvpanic event {v:#x}");
+            WARNINGS.log(
+                log::Level::Warn,
+                format_args!("guest wrote unsupported pvpanic event {v:#x}"),
+            );
             None
         }
     }

@@ -12,6 +12,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Once;
+use virtio_devices::{LogLimit, GUEST_LOG_LIMIT};
 
 use kvm_bindings::{
     CpuId, KVM_MP_STATE_HALTED, KVM_MP_STATE_INIT_RECEIVED, KVM_MP_STATE_UNINITIALIZED,
@@ -68,8 +69,8 @@ pub struct Shared {
     pub round: AtomicU64,
     /// Per vCPU: the last round in which it was found stuck (0: not stuck).
     pub stuck_round: Vec<AtomicU64>,
-    /// Guest accesses to addresses no device claims.
-    pub unhandled_accesses: AtomicU64,
+    /// Guest accesses to addresses no device claims: counted, the first logged.
+    pub unhandled_accesses: LogLimit,
 }
 
 impl Shared {
@@ -79,7 +80,11 @@ impl Shared {
             stop: AtomicBool::new(false),
             round: AtomicU64::new(1),
             stuck_round: (0..vcpus).map(|_| AtomicU64::new(0)).collect(),
-            unhandled_accesses: AtomicU64::new(0),
+            unhandled_accesses: LogLimit::new(
+                GUEST_LOG_LIMIT,
+                log::Level::Debug,
+                "further unhandled accesses are not logged",
+            ),
         }
     }
 
@@ -91,9 +96,6 @@ impl Shared {
             .all(|r| r.load(Ordering::Acquire) == round)
     }
 }
-
-/// Unhandled accesses logged at warn/debug level before going quiet.
-const UNHANDLED_LOG_LIMIT: u64 = 32;
 
 /// The real-time signal that interrupts `KVM_RUN`.
 pub fn kick_signal() -> libc::c_int {
@@ -208,18 +210,13 @@ fn record_stuck(id: u8, fd: &VcpuFd, shared: &Shared) {
 }
 
 fn log_unhandled(shared: &Shared, what: std::fmt::Arguments<'_>, mmio: bool) {
-    let n = shared.unhandled_accesses.fetch_add(1, Ordering::Relaxed);
-    if n < UNHANDLED_LOG_LIMIT {
-        // Legacy port probing is routine for Linux; an MMIO access to nothing is worth a warning.
-        let level = if mmio {
-            log::Level::Warn
-        } else {
-            log::Level::Debug
-        };
-        log::log!(level, "{what}");
-    } else if n == UNHANDLED_LOG_LIMIT {
-        log::debug!("further unhandled accesses are not logged");
-    }
+    // Legacy port probing is routine for Linux; an MMIO access to nothing is worth a warning.
+    let level = if mmio {
+        log::Level::Warn
+    } else {
+        log::Level::Debug
+    };
+    shared.unhandled_accesses.log(level, what);
 }
 
 /// `None`: keep running. `Some(Ok)`: the guest ended. `Some(Err)`: the vCPU failed.
