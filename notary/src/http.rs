@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, Notify};
 use trust::limits::MAX_DOCUMENT_BYTES;
 use trust::Digest;
 
-use crate::core::{Notary, ReadError, SubmitError, MAX_LOOKUP};
+use crate::core::{Accepted, Notary, ReadError, SubmitError, MAX_LOOKUP};
 use crate::store::{BlobError, CHUNK_BYTES};
 
 /// The longest a long-poll waits.
@@ -248,9 +248,19 @@ async fn submit(State(app): State<App>, body: Body) -> Response {
         }
     };
     let notary = Arc::clone(&app.notary);
-    match blocking(move || notary.submit(bytes.to_vec())).await {
+    match blocking(move || notary.accept(bytes.to_vec())).await {
         Err(r) => r,
-        Ok(Ok(receipt)) => json_ok(
+        Ok(Ok(Accepted::Lease(lease))) => json_ok(
+            StatusCode::OK,
+            json!({
+                "lease": {
+                    "node": hex::encode(lease.node),
+                    "sequence": lease.sequence,
+                    "expires": lease.expires,
+                },
+            }),
+        ),
+        Ok(Ok(Accepted::Logged(receipt))) => json_ok(
             StatusCode::OK,
             json!({
                 "index": receipt.index,
