@@ -18,6 +18,8 @@
 
 pub mod admission;
 pub mod core;
+pub mod directory;
+pub mod explorer;
 pub mod grid;
 pub mod http;
 pub mod keyfile;
