@@ -39,11 +39,9 @@ fn ago(now: u64, lease: Option<&crate::store::StoredLease>) -> String {
 }
 
 fn percent(used: u64, total: u64) -> u64 {
-    if total == 0 {
-        0
-    } else {
-        (used.saturating_mul(100) / total).min(100)
-    }
+    used.saturating_mul(100)
+        .checked_div(total)
+        .map_or(0, |p| p.min(100))
 }
 
 /// One SVG row: a grey bar of the node's CPUs and memory, filled to what is placed.
@@ -178,10 +176,10 @@ pub fn page(notary: &Notary, now: u64) -> Result<String, StoreError> {
     }
     html.push_str("</table>");
 
-    let _ = write!(
+    let _ = writeln!(
         html,
         "<h2>Latest checkpoint</h2><pre id=\"checkpoint\">{checkpoint}</pre>\
-         <h2>Verifier key</h2><pre>{key}</pre></body></html>\n",
+         <h2>Verifier key</h2><pre>{key}</pre></body></html>",
         checkpoint = escape(&notary.checkpoint()),
         key = escape(&notary.verifier_key()),
     );
