@@ -1,12 +1,12 @@
 //! The control plane's documents (trust::grid): the first byte picks the kind (its document
-//! kind code, 3 to 10, modulo 8); the rest is decoded as that kind's body, which must never
+//! kind code, 3 to 11, modulo 9); the rest is decoded as that kind's body, which must never
 //! panic and accept only canonical bytes, and then as a whole signed file of that kind, whose
 //! verification by the key the body names must never panic either.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use trust::grid::{
-    Approval, Cancellation, Contract, Farm, Lease, NodeRegistration, Placement, StatusReport,
+    Approval, Cancellation, Contract, Enrollment, Farm, Lease, NodeRegistration, Placement, StatusReport,
 };
 use trust::{verify_named, NamedSigner};
 
@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {
         return;
     };
-    match selector.wrapping_sub(3) % 8 {
+    match selector.wrapping_sub(3) % 9 {
         0 => check::<Farm>(rest),
         1 => check::<NodeRegistration>(rest),
         2 => check::<Contract>(rest),
@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
         4 => check::<Placement>(rest),
         5 => check::<Cancellation>(rest),
         6 => check::<StatusReport>(rest),
-        _ => check::<Lease>(rest),
+        7 => check::<Lease>(rest),
+        _ => check::<Enrollment>(rest),
     }
 });

@@ -169,6 +169,57 @@ impl Client {
         serde_json::from_str(&text).map_err(|e| bad(what, e.to_string()))
     }
 
+    /// Renews a node's liveness with a signed lease (kept beside the log; nothing is appended).
+    /// Returns the sequence and expiry the notary now holds.
+    pub fn renew_lease(&self, lease: &[u8]) -> Result<(u64, u64), ClientError> {
+        let response = self.call(
+            self.agent
+                .post(&self.url("/v1/documents"))
+                .set("Content-Type", "application/octet-stream"),
+            Send::Bytes(lease),
+        )?;
+        let v = self.json("lease", response)?;
+        let sequence = v["lease"]["sequence"]
+            .as_u64()
+            .ok_or_else(|| bad("lease", "no lease sequence"))?;
+        let expires = v["lease"]["expires"]
+            .as_u64()
+            .ok_or_else(|| bad("lease", "no lease expiry"))?;
+        Ok((sequence, expires))
+    }
+
+    fn get_json(&self, what: &'static str, path: &str) -> Result<Value, ClientError> {
+        let response = self.call(self.agent.get(&self.url(path)), Send::Nothing)?;
+        self.json(what, response)
+    }
+
+    /// `GET /v1/nodes`: every registered node (key, farm, approved, capacity, used, last
+    /// lease, live). Directory reads are the notary's word, not proven against the log.
+    pub fn nodes(&self) -> Result<Value, ClientError> {
+        self.get_json("nodes", "/v1/nodes")
+    }
+
+    /// `GET /v1/farms`: every registered farm with its approved nodes' capacity.
+    pub fn farms(&self) -> Result<Value, ClientError> {
+        self.get_json("farms", "/v1/farms")
+    }
+
+    /// `GET /v1/contracts/{id}`: a contract's versions, approvals, placement and reports.
+    pub fn contract(&self, id: &trust::grid::ContractId) -> Result<Value, ClientError> {
+        self.get_json("contract", &format!("/v1/contracts/{}", id.0.to_hex()))
+    }
+
+    /// `GET /v1/contracts[?owner=]`: every contract, or the owner's.
+    pub fn contracts(&self, owner: Option<&PublicKey>) -> Result<Value, ClientError> {
+        match owner {
+            Some(o) => self.get_json(
+                "contracts",
+                &format!("/v1/contracts?owner={}", hex::encode(o.as_bytes())),
+            ),
+            None => self.get_json("contracts", "/v1/contracts"),
+        }
+    }
+
     /// The notary's latest checkpoint, verified against the pinned key.
     pub fn checkpoint(&self) -> Result<(Checkpoint, String), ClientError> {
         let mut note = String::new();

@@ -23,7 +23,7 @@ use thiserror::Error;
 use trust::limits::MAX_DOCUMENT_BYTES;
 use trust::{PolicyMember, PublicKey, SignedDocument, SignerPolicy};
 
-use crate::store::StoreError;
+use crate::store::{StoreError, StoredLease};
 
 /// Why a write was refused, or could not be judged.
 #[derive(Debug, Error)]
@@ -52,6 +52,20 @@ pub trait LogView {
     fn lookup(&self, key: &str, after: Option<u64>, limit: usize) -> Result<Vec<u64>, StoreError>;
     /// The entry bytes at `index`.
     fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The node's latest lease (kept beside the log).
+    fn lease(&self, node: &[u8; 32]) -> Result<Option<StoredLease>, StoreError>;
+}
+
+/// A lease a rule admitted: the core keeps it beside the log (it renews liveness without
+/// growing the log) if it is still newer than the held one when it is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseUpdate {
+    /// The node's key.
+    pub node: [u8; 32],
+    /// The lease's sequence.
+    pub sequence: u64,
+    /// When it runs out (seconds since the Unix epoch).
+    pub expires: u64,
 }
 
 /// The rules of the document kinds. See the module docs.
@@ -59,6 +73,19 @@ pub trait DocumentRules: Send + Sync {
     /// Admits `document` (its envelope already checked) with the index keys to file it under,
     /// or refuses it.
     fn admit(&self, document: &Checked, log: &dyn LogView) -> Result<Vec<String>, Refusal>;
+
+    /// Whether `document` is a lease, which is kept beside the log instead of appended to it:
+    /// `Ok(None)` to log it as usual, `Ok(Some(update))` to keep it as the node's lease, or a
+    /// refusal. `held` is the sequence of the lease held for the node the document names, when
+    /// the rules can tell which node that is (the core asks again with it). Called on the
+    /// submitting thread.
+    fn lease(
+        &self,
+        _document: &Checked,
+        _held: Option<u64>,
+    ) -> Result<Option<LeaseUpdate>, Refusal> {
+        Ok(None)
+    }
 }
 
 /// A document whose envelope passed [`check_envelope`].
@@ -217,6 +244,9 @@ mod tests {
                 Ok(vec![])
             }
             fn entry(&self, _: u64) -> Result<Option<Vec<u8>>, StoreError> {
+                Ok(None)
+            }
+            fn lease(&self, _: &[u8; 32]) -> Result<Option<StoredLease>, StoreError> {
                 Ok(None)
             }
         }

@@ -34,8 +34,13 @@ use tokio::sync::{mpsc, Notify};
 use trust::limits::MAX_DOCUMENT_BYTES;
 use trust::Digest;
 
-use crate::core::{Notary, ReadError, SubmitError, MAX_LOOKUP};
+use crate::core::{Accepted, Notary, ReadError, SubmitError, MAX_LOOKUP};
+use crate::directory as dir;
+use crate::grid::unix_now;
+use crate::store::StoreError;
 use crate::store::{BlobError, CHUNK_BYTES};
+use trust::grid::ContractId;
+use trust::PublicKey;
 
 /// The longest a long-poll waits.
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -147,6 +152,10 @@ pub fn router(notary: Arc<Notary>, limits: Limits) -> Router {
         .route("/v1/proof/consistency", get(consistency))
         .route("/v1/blobs/{digest}", put(put_blob).get(get_blob))
         .route("/v1/wait", get(wait))
+        .route("/v1/nodes", get(nodes))
+        .route("/v1/farms", get(farms))
+        .route("/v1/contracts", get(contracts))
+        .route("/v1/contracts/{id}", get(contract))
         .with_state(app)
 }
 
@@ -248,9 +257,19 @@ async fn submit(State(app): State<App>, body: Body) -> Response {
         }
     };
     let notary = Arc::clone(&app.notary);
-    match blocking(move || notary.submit(bytes.to_vec())).await {
+    match blocking(move || notary.accept(bytes.to_vec())).await {
         Err(r) => r,
-        Ok(Ok(receipt)) => json_ok(
+        Ok(Ok(Accepted::Lease(lease))) => json_ok(
+            StatusCode::OK,
+            json!({
+                "lease": {
+                    "node": hex::encode(lease.node),
+                    "sequence": lease.sequence,
+                    "expires": lease.expires,
+                },
+            }),
+        ),
+        Ok(Ok(Accepted::Logged(receipt))) => json_ok(
             StatusCode::OK,
             json!({
                 "index": receipt.index,
@@ -491,28 +510,92 @@ async fn wait(State(app): State<App>, Query(params): Params) -> Response {
     }
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// Runs a directory read on the blocking pool and answers its JSON.
+async fn directory(
+    app: &App,
+    read: impl FnOnce(&Notary) -> Result<Option<serde_json::Value>, StoreError> + Send + 'static,
+) -> Response {
+    let notary = Arc::clone(&app.notary);
+    match blocking(move || read(&notary)).await {
+        Err(r) => r,
+        Ok(Ok(Some(value))) => json_ok(StatusCode::OK, value),
+        Ok(Ok(None)) => line(StatusCode::NOT_FOUND, "no such contract"),
+        Ok(Err(e)) => internal(e),
+    }
+}
+
+async fn nodes(State(app): State<App>) -> Response {
+    directory(&app, |n| {
+        let nodes = dir::nodes(&n.view(), unix_now())?;
+        Ok(Some(json!({
+            "nodes": nodes.iter().map(dir::NodeInfo::to_json).collect::<Vec<_>>(),
+        })))
+    })
+    .await
+}
+
+async fn farms(State(app): State<App>) -> Response {
+    directory(&app, |n| {
+        let view = n.view();
+        let nodes = dir::nodes(&view, unix_now())?;
+        let farms = dir::farms(&view, &nodes)?;
+        Ok(Some(json!({
+            "farms": farms.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+        })))
+    })
+    .await
+}
+
+fn parse_key(text: &str, what: &str) -> Result<PublicKey, BadRequest> {
+    let bytes: [u8; 32] = hex::decode(text)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| BadRequest(format!("{what} must be 64 hex digits")))?;
+    PublicKey::from_bytes(&bytes).map_err(|_| BadRequest(format!("{what} is not a usable key")))
+}
+
+async fn contracts(State(app): State<App>, Query(params): Params) -> Response {
+    let owner = match params
+        .get("owner")
+        .map(|o| parse_key(o, "owner"))
+        .transpose()
+    {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
+    directory(&app, move |n| {
+        let view = n.view();
+        let mut out = Vec::new();
+        for id in dir::contract_ids(&view, owner.as_ref())? {
+            if let Some(info) = dir::contract(&view, &id)? {
+                out.push(info.to_json());
+            }
+        }
+        Ok(Some(json!({ "contracts": out })))
+    })
+    .await
+}
+
+async fn contract(State(app): State<App>, Path(id): Path<String>) -> Response {
+    let Ok(id) = Digest::from_hex(&id).map(ContractId) else {
+        return line(
+            StatusCode::BAD_REQUEST,
+            "a contract id is a BLAKE3 digest, 64 hex characters",
+        );
+    };
+    directory(&app, move |n| {
+        Ok(dir::contract(&n.view(), &id)?.map(|c| c.to_json()))
+    })
+    .await
 }
 
 async fn explorer(State(app): State<App>) -> Response {
-    let n = &app.notary;
-    let page = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>nullos-notary</title>\
-         <style>body{{font-family:sans-serif;margin:2em;max-width:60em}}\
-         pre{{background:#f4f4f4;padding:1em;overflow-x:auto}}</style></head>\
-         <body><h1>nullos-notary</h1>\
-         <p>Log <code>{origin}</code>: <strong id=\"size\">{size}</strong> entries.</p>\
-         <h2>Latest checkpoint</h2><pre id=\"checkpoint\">{checkpoint}</pre>\
-         <h2>Verifier key</h2><pre>{key}</pre></body></html>\n",
-        origin = escape(n.origin()),
-        size = n.size(),
-        checkpoint = escape(&n.checkpoint()),
-        key = escape(&n.verifier_key()),
-    );
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+    let notary = Arc::clone(&app.notary);
+    match blocking(move || crate::explorer::page(&notary, unix_now())).await {
+        Err(r) => r,
+        Ok(Ok(page)) => {
+            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+        }
+        Ok(Err(e)) => internal(e),
+    }
 }

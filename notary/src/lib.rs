@@ -18,12 +18,18 @@
 
 pub mod admission;
 pub mod core;
+pub mod directory;
+pub mod explorer;
+pub mod grid;
 pub mod http;
 pub mod keyfile;
 pub mod store;
 
-pub use crate::admission::{Checked, DocumentRules, LogView, OpenRules, Refusal};
-pub use crate::core::{Config, Notary, OpenError, ReadError, Receipt, SubmitError};
+pub use crate::admission::{Checked, DocumentRules, LeaseUpdate, LogView, OpenRules, Refusal};
+pub use crate::core::{
+    Accepted, Config, Notary, OpenError, PublishedView, ReadError, Receipt, SubmitError,
+};
+pub use crate::grid::GridRules;
 pub use crate::store::{
-    BlobError, BlobReader, NewEntry, PostgresStore, RedbStore, Store, StoreError,
+    BlobError, BlobReader, NewEntry, PostgresStore, RedbStore, Store, StoreError, StoredLease,
 };

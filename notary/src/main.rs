@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use notary::{Config, Notary, OpenRules, PostgresStore, RedbStore, Store};
+use notary::{
+    Config, DocumentRules, GridRules, Notary, OpenRules, PostgresStore, RedbStore, Store,
+};
 
 #[derive(Parser)]
 #[command(name = "nullos-notary", about = "The grid's signed, append-only log")]
@@ -33,6 +35,10 @@ enum Command {
         /// store.
         #[arg(long)]
         database: Option<String>,
+        /// Admission rules: `grid` (the control plane's documents and rules) or `open` (any
+        /// verified signed document; for tests and benchmarks of the log alone).
+        #[arg(long, default_value = "grid", value_parser = ["grid", "open"])]
+        rules: String,
     },
     /// Fetch a notary's checkpoint and verify it against its key, as a node would.
     Check {
@@ -61,7 +67,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             data,
             listen,
             database,
-        } => serve(data, listen, database),
+            rules,
+        } => serve(data, listen, database, &rules),
         Command::Check { url, key } => check(&url, &key),
     }
 }
@@ -79,7 +86,16 @@ fn check(url: &str, key: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(data: PathBuf, listen: SocketAddr, database: Option<String>) -> anyhow::Result<()> {
+fn serve(
+    data: PathBuf,
+    listen: SocketAddr,
+    database: Option<String>,
+    rules: &str,
+) -> anyhow::Result<()> {
+    let rules: Box<dyn DocumentRules> = match rules {
+        "open" => Box::new(OpenRules),
+        _ => Box::new(GridRules::new()),
+    };
     let key = notary::keyfile::load_or_create(&data).context("cannot load the signing key")?;
     let store: Arc<dyn Store> = match &database {
         Some(url) => Arc::new(PostgresStore::connect(url).context("cannot open the database")?),
@@ -87,7 +103,7 @@ fn serve(data: PathBuf, listen: SocketAddr, database: Option<String>) -> anyhow:
     };
     let public = key.public;
     let notary = Arc::new(
-        Notary::open(store, key.signing, Box::new(OpenRules), Config::default())
+        Notary::open(store, key.signing, rules, Config::default())
             .context("cannot open the log")?,
     );
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;

@@ -7,7 +7,7 @@ use std::io::{Cursor, Read};
 use std::sync::{Arc, Barrier};
 
 use notary::store::MAX_KEY_BYTES;
-use notary::{BlobError, NewEntry, PostgresStore, RedbStore, Store, StoreError};
+use notary::{BlobError, NewEntry, PostgresStore, RedbStore, Store, StoreError, StoredLease};
 use trust::Digest;
 
 fn entry(data: &str, keys: &[&str]) -> NewEntry {
@@ -209,7 +209,31 @@ impl Read for OddReader<'_> {
     }
 }
 
+fn leases_keep_the_newest_beside_the_log(b: &dyn Backend) {
+    let s = b.fresh();
+    let lease = |sequence, expires| StoredLease {
+        sequence,
+        expires,
+        document: format!("lease {sequence}").into_bytes(),
+    };
+    let (n1, n2) = ([1u8; 32], [2u8; 32]);
+    assert_eq!(s.lease(&n1).unwrap(), None);
+    assert!(s.put_lease(&n1, &lease(5, 100)).unwrap());
+    assert!(s.put_lease(&n2, &lease(1, 50)).unwrap());
+    // Not newer: an equal or lower sequence is refused and changes nothing.
+    assert!(!s.put_lease(&n1, &lease(5, 999)).unwrap());
+    assert!(!s.put_lease(&n1, &lease(4, 999)).unwrap());
+    assert!(s.put_lease(&n1, &lease(6, 130)).unwrap());
+    // Leases do not grow the log.
+    assert_eq!(s.size().unwrap(), 0);
+    let s = b.again(s);
+    assert_eq!(s.lease(&n1).unwrap(), Some(lease(6, 130)));
+    let all = s.leases().unwrap();
+    assert_eq!(all, vec![(n1, lease(6, 130)), (n2, lease(1, 50))]);
+}
+
 fn run_suite(b: &dyn Backend) {
+    leases_keep_the_newest_beside_the_log(b);
     empty_store_has_nothing(b);
     appends_are_read_back_in_order(b);
     an_append_at_the_wrong_size_writes_nothing(b);
@@ -268,6 +292,15 @@ impl Store for SharedHandle {
     }
     fn get_blob(&self, d: &Digest) -> Result<Option<notary::BlobReader>, StoreError> {
         self.0.get_blob(d)
+    }
+    fn put_lease(&self, node: &[u8; 32], lease: &StoredLease) -> Result<bool, StoreError> {
+        self.0.put_lease(node, lease)
+    }
+    fn lease(&self, node: &[u8; 32]) -> Result<Option<StoredLease>, StoreError> {
+        self.0.lease(node)
+    }
+    fn leases(&self) -> Result<Vec<([u8; 32], StoredLease)>, StoreError> {
+        self.0.leases()
     }
 }
 

@@ -65,11 +65,13 @@ pub enum DocumentKind {
     StatusReport,
     /// A node's heartbeat ([`crate::grid::Lease`]).
     Lease,
+    /// A farmer vouching for (or withdrawing) a node of the farm ([`crate::grid::Enrollment`]).
+    Enrollment,
 }
 
 impl DocumentKind {
     /// Every kind, in code order.
-    pub const ALL: [DocumentKind; 10] = [
+    pub const ALL: [DocumentKind; 11] = [
         DocumentKind::ReleaseManifest,
         DocumentKind::WorkloadManifest,
         DocumentKind::Farm,
@@ -80,6 +82,7 @@ impl DocumentKind {
         DocumentKind::Cancellation,
         DocumentKind::StatusReport,
         DocumentKind::Lease,
+        DocumentKind::Enrollment,
     ];
 
     /// The bytes signed in front of the body digest. Distinct per kind (and the digest after it
@@ -96,6 +99,7 @@ impl DocumentKind {
             DocumentKind::Cancellation => b"nullos/v1/cancellation",
             DocumentKind::StatusReport => b"nullos/v1/status-report",
             DocumentKind::Lease => b"nullos/v1/lease",
+            DocumentKind::Enrollment => b"nullos/v1/enrollment",
         }
     }
 
@@ -112,6 +116,7 @@ impl DocumentKind {
             DocumentKind::Cancellation => 8,
             DocumentKind::StatusReport => 9,
             DocumentKind::Lease => 10,
+            DocumentKind::Enrollment => 11,
         }
     }
 
@@ -133,6 +138,7 @@ impl DocumentKind {
             DocumentKind::Cancellation => "cancellation",
             DocumentKind::StatusReport => "status report",
             DocumentKind::Lease => "lease",
+            DocumentKind::Enrollment => "enrollment",
         }
     }
 

@@ -225,6 +225,12 @@ fn grid_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         node: key(2).public(),
         expires: 1_790_000_000,
     };
+    let enrollment = Enrollment {
+        sequence: 1,
+        farmer: key(1).public(),
+        node: key(2).public(),
+        enrolled: true,
+    };
 
     fn pair<B: NamedSigner>(
         body: &B,
@@ -257,6 +263,11 @@ fn grid_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         ),
         pair(&status, &key(2), ["seed-status", "seed-status-body"]),
         pair(&lease, &key(2), ["seed-lease", "seed-lease-body"]),
+        pair(
+            &enrollment,
+            &key(1),
+            ["seed-enrollment", "seed-enrollment-body"],
+        ),
     ]
     .into_iter()
     .flatten()

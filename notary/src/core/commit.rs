@@ -9,7 +9,7 @@ use tlog::{leaf_hash, Checkpoint, Hash};
 
 use super::{extend_from_store, read, write, Pending, Receipt, Shared, SubmitError};
 use crate::admission::{body_key, Checked, LogView};
-use crate::store::{NewEntry, Store, StoreError};
+use crate::store::{NewEntry, Store, StoreError, StoredLease};
 
 pub(super) fn commit_loop(shared: &Shared, inbox: &Receiver<Pending>) {
     loop {
@@ -102,6 +102,10 @@ impl LogView for BatchView<'_> {
         }
         let at = usize::try_from(index - self.base).unwrap_or(usize::MAX);
         Ok(self.added.get(at).map(|(e, _)| e.data.clone()))
+    }
+
+    fn lease(&self, node: &[u8; 32]) -> Result<Option<StoredLease>, StoreError> {
+        self.store.lease(node)
     }
 }
 

@@ -20,8 +20,8 @@ use ed25519_dalek::SigningKey;
 use thiserror::Error;
 use tlog::{leaf_hash, Checkpoint, Hash, MerkleTree, NoteSigner, TreeError};
 
-use crate::admission::{check_envelope, Checked, DocumentRules, Refusal};
-use crate::store::{Store, StoreError};
+use crate::admission::{check_envelope, Checked, DocumentRules, LeaseUpdate, LogView, Refusal};
+use crate::store::{Store, StoreError, StoredLease};
 
 mod commit;
 #[cfg(test)]
@@ -116,6 +116,15 @@ pub struct Receipt {
     pub proof: Vec<Hash>,
     /// The signed checkpoint note for `size`.
     pub checkpoint: String,
+}
+
+/// What an accepted write became.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// Appended to the log.
+    Logged(Receipt),
+    /// Kept as the node's lease, beside the log (the log did not grow).
+    Lease(LeaseUpdate),
 }
 
 struct Published {
@@ -247,8 +256,67 @@ impl Notary {
 
     /// Checks, judges and durably appends one document (canonical signed bytes); blocks until
     /// it is stored or refused.
+    /// A lease is refused here (it is not logged): see [`accept`](Self::accept).
     pub fn submit(&self, bytes: Vec<u8>) -> Result<Receipt, SubmitError> {
+        match self.accept(bytes)? {
+            Accepted::Logged(receipt) => Ok(receipt),
+            Accepted::Lease(_) => Err(SubmitError::Refused(
+                "a lease is kept beside the log, not appended to it".into(),
+            )),
+        }
+    }
+
+    /// Checks and judges one document: a lease is kept as its node's lease (durably, beside
+    /// the log), anything else is appended as by [`submit`](Self::submit).
+    pub fn accept(&self, bytes: Vec<u8>) -> Result<Accepted, SubmitError> {
         let checked = check_envelope(bytes)?;
+        if let Some(update) = self.shared.rules.lease(&checked, None)? {
+            return self.renew(&checked, update).map(Accepted::Lease);
+        }
+        self.append(checked).map(Accepted::Logged)
+    }
+
+    fn renew(&self, checked: &Checked, update: LeaseUpdate) -> Result<LeaseUpdate, SubmitError> {
+        let store = &self.shared.store;
+        let held = store.lease(&update.node).map_err(SubmitError::Store)?;
+        self.shared.rules.lease(checked, held.map(|l| l.sequence))?;
+        let lease = StoredLease {
+            sequence: update.sequence,
+            expires: update.expires,
+            document: checked.bytes.clone(),
+        };
+        if !store
+            .put_lease(&update.node, &lease)
+            .map_err(SubmitError::Store)?
+        {
+            // Another write of the same node's lease got there first.
+            return Err(SubmitError::Refused(format!(
+                "lease {} is not newer than the held one",
+                update.sequence
+            )));
+        }
+        Ok(update)
+    }
+
+    /// The node's latest lease.
+    pub fn lease(&self, node: &[u8; 32]) -> Result<Option<StoredLease>, ReadError> {
+        self.shared.store.lease(node).map_err(ReadError::Store)
+    }
+
+    /// Every node's latest lease.
+    pub fn leases(&self) -> Result<Vec<([u8; 32], StoredLease)>, ReadError> {
+        self.shared.store.leases().map_err(ReadError::Store)
+    }
+
+    /// The published log as the rules see it, for directory reads.
+    pub fn view(&self) -> PublishedView<'_> {
+        PublishedView {
+            notary: self,
+            size: self.size(),
+        }
+    }
+
+    fn append(&self, checked: Checked) -> Result<Receipt, SubmitError> {
         let queue = self.queue.as_ref().ok_or(SubmitError::Closed)?;
         let (reply, answer) = mpsc::sync_channel(1);
         queue
@@ -352,6 +420,35 @@ impl Notary {
     /// The store, for blobs.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.shared.store
+    }
+}
+
+/// The published log at one size, read through the store (see [`Notary::view`]).
+#[derive(Debug)]
+pub struct PublishedView<'a> {
+    notary: &'a Notary,
+    size: u64,
+}
+
+impl LogView for PublishedView<'_> {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn lookup(&self, key: &str, after: Option<u64>, limit: usize) -> Result<Vec<u64>, StoreError> {
+        let found = self.notary.shared.store.lookup(key, after, limit)?;
+        Ok(found.into_iter().take_while(|&i| i < self.size).collect())
+    }
+
+    fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        if index >= self.size {
+            return Ok(None);
+        }
+        self.notary.shared.store.entry(index)
+    }
+
+    fn lease(&self, node: &[u8; 32]) -> Result<Option<StoredLease>, StoreError> {
+        self.notary.shared.store.lease(node)
     }
 }
 

@@ -101,6 +101,20 @@ pub struct NewEntry {
     pub keys: Vec<String>,
 }
 
+/// A node's latest lease, kept beside the log (leases renew liveness without growing it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLease {
+    /// The lease's sequence (grows with every renewal).
+    pub sequence: u64,
+    /// When it runs out, in seconds since the Unix epoch.
+    pub expires: u64,
+    /// The signed lease document as received.
+    pub document: Vec<u8>,
+}
+
+/// The most leases [`Store::leases`] answers with.
+pub const MAX_LEASES: usize = 100_000;
+
 /// A readable blob and its length.
 pub struct BlobReader {
     /// Length in bytes.
@@ -154,6 +168,16 @@ pub trait Store: Send + Sync {
 
     /// The blob stored under `digest`.
     fn get_blob(&self, digest: &Digest) -> Result<Option<BlobReader>, StoreError>;
+
+    /// Durably keeps `lease` as `node`'s lease if its sequence is greater than the one held
+    /// (atomically: two notaries on one database cannot both win). Returns whether it was kept.
+    fn put_lease(&self, node: &[u8; 32], lease: &StoredLease) -> Result<bool, StoreError>;
+
+    /// `node`'s latest lease.
+    fn lease(&self, node: &[u8; 32]) -> Result<Option<StoredLease>, StoreError>;
+
+    /// Every node's latest lease, by node key (at most [`MAX_LEASES`]).
+    fn leases(&self) -> Result<Vec<([u8; 32], StoredLease)>, StoreError>;
 }
 
 /// Refuses empty or oversized index keys before they reach a backend.

@@ -18,7 +18,7 @@ use trust::Digest;
 
 use super::{
     check_digest, check_keys, stream_hashed, BlobError, BlobReader, NewEntry, Store, StoreError,
-    CHUNK_BYTES,
+    StoredLease, CHUNK_BYTES, MAX_LEASES,
 };
 
 /// The advisory lock key appends take ("nullos-n" in ASCII).
@@ -28,6 +28,7 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS notary_entries (idx BIGINT PRIMARY KEY, data BYTEA NOT NULL);
 CREATE TABLE IF NOT EXISTS notary_keys (key TEXT NOT NULL, idx BIGINT NOT NULL, PRIMARY KEY (key, idx));
 CREATE TABLE IF NOT EXISTS notary_checkpoints (size BIGINT PRIMARY KEY, note TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS notary_leases (node BYTEA PRIMARY KEY, sequence BIGINT NOT NULL, expires BIGINT NOT NULL, data BYTEA NOT NULL);
 CREATE TABLE IF NOT EXISTS notary_blobs (digest BYTEA PRIMARY KEY, len BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS notary_blob_chunks (digest BYTEA NOT NULL, seq INT NOT NULL, data BYTEA NOT NULL, PRIMARY KEY (digest, seq));
 ";
@@ -315,6 +316,69 @@ impl Store for PostgresStore {
                 left: len,
             }),
         }))
+    }
+
+    fn put_lease(&self, node: &[u8; 32], lease: &StoredLease) -> Result<bool, StoreError> {
+        let (sequence, expires) = (to_i64(lease.sequence)?, to_i64(lease.expires)?);
+        let mut conn = self.conn()?;
+        let written = conn
+            .get()?
+            .execute(
+                "INSERT INTO notary_leases (node, sequence, expires, data) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (node) DO UPDATE SET sequence = EXCLUDED.sequence, \
+                 expires = EXCLUDED.expires, data = EXCLUDED.data \
+                 WHERE notary_leases.sequence < EXCLUDED.sequence",
+                &[&node.as_slice(), &sequence, &expires, &lease.document],
+            )
+            .map_err(err("write a lease"))?;
+        Ok(written == 1)
+    }
+
+    fn lease(&self, node: &[u8; 32]) -> Result<Option<StoredLease>, StoreError> {
+        let mut conn = self.conn()?;
+        let row = conn
+            .get()?
+            .query_opt(
+                "SELECT sequence, expires, data FROM notary_leases WHERE node = $1",
+                &[&node.as_slice()],
+            )
+            .map_err(err("read a lease"))?;
+        row.map(|r| {
+            Ok(StoredLease {
+                sequence: to_u64(r.get(0))?,
+                expires: to_u64(r.get(1))?,
+                document: r.get(2),
+            })
+        })
+        .transpose()
+    }
+
+    fn leases(&self) -> Result<Vec<([u8; 32], StoredLease)>, StoreError> {
+        let limit = i64::try_from(MAX_LEASES).unwrap_or(i64::MAX);
+        let mut conn = self.conn()?;
+        let rows = conn
+            .get()?
+            .query(
+                "SELECT node, sequence, expires, data FROM notary_leases ORDER BY node LIMIT $1",
+                &[&limit],
+            )
+            .map_err(err("read leases"))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let node: Vec<u8> = r.get(0);
+            let node: [u8; 32] = node
+                .try_into()
+                .map_err(|_| StoreError::backend("read leases", "a node key is not 32 bytes"))?;
+            out.push((
+                node,
+                StoredLease {
+                    sequence: to_u64(r.get(1))?,
+                    expires: to_u64(r.get(2))?,
+                    document: r.get(3),
+                },
+            ));
+        }
+        Ok(out)
     }
 }
 

@@ -13,11 +13,15 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use trust::Digest;
 
 use super::blobfiles::BlobFiles;
-use super::{check_keys, BlobError, BlobReader, NewEntry, Store, StoreError};
+use super::{
+    check_keys, BlobError, BlobReader, NewEntry, Store, StoreError, StoredLease, MAX_LEASES,
+};
 
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 const KEYS: TableDefinition<(&str, u64), ()> = TableDefinition::new("keys");
 const CHECKPOINTS: TableDefinition<u64, &str> = TableDefinition::new("checkpoints");
+/// Node key → (sequence, expires, lease document).
+const LEASES: TableDefinition<&[u8; 32], (u64, u64, &[u8])> = TableDefinition::new("leases");
 
 /// The embedded store. See the module docs.
 #[derive(Debug)]
@@ -41,6 +45,7 @@ impl RedbStore {
             txn.open_table(ENTRIES).map_err(err("create tables"))?;
             txn.open_table(KEYS).map_err(err("create tables"))?;
             txn.open_table(CHECKPOINTS).map_err(err("create tables"))?;
+            txn.open_table(LEASES).map_err(err("create tables"))?;
         }
         txn.commit().map_err(err("create tables"))?;
         Ok(RedbStore {
@@ -144,5 +149,60 @@ impl Store for RedbStore {
 
     fn get_blob(&self, digest: &Digest) -> Result<Option<BlobReader>, StoreError> {
         self.blobs.get(digest)
+    }
+
+    fn put_lease(&self, node: &[u8; 32], lease: &StoredLease) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write().map_err(err("begin a lease write"))?;
+        {
+            let mut table = txn.open_table(LEASES).map_err(err("open leases"))?;
+            let held = table
+                .get(node)
+                .map_err(err("read a lease"))?
+                .map(|v| v.value().0);
+            if held.is_some_and(|held| held >= lease.sequence) {
+                return Ok(false);
+            }
+            table
+                .insert(
+                    node,
+                    (lease.sequence, lease.expires, lease.document.as_slice()),
+                )
+                .map_err(err("write a lease"))?;
+        }
+        txn.commit().map_err(err("commit a lease"))?;
+        Ok(true)
+    }
+
+    fn lease(&self, node: &[u8; 32]) -> Result<Option<StoredLease>, StoreError> {
+        let txn = self.db.begin_read().map_err(err("begin a read"))?;
+        let table = txn.open_table(LEASES).map_err(err("open leases"))?;
+        let row = table.get(node).map_err(err("read a lease"))?;
+        Ok(row.map(|v| {
+            let (sequence, expires, document) = v.value();
+            StoredLease {
+                sequence,
+                expires,
+                document: document.to_vec(),
+            }
+        }))
+    }
+
+    fn leases(&self) -> Result<Vec<([u8; 32], StoredLease)>, StoreError> {
+        let txn = self.db.begin_read().map_err(err("begin a read"))?;
+        let table = txn.open_table(LEASES).map_err(err("open leases"))?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(err("read leases"))?.take(MAX_LEASES) {
+            let (k, v) = row.map_err(err("read a lease"))?;
+            let (sequence, expires, document) = v.value();
+            out.push((
+                *k.value(),
+                StoredLease {
+                    sequence,
+                    expires,
+                    document: document.to_vec(),
+                },
+            ));
+        }
+        Ok(out)
     }
 }

@@ -2,5 +2,6 @@
 
 #![allow(dead_code)] // each test binary uses a part
 
+pub mod grid;
 pub mod postgres;
 pub mod server;

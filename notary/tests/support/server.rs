@@ -18,11 +18,24 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server on `data` (and `database`, when given) and reads its one line.
+    /// Starts a server on `data` (and `database`, when given) with the open rules (these
+    /// tests exercise the log with arbitrary signed documents) and reads its one line.
+    #[allow(dead_code)]
     pub fn start(data: &Path, database: Option<&str>) -> Server {
+        Server::start_with(data, database, "open")
+    }
+
+    /// Starts a server with the grid's rules (the binary's default).
+    #[allow(dead_code)]
+    pub fn start_grid(data: &Path, database: Option<&str>) -> Server {
+        Server::start_with(data, database, "grid")
+    }
+
+    fn start_with(data: &Path, database: Option<&str>, rules: &str) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_nullos-notary"));
         command
             .arg("serve")
+            .args(["--rules", rules])
             .arg("--data")
             .arg(data)
             .args(["--listen", "127.0.0.1:0"])

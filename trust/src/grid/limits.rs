@@ -21,6 +21,8 @@ pub const MAX_CANCELLATION_BYTES: usize = 1024;
 pub const MAX_STATUS_REPORT_BYTES: usize = 16 * 1024;
 /// Largest encoded lease body, in bytes.
 pub const MAX_LEASE_BYTES: usize = 128;
+/// Largest encoded enrollment body, in bytes.
+pub const MAX_ENROLLMENT_BYTES: usize = 128;
 
 /// Longest farm name, in bytes.
 pub const MAX_FARM_NAME_BYTES: usize = 64;

@@ -15,6 +15,7 @@
 //! | [`Cancellation`] | the contract's owner | contract id, cancelled contract `version` |
 //! | [`StatusReport`] | the node | node key and contract id, `sequence` |
 //! | [`Lease`] | the node | node key, `sequence` |
+//! | [`Enrollment`] | the farmer | farmer key and node key, `sequence` |
 //!
 //! Every body names its signer, so each is read with [`crate::verify_named`], which requires that
 //! key's signature. Whether the signer may write it (is the placement's signer the contract's
@@ -33,6 +34,7 @@ use crate::signed::SignedBody;
 pub mod approval;
 pub mod cancellation;
 pub mod contract;
+pub mod enrollment;
 pub mod farm;
 pub mod lease;
 pub mod limits;
@@ -47,6 +49,7 @@ pub use cancellation::Cancellation;
 pub use contract::{
     Constraints, Contract, ContractWorkload, Egress, Endpoint, Previous, VolumeClaim,
 };
+pub use enrollment::Enrollment;
 pub use farm::Farm;
 pub use lease::Lease;
 pub use node::{Capacity, Disk, Nic, NodeRegistration};

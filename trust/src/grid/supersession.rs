@@ -41,6 +41,13 @@ pub enum Stream {
     },
     /// A node's leases.
     Lease(PublicKey),
+    /// A farmer's word on one node.
+    Enrollment {
+        /// The farmer.
+        farmer: PublicKey,
+        /// The node.
+        node: PublicKey,
+    },
 }
 
 impl Stream {
@@ -55,6 +62,7 @@ impl Stream {
             Stream::Cancellation(_) => DocumentKind::Cancellation,
             Stream::Status { .. } => DocumentKind::StatusReport,
             Stream::Lease(_) => DocumentKind::Lease,
+            Stream::Enrollment { .. } => DocumentKind::Enrollment,
         }
     }
 
@@ -79,6 +87,10 @@ impl Stream {
             Stream::Status { node, contract } => {
                 out.extend_from_slice(node.as_bytes());
                 out.extend_from_slice(contract.0.as_bytes());
+            }
+            Stream::Enrollment { farmer, node } => {
+                out.extend_from_slice(farmer.as_bytes());
+                out.extend_from_slice(node.as_bytes());
             }
         }
         out

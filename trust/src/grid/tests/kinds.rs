@@ -349,3 +349,42 @@ fn overlong_varints_are_refused() {
     overlong.extend_from_slice(&bytes[2..]);
     assert!(Lease::decode(&overlong).is_err());
 }
+
+#[test]
+fn enrollment_kind() {
+    let e = Enrollment {
+        sequence: 4,
+        farmer: pk(FARMER),
+        node: pk(NODE),
+        enrolled: true,
+    };
+    round_trips(&e);
+    verifies(&e, FARMER);
+    refused(&e, "sequence", |e| e.sequence = 0);
+    let withdrawn = Enrollment {
+        enrolled: false,
+        ..e.clone()
+    };
+    round_trips(&withdrawn);
+    // The flag is one byte, 0 or 1: anything else is refused, so the body stays canonical.
+    let mut bytes = e.encode();
+    let last = bytes.len() - 1;
+    bytes[last] = 2;
+    assert!(matches!(
+        Enrollment::decode(&bytes),
+        Err(DecodeError::InvalidValue {
+            field: "enrolled",
+            ..
+        })
+    ));
+    // One stream per (farmer, node) pair.
+    assert_ne!(
+        e.supersession().stream,
+        Enrollment {
+            node: pk(OWNER),
+            ..e.clone()
+        }
+        .supersession()
+        .stream
+    );
+}

@@ -15,6 +15,13 @@ fn all_supersessions() -> Vec<Supersession> {
         cancellation().supersession(),
         status().supersession(),
         lease().supersession(),
+        Enrollment {
+            sequence: 1,
+            farmer: pk(FARMER),
+            node: pk(NODE),
+            enrolled: true,
+        }
+        .supersession(),
     ]
 }
 
