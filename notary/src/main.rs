@@ -80,6 +80,7 @@ fn check(url: &str, key: &str) -> anyhow::Result<()> {
 }
 
 fn serve(data: PathBuf, listen: SocketAddr, database: Option<String>) -> anyhow::Result<()> {
+    raise_nofile();
     let key = notary::keyfile::load_or_create(&data).context("cannot load the signing key")?;
     let store: Arc<dyn Store> = match &database {
         Some(url) => Arc::new(PostgresStore::connect(url).context("cannot open the database")?),
@@ -105,6 +106,21 @@ fn serve(data: PathBuf, listen: SocketAddr, database: Option<String>) -> anyhow:
             .await
             .context("serving failed")
     })
+}
+
+/// Every held long-poll is an open socket: lift the soft open-file limit to the hard one.
+fn raise_nofile() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the valid, exclusively borrowed `lim`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 && lim.rlim_cur < lim.rlim_max
+    {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit only reads the valid `lim`. Failure leaves the old limit.
+        let _ = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    }
 }
 
 async fn shutdown() {
