@@ -9,7 +9,7 @@
 //!  [--only vmm|qemu] [--no-tcp] [--echo] [--vmm P] [--node-init P] [--guest-init P]`
 //! `nullos-bench notary [--server P] [--writers 4,16,64] [--rounds N] [--secs S] [--nodes N]
 //!  [--lease-secs S] [--placements N] [--placement-rate R] [--stack-kib K] [--proof-entries N]
-//!  [--skip writes,nodes,proof]`
+//!  [--wait-key TEMPLATE] [--skip writes,nodes,proof]`
 //!
 //! Exit status: 0 when every run finished (whatever the ratio), 1 when a run failed, 2 for usage
 //! errors.
@@ -83,6 +83,10 @@ struct NotaryArgs {
     /// Entries of the tree the inclusion proof size is measured on.
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=16_000_000))]
     proof_entries: u64,
+    /// The key each node long-polls; {node} and {owner} become its key and its contract
+    /// owner's key in hex. The default is where the interim OpenRules file a placement.
+    #[arg(long, default_value = bench::notary::DEFAULT_WAIT_KEY)]
+    wait_key: String,
     /// Parts to skip (writes, nodes, proof).
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
@@ -436,6 +440,7 @@ fn notary_bench(args: NotaryArgs) -> anyhow::Result<()> {
             placement_rate: args.placement_rate.clamp(0.1, 1000.0),
             stack_kib: usize::try_from(args.stack_kib).context("--stack-kib")?,
             setup_writers: 32,
+            wait_key: args.wait_key,
         };
         notary::nodes(&server, &b, &mut print)?;
     }
