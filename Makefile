@@ -136,6 +136,8 @@ bench: deps baseline-init bench-inits vmm
 	$(BENCH) verify --image build/dev
 	$(BENCH) stage0 --image build/dev
 	$(BENCH) microvm --kernel-dir $(KERNEL_DIR_dev)
+	$(CARGO) build --release --locked -p notary
+	$(BENCH) notary
 
 fmt:
 	$(CARGO) fmt --all

@@ -17,6 +17,7 @@ pub mod baseline;
 pub mod boot;
 pub mod build;
 pub mod microvm;
+pub mod notary;
 pub mod stage0;
 pub mod stats;
 pub mod verify;

@@ -7,6 +7,9 @@
 //! `nullos-bench stage0 --image <dir> [--runs N] [--accel kvm|tcg] [--timeout-secs S]`
 //! `nullos-bench microvm [--kernel-dir <dir>] [--rounds N] [--mib N] [--accel kvm|tcg]
 //!  [--only vmm|qemu] [--no-tcp] [--echo] [--vmm P] [--node-init P] [--guest-init P]`
+//! `nullos-bench notary [--server P] [--writers 4,16,64] [--rounds N] [--secs S] [--nodes N]
+//!  [--lease-secs S] [--placements N] [--placement-rate R] [--stack-kib K] [--proof-entries N]
+//!  [--wait-key TEMPLATE] [--skip writes,nodes,proof]`
 //!
 //! Exit status: 0 when every run finished (whatever the ratio), 1 when a run failed, 2 for usage
 //! errors.
@@ -44,6 +47,49 @@ enum Cmd {
     Stage0(Stage0Args),
     /// Our vmm against QEMU microvm in a bench node: boot to guest init, memory overhead, TCP.
     Microvm(MicrovmArgs),
+    /// The notary: signed writes/s against ed25519 verify, simulated nodes long-polling, proof size.
+    Notary(NotaryArgs),
+}
+
+#[derive(Args)]
+struct NotaryArgs {
+    /// The nullos-notary binary; default: next to this one.
+    #[arg(long)]
+    server: Option<PathBuf>,
+    /// Concurrent writer threads, one measurement per count.
+    #[arg(long, value_delimiter = ',', default_value = "4,16,64")]
+    writers: Vec<usize>,
+    /// Rounds of the write measurements (medians are printed).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
+    rounds: u64,
+    /// Seconds per write measurement.
+    #[arg(long, default_value_t = 4.0)]
+    secs: f64,
+    /// Simulated nodes (one thread each).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=50_000))]
+    nodes: u64,
+    /// Lease renewal period of each node, seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=30))]
+    lease_secs: u64,
+    /// Placements written while the nodes poll.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    placements: u64,
+    /// Placements per second.
+    #[arg(long, default_value_t = 20.0)]
+    placement_rate: f64,
+    /// Stack of each node thread, KiB.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(64..=8192))]
+    stack_kib: u64,
+    /// Entries of the tree the inclusion proof size is measured on.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=16_000_000))]
+    proof_entries: u64,
+    /// The key each node long-polls; {node} and {owner} become its key and its contract
+    /// owner's key in hex. The default is where the interim OpenRules file a placement.
+    #[arg(long, default_value = bench::notary::DEFAULT_WAIT_KEY)]
+    wait_key: String,
+    /// Parts to skip (writes, nodes, proof).
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
 }
 
 #[derive(Args)]
@@ -157,6 +203,7 @@ fn main() -> ExitCode {
         Cmd::Verify(args) => verify_bench(args),
         Cmd::Stage0(args) => stage0_bench(args),
         Cmd::Microvm(args) => microvm_bench(args),
+        Cmd::Notary(args) => notary_bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -350,6 +397,55 @@ fn microvm_bench(args: MicrovmArgs) -> anyhow::Result<()> {
     }
     if errors > 0 {
         anyhow::bail!("{errors} microvm measurement(s) failed (see the bench: error lines)");
+    }
+    Ok(())
+}
+
+fn notary_bench(args: NotaryArgs) -> anyhow::Result<()> {
+    use bench::notary;
+
+    let server = match args.server {
+        Some(path) => path,
+        None => std::env::current_exe()
+            .context("cannot find this executable")?
+            .with_file_name("nullos-notary"),
+    };
+    anyhow::ensure!(
+        server.exists(),
+        "{} not found: build it (cargo build --release -p notary) or pass --server",
+        server.display()
+    );
+    // Every simulated node holds a connection; the server inherits the raised limit.
+    let nofile = notary::raise_nofile(args.nodes * 2 + 4096);
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "notary bench: {} on 127.0.0.1 (redb, fresh data directory per part), {cpus} CPU(s), RLIMIT_NOFILE {nofile}",
+        server.display()
+    );
+    let skip = |part: &str| args.skip.iter().any(|s| s == part);
+    let mut print = |line: String| println!("{line}");
+    if !skip("writes") {
+        let b = notary::WriteBench {
+            writers: args.writers,
+            rounds: usize::try_from(args.rounds).context("--rounds")?,
+            secs: args.secs.clamp(0.5, 60.0),
+        };
+        notary::writes(&server, &b, &mut print)?;
+    }
+    if !skip("nodes") {
+        let b = notary::NodeBench {
+            nodes: args.nodes,
+            lease_secs: args.lease_secs,
+            placements: args.placements,
+            placement_rate: args.placement_rate.clamp(0.1, 1000.0),
+            stack_kib: usize::try_from(args.stack_kib).context("--stack-kib")?,
+            setup_writers: 32,
+            wait_key: args.wait_key,
+        };
+        notary::nodes(&server, &b, &mut print)?;
+    }
+    if !skip("proof") {
+        notary::proof_size(args.proof_entries, &mut print);
     }
     Ok(())
 }

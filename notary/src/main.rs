@@ -92,6 +92,7 @@ fn serve(
     database: Option<String>,
     rules: &str,
 ) -> anyhow::Result<()> {
+    raise_nofile();
     let rules: Box<dyn DocumentRules> = match rules {
         "open" => Box::new(OpenRules),
         _ => Box::new(GridRules::new()),
@@ -121,6 +122,21 @@ fn serve(
             .await
             .context("serving failed")
     })
+}
+
+/// Every held long-poll is an open socket: lift the soft open-file limit to the hard one.
+fn raise_nofile() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the valid, exclusively borrowed `lim`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 && lim.rlim_cur < lim.rlim_max
+    {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit only reads the valid `lim`. Failure leaves the old limit.
+        let _ = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    }
 }
 
 async fn shutdown() {

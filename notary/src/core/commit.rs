@@ -147,7 +147,7 @@ pub(super) fn commit(shared: &Shared, mut batch: Vec<Pending>) {
         match outcome {
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => {
-                let msg = e.to_string();
+                let msg = with_causes(&e);
                 for (_, p) in admitted.iter().map(|(_, at)| (at, &batch[*at])) {
                     let _ = p.reply.send(Err(SubmitError::Store(StoreError::backend(
                         "append",
@@ -194,11 +194,24 @@ fn answer_refused(batch: &mut [Pending], refused: Vec<(usize, SubmitError)>) {
     }
 }
 
+/// `e` and its sources on one line, so the answer names the cause (a full disk, a read-only
+/// file system, a lost database connection) and not only the failed step.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 fn fail_all(batch: Vec<Pending>, e: &StoreError) {
     for p in batch {
         let _ = p.reply.send(Err(SubmitError::Store(StoreError::backend(
             "sync",
-            e.to_string(),
+            with_causes(e),
         ))));
     }
 }

@@ -5,9 +5,15 @@
 //! durability (fsync before `commit` returns), so an acknowledged batch survives a crash; the
 //! notary batches concurrent writes into one append (group commit). redb allows one writer at a
 //! time, and its file is locked by one process, which is what keeps the log from forking here.
+//!
+//! A failed commit (a full disk, say) leaves a redb handle refusing every further read and write
+//! until it is reopened; the store reopens the file right away (and, if that fails, before the
+//! next read or append), so reads go on and writes resume once the cause is gone.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{RwLock, RwLockReadGuard};
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use trust::Digest;
@@ -26,7 +32,11 @@ const LEASES: TableDefinition<&[u8; 32], (u64, u64, &[u8])> = TableDefinition::n
 /// The embedded store. See the module docs.
 #[derive(Debug)]
 pub struct RedbStore {
-    db: Database,
+    /// `None` only while a reopen is failing (the old handle is gone, the new one not there).
+    db: RwLock<Option<Database>>,
+    path: PathBuf,
+    /// A commit failed: reopen before the next append.
+    poisoned: AtomicBool,
     blobs: BlobFiles,
 }
 
@@ -39,7 +49,8 @@ impl RedbStore {
     pub fn open(dir: &Path) -> Result<RedbStore, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::backend("create the data directory", e))?;
-        let db = Database::create(dir.join("notary.redb")).map_err(err("open the redb file"))?;
+        let path = dir.join("notary.redb");
+        let db = Database::create(&path).map_err(err("open the redb file"))?;
         let txn = db.begin_write().map_err(err("begin a write"))?;
         {
             txn.open_table(ENTRIES).map_err(err("create tables"))?;
@@ -49,21 +60,45 @@ impl RedbStore {
         }
         txn.commit().map_err(err("create tables"))?;
         Ok(RedbStore {
-            db,
+            db: RwLock::new(Some(db)),
+            path,
+            poisoned: AtomicBool::new(false),
             blobs: BlobFiles::open(&dir.join("blobs"))?,
         })
     }
-}
 
-impl Store for RedbStore {
-    fn append(
-        &self,
+    /// The open database, for reads: reopens first if an earlier reopen failed.
+    fn db(&self) -> Result<RwLockReadGuard<'_, Option<Database>>, StoreError> {
+        {
+            let guard = self.db.read().unwrap_or_else(|e| e.into_inner());
+            if guard.is_some() {
+                return Ok(guard);
+            }
+        }
+        self.reopen()?;
+        Ok(self.db.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Drops the handle and opens the file again (redb checks and repairs it on open).
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut guard = self.db.write().unwrap_or_else(|e| e.into_inner());
+        // Readers hold the read lock for their whole transaction, so none is running now and
+        // dropping the handle releases the file lock.
+        drop(guard.take());
+        let db = Database::create(&self.path)
+            .map_err(err("reopen the redb file after a failed commit"))?;
+        *guard = Some(db);
+        self.poisoned.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    fn append_to(
+        db: &Database,
         expected_size: u64,
         entries: &[NewEntry],
         checkpoint: &str,
     ) -> Result<(), StoreError> {
-        check_keys(entries)?;
-        let txn = self.db.begin_write().map_err(err("begin an append"))?;
+        let txn = db.begin_write().map_err(err("begin an append"))?;
         {
             let mut table = txn.open_table(ENTRIES).map_err(err("open entries"))?;
             let actual = table.len().map_err(err("count entries"))?;
@@ -93,15 +128,82 @@ impl Store for RedbStore {
         // Dropping `txn` on an error above aborts it: nothing of the batch is written.
         txn.commit().map_err(err("commit an append"))
     }
+    fn put_lease_to(
+        db: &Database,
+        node: &[u8; 32],
+        lease: &StoredLease,
+    ) -> Result<bool, StoreError> {
+        let txn = db.begin_write().map_err(err("begin a lease write"))?;
+        {
+            let mut table = txn.open_table(LEASES).map_err(err("open leases"))?;
+            let held = table
+                .get(node)
+                .map_err(err("read a lease"))?
+                .map(|v| v.value().0);
+            if held.is_some_and(|held| held >= lease.sequence) {
+                return Ok(false);
+            }
+            table
+                .insert(
+                    node,
+                    (lease.sequence, lease.expires, lease.document.as_slice()),
+                )
+                .map_err(err("write a lease"))?;
+        }
+        txn.commit().map_err(err("commit a lease"))?;
+        Ok(true)
+    }
+}
+
+fn closed() -> StoreError {
+    StoreError::backend(
+        "use the redb file",
+        std::io::Error::other("the store is closed after a failed reopen"),
+    )
+}
+
+impl Store for RedbStore {
+    fn append(
+        &self,
+        expected_size: u64,
+        entries: &[NewEntry],
+        checkpoint: &str,
+    ) -> Result<(), StoreError> {
+        check_keys(entries)?;
+        if self.poisoned.load(Ordering::Acquire) {
+            self.reopen()?;
+        }
+        let guard = self.db()?;
+        let db = guard.as_ref().ok_or_else(closed)?;
+        let result = RedbStore::append_to(db, expected_size, entries, checkpoint);
+        drop(guard);
+        if matches!(result, Err(StoreError::Backend { .. })) {
+            // Reopen now, so reads go on with a working handle; if that fails too, the next
+            // append or read tries again.
+            self.poisoned.store(true, Ordering::Release);
+            let _ = self.reopen();
+        }
+        result
+    }
 
     fn size(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read().map_err(err("begin a read"))?;
+        let guard = self.db()?;
+        let txn = guard
+            .as_ref()
+            .ok_or_else(closed)?
+            .begin_read()
+            .map_err(err("begin a read"))?;
         let table = txn.open_table(ENTRIES).map_err(err("open entries"))?;
         table.len().map_err(err("count entries"))
     }
 
     fn entries(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-        let txn = self.db.begin_read().map_err(err("begin a read"))?;
+        let guard = self.db()?;
+        let txn = guard
+            .as_ref()
+            .ok_or_else(closed)?
+            .begin_read()
+            .map_err(err("begin a read"))?;
         let table = txn.open_table(ENTRIES).map_err(err("open entries"))?;
         let mut out = Vec::new();
         if from >= to {
@@ -115,7 +217,12 @@ impl Store for RedbStore {
     }
 
     fn checkpoint(&self) -> Result<Option<String>, StoreError> {
-        let txn = self.db.begin_read().map_err(err("begin a read"))?;
+        let guard = self.db()?;
+        let txn = guard
+            .as_ref()
+            .ok_or_else(closed)?
+            .begin_read()
+            .map_err(err("begin a read"))?;
         let table = txn
             .open_table(CHECKPOINTS)
             .map_err(err("open checkpoints"))?;
@@ -129,7 +236,12 @@ impl Store for RedbStore {
             Some(u64::MAX) => return Ok(Vec::new()),
             Some(a) => a + 1,
         };
-        let txn = self.db.begin_read().map_err(err("begin a read"))?;
+        let guard = self.db()?;
+        let txn = guard
+            .as_ref()
+            .ok_or_else(closed)?
+            .begin_read()
+            .map_err(err("begin a read"))?;
         let table = txn.open_table(KEYS).map_err(err("open keys"))?;
         let mut out = Vec::new();
         for row in table
@@ -152,29 +264,28 @@ impl Store for RedbStore {
     }
 
     fn put_lease(&self, node: &[u8; 32], lease: &StoredLease) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write().map_err(err("begin a lease write"))?;
-        {
-            let mut table = txn.open_table(LEASES).map_err(err("open leases"))?;
-            let held = table
-                .get(node)
-                .map_err(err("read a lease"))?
-                .map(|v| v.value().0);
-            if held.is_some_and(|held| held >= lease.sequence) {
-                return Ok(false);
-            }
-            table
-                .insert(
-                    node,
-                    (lease.sequence, lease.expires, lease.document.as_slice()),
-                )
-                .map_err(err("write a lease"))?;
+        if self.poisoned.load(Ordering::Acquire) {
+            self.reopen()?;
         }
-        txn.commit().map_err(err("commit a lease"))?;
-        Ok(true)
+        let guard = self.db()?;
+        let db = guard.as_ref().ok_or_else(closed)?;
+        let result = RedbStore::put_lease_to(db, node, lease);
+        drop(guard);
+        if matches!(result, Err(StoreError::Backend { .. })) {
+            // As after a failed append: the handle is unusable until reopened.
+            self.poisoned.store(true, Ordering::Release);
+            let _ = self.reopen();
+        }
+        result
     }
 
     fn lease(&self, node: &[u8; 32]) -> Result<Option<StoredLease>, StoreError> {
-        let txn = self.db.begin_read().map_err(err("begin a read"))?;
+        let guard = self.db()?;
+        let txn = guard
+            .as_ref()
+            .ok_or_else(closed)?
+            .begin_read()
+            .map_err(err("begin a read"))?;
         let table = txn.open_table(LEASES).map_err(err("open leases"))?;
         let row = table.get(node).map_err(err("read a lease"))?;
         Ok(row.map(|v| {
@@ -188,7 +299,12 @@ impl Store for RedbStore {
     }
 
     fn leases(&self) -> Result<Vec<([u8; 32], StoredLease)>, StoreError> {
-        let txn = self.db.begin_read().map_err(err("begin a read"))?;
+        let guard = self.db()?;
+        let txn = guard
+            .as_ref()
+            .ok_or_else(closed)?
+            .begin_read()
+            .map_err(err("begin a read"))?;
         let table = txn.open_table(LEASES).map_err(err("open leases"))?;
         let mut out = Vec::new();
         for row in table.iter().map_err(err("read leases"))?.take(MAX_LEASES) {

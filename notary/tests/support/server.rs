@@ -32,18 +32,23 @@ impl Server {
     }
 
     fn start_with(data: &Path, database: Option<&str>, rules: &str) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_nullos-notary"));
+        let mut command = Command::new(binary());
         command
             .arg("serve")
             .args(["--rules", rules])
             .arg("--data")
             .arg(data)
-            .args(["--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .args(["--listen", "127.0.0.1:0"]);
         if let Some(url) = database {
             command.args(["--database", url]);
         }
+        Server::spawn(command)
+    }
+
+    /// Runs `command` (which must end up exec-ing `nullos-notary serve`, e.g. through a
+    /// wrapper) and reads the server's one line; panics if it does not print it.
+    pub fn spawn(mut command: Command) -> Server {
+        command.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = command.spawn().expect("start nullos-notary");
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout"))
@@ -62,11 +67,21 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `kill -9`.
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `nullos-notary` binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_nullos-notary")
 }
 
 /// `nullos-notary listening on http://ADDR key nullos-ed25519 HEX`.
