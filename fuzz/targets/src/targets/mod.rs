@@ -1,0 +1,19 @@
+//! One module per fuzz target; each exposes `fuzz_one(data: &[u8])`.
+
+pub mod contract_file;
+pub mod contract_template;
+pub mod dhcp_reply;
+pub mod grid_documents;
+pub mod initramfs_reader;
+pub mod key_text;
+pub mod modinfo_elf;
+pub mod module_index_parse;
+pub mod proc_net_table;
+pub mod release_manifest_decode;
+pub mod signed_document_decode;
+pub mod signer_policy_decode;
+pub mod signer_policy_text;
+pub mod uevent_parse;
+pub mod virtio_descriptor_chain;
+pub mod virtio_mmio_registers;
+pub mod workload_manifest;
