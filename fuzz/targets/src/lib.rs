@@ -45,6 +45,13 @@ targets!(
     contract_template,
     virtio_mmio_registers,
     virtio_descriptor_chain,
+    usernet_frames,
+    vmm_port_devices,
+    stage0_medium,
+    nullos_state,
+    guest_config,
+    ip_param,
+    disk_probe,
 );
 
 /// The target called `name`.
