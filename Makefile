@@ -7,6 +7,7 @@
 #   make run                  boot build/dev in QEMU, console on this terminal (RUN_ARGS=--pxe for PXE)
 #   make test                 unit, property and full-system tests (real kernels in real QEMU)
 #   make bench                benchmarks, printed as ratios against their baselines
+#   make fuzz [FUZZ_SECONDS=60]  every fuzz target for FUZZ_SECONDS each, on stable (docs/FUZZING.md)
 
 SHELL := /bin/bash
 PROFILE ?= dev
@@ -45,7 +46,7 @@ LOCK := debian.lock
 SYSROOT := build/sysroot
 
 
-.PHONY: all deps lock kernel sysroot init boot vmm baseline-init bench-inits tools keys workloads image run test bench fmt clippy fuzz-check clean
+.PHONY: all deps lock kernel sysroot init boot vmm baseline-init bench-inits tools keys workloads image run test bench fmt clippy fuzz-check fuzz-runner fuzz fuzz-smoke clean
 
 all: image
 
@@ -119,10 +120,38 @@ test: deps
 	@$(MAKE) --no-print-directory image PROFILE=metal
 	$(CARGO) test --workspace --locked --release
 	@$(MAKE) --no-print-directory fuzz-check
+	@$(MAKE) --no-print-directory fuzz-smoke
 
-# The fuzz targets (fuzz/, nightly to run) must keep compiling on stable.
+# The fuzz targets (fuzz/): both front ends (cargo-fuzz's, nightly; fuzz-run, stable) keep compiling.
 fuzz-check:
-	cd fuzz && CARGO_TARGET_DIR=$(CURDIR)/target/fuzz $(CARGO) check --locked --bins
+	cd fuzz && CARGO_TARGET_DIR=$(CURDIR)/target/fuzz $(CARGO) check --locked --workspace --bins
+
+# fuzz-run, the stable driver (docs/FUZZING.md), built with SanitizerCoverage edge counters and
+# comparison tracing (stable rustc flags, as cargo-afl uses) and with debug assertions on, but
+# with release arithmetic (no overflow checks: the code is fuzzed as it ships; see FUZZING.md for
+# the fatfs overflow this keeps out). --target keeps the flags off build scripts and proc macros.
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 2
+FUZZ_TARGETS ?= --all
+FUZZ_RUN := target/fuzz/$(TARGET)/release/fuzz-run
+FUZZ_RUSTFLAGS := -C passes=sancov-module -C llvm-args=-sanitizer-coverage-level=3 \
+	-C llvm-args=-sanitizer-coverage-inline-8bit-counters -C llvm-args=-sanitizer-coverage-trace-compares \
+	-C debug-assertions -C overflow-checks=off
+fuzz-runner:
+	cd fuzz && CARGO_TARGET_DIR=$(CURDIR)/target/fuzz RUSTFLAGS="$(FUZZ_RUSTFLAGS)" \
+		$(CARGO) build --locked --release --target $(TARGET) -p nullos-fuzz-targets --bin fuzz-run
+
+# make fuzz: every target for FUZZ_SECONDS each (FUZZ_TARGETS="a b" for some), from the committed
+# corpus plus what earlier runs found (target/fuzz-corpus/, grown here, never committed).
+fuzz: fuzz-runner
+	$(FUZZ_RUN) $(FUZZ_TARGETS) --seconds $(FUZZ_SECONDS) --corpus fuzz/corpus \
+		--corpus target/fuzz-corpus --save target/fuzz-corpus
+
+# make test's share: the driver's own tests, then the committed corpus replayed and a short
+# mutation run per target.
+fuzz-smoke: fuzz-runner
+	cd fuzz && CARGO_TARGET_DIR=$(CURDIR)/target/fuzz $(CARGO) test --locked -p nullos-fuzz-targets --lib
+	$(FUZZ_RUN) --all --seconds $(FUZZ_SMOKE_SECONDS) --seed 1 --corpus fuzz/corpus
 
 # The verify benchmark's yardstick is b3sum (Debian package b3sum, BLAKE3's reference CLI).
 bench: deps baseline-init bench-inits vmm

@@ -1,17 +1,5 @@
-//! The agent's contract file (`agent::contract_file`): never panic; whatever reads is written
-//! back byte for byte (one spelling per content) and its policy can be evaluated.
 #![no_main]
 
-use agent::contract_file::ContractFile;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(file) = ContractFile::decode(data) {
-        assert_eq!(
-            file.encode().as_bytes(),
-            data,
-            "decode accepted a second spelling"
-        );
-        let _ = file.policy();
-    }
-});
+fuzz_target!(|data: &[u8]| nullos_fuzz_targets::targets::contract_file::fuzz_one(data));

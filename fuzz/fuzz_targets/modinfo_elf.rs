@@ -1,10 +1,5 @@
-//! A kernel module's ELF `.modinfo` (read by image-builder from kernel packages): never panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use modindex::ModuleInfo;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = ModuleInfo::from_elf(data, "fuzz");
-    let _ = ModuleInfo::from_modinfo(data, "fuzz");
-});
+fuzz_target!(|data: &[u8]| nullos_fuzz_targets::targets::modinfo_elf::fuzz_one(data));

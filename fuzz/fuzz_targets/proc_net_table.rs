@@ -1,11 +1,5 @@
-//! /proc/net/{tcp,udp} tables, parsed by PID 1 to count open sockets: never panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(text) = core::str::from_utf8(data) {
-        let _ = kernel_init::sockets::parse_table("tcp", text);
-        let _ = kernel_init::sockets::parse_table("udp6", text);
-    }
-});
+fuzz_target!(|data: &[u8]| nullos_fuzz_targets::targets::proc_net_table::fuzz_one(data));

@@ -1,20 +1,5 @@
-//! Release manifest body and the whole release check: never panic, accept only canonical bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use trust::{verify_release, ReleaseManifest, SecretKey, SignerPolicy};
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(manifest) = ReleaseManifest::decode(data) {
-        assert_eq!(
-            manifest.encode(),
-            data,
-            "decode accepted a non-canonical encoding"
-        );
-    }
-    // The same bytes as a whole release file (the seeds include one signed with seed [1; 32]).
-    let policy = SignerPolicy::single(SecretKey::from_seed([1; 32]).public());
-    if let Ok((doc, manifest)) = verify_release(data, &policy) {
-        assert_eq!(doc.body(), manifest.encode().as_slice());
-    }
-});
+fuzz_target!(|data: &[u8]| nullos_fuzz_targets::targets::release_manifest_decode::fuzz_one(data));

@@ -1,17 +1,5 @@
-//! Signer policy binary form: never panic, accept only valid policies in canonical bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use trust::SignerPolicy;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(policy) = SignerPolicy::decode(data) else {
-        return;
-    };
-    assert_eq!(policy.validate(), Ok(()));
-    assert_eq!(
-        policy.encode(),
-        data,
-        "decode accepted a non-canonical encoding"
-    );
-});
+fuzz_target!(|data: &[u8]| nullos_fuzz_targets::targets::signer_policy_decode::fuzz_one(data));

@@ -1,20 +1,5 @@
-//! Signer policy text: never panic; whatever parses is valid and survives a text round trip.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use trust::SignerPolicy;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = core::str::from_utf8(data) else {
-        return;
-    };
-    let Ok(policy) = SignerPolicy::from_text(text) else {
-        return;
-    };
-    assert_eq!(policy.validate(), Ok(()));
-    assert_eq!(
-        SignerPolicy::from_text(&policy.to_text()),
-        Ok(policy.clone())
-    );
-    assert_eq!(SignerPolicy::decode(&policy.encode()), Ok(policy));
-});
+fuzz_target!(|data: &[u8]| nullos_fuzz_targets::targets::signer_policy_text::fuzz_one(data));

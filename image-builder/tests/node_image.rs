@@ -83,10 +83,9 @@ fn the_node_image_carries_vmm_policy_workloads_guest_kernel_and_tools() {
     let f = fixture();
     workload(&f, "hello", "hello", "keys/dev.key", ROOT);
     let mke2fs = std::path::Path::new("/sbin/mke2fs");
-    let tools: &[&str] = if mke2fs.is_file() {
+    let tools: &[&str] = if host_tool("/sbin/mke2fs", "e2fsprogs", mke2fs.is_file()) {
         &["/sbin/mke2fs"]
     } else {
-        eprintln!("/sbin/mke2fs absent (e2fsprogs): building without tools");
         &[]
     };
     f.write_config(&config(&f, &["hello"], tools));

@@ -189,6 +189,11 @@ impl ModuleIndex {
                 line: line_no,
                 problem,
             };
+            // The writer never writes one; a stray `\r` would not survive a round trip
+            // (`lines` strips one from a line's end).
+            if line.chars().any(char::is_control) {
+                return Err(bad("control character"));
+            }
             let mut fields = line.split(' ');
             match fields.next() {
                 Some("kernel") => {
@@ -460,6 +465,24 @@ mod tests {
             softdeps_pre: Vec::new(),
             aliases: aliases.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn control_characters_are_refused() {
+        // Found by fuzz-run (module_index_parse): "kernel 6.1\r\r\n" read as "6.1\r" and was
+        // written back as a line that read as "6.1".
+        let text = format!("{HEADER}\nkernel 6.1\r\r\n");
+        assert_eq!(
+            ModuleIndex::parse(&text),
+            Err(IndexError::BadLine {
+                line: 2,
+                problem: "control character"
+            })
+        );
+        let tab = format!("{HEADER}\nkernel 6.1\nmodule a /a\t.ko boot=0 depends=-\n");
+        assert!(ModuleIndex::parse(&tab).is_err());
+        let clean = format!("{HEADER}\nkernel 6.1\nmodule a /a.ko boot=0 depends=-\n");
+        assert!(ModuleIndex::parse(&clean).is_ok());
     }
 
     fn sample() -> ModuleIndex {

@@ -26,7 +26,7 @@
 //! - then `field value` lines, each field at most once: `seed` (required: the 32-byte RFC 8032
 //!   secret seed as 64 hex), `public` (required: the public key line above; it must match the key
 //!   derived from the seed, which catches a corrupted or hand-edited file), `comment` (optional,
-//!   free text to the end of the line, at most 256 bytes);
+//!   free text to the end of the line, at most 256 bytes, no control characters);
 //! - blank lines and lines starting with `#` are ignored; lines may end in `\n` or `\r\n`;
 //! - the whole file is at most 4 KiB.
 //!
@@ -133,6 +133,13 @@ pub enum KeyError {
         /// Why the public key line was refused.
         #[source]
         source: Box<KeyError>,
+    },
+    /// The comment holds a control character (the writer never writes one; a reader that
+    /// printed it could be sent terminal escapes).
+    #[error("secret key file line {line}: comment holds a control character")]
+    CommentControl {
+        /// One-based line number.
+        line: usize,
     },
     /// The comment is over its limit.
     #[error("secret key file line {line}: comment is {len} bytes, over the {max}-byte limit")]
@@ -351,6 +358,9 @@ impl SecretKey {
                             len: value.len(),
                             max: MAX_KEY_COMMENT_BYTES,
                         });
+                    }
+                    if value.chars().any(char::is_control) {
+                        return Err(KeyError::CommentControl { line });
                     }
                     comment = Some(value.to_string());
                 }

@@ -278,3 +278,22 @@ pub fn pack_deb(tree: &Path, deb: &Path) {
         ar.append(&header, bytes).unwrap();
     }
 }
+
+/// The environment variable that lets tests needing a host tool (unsquashfs, mke2fs) pass
+/// without it. CI never sets it: there a missing tool fails the test.
+pub const SKIP_HOST_TOOL_TESTS: &str = "NULLOS_SKIP_HOST_TOOL_TESTS";
+
+/// Whether the host tool `what` (`present` says) is there. If not, the test fails naming the
+/// Debian package, unless [`SKIP_HOST_TOOL_TESTS`] is `1`, which skips it (printing so).
+pub fn host_tool(what: &str, package: &str, present: bool) -> bool {
+    if present {
+        return true;
+    }
+    let why = format!("{what} is not installed (apt-get install {package})");
+    if std::env::var(SKIP_HOST_TOOL_TESTS).as_deref() == Ok("1") {
+        println!("skipped ({SKIP_HOST_TOOL_TESTS}=1): {why}");
+        false
+    } else {
+        panic!("{why}; set {SKIP_HOST_TOOL_TESTS}=1 to skip the tests that need it");
+    }
+}
