@@ -74,7 +74,7 @@ pub struct Cli {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Run a VM.
-    Run(Cli),
+    Run(Box<Cli>),
     /// Print [`HELP`].
     Help,
     /// Print the version.
@@ -120,11 +120,11 @@ impl Cli {
                 _ => return Err(arg.unexpected().into()),
             }
         }
-        Ok(Command::Run(Cli {
+        Ok(Command::Run(Box::new(Cli {
             spec: spec.finish()?,
             seccomp,
             log_level,
-        }))
+        })))
     }
 }
 
@@ -253,7 +253,7 @@ mod tests {
         let mut v = vec!["--kernel", "k"];
         v.extend_from_slice(args);
         match Cli::parse_from(v).unwrap() {
-            Command::Run(cli) => cli,
+            Command::Run(cli) => *cli,
             other => panic!("{other:?}"),
         }
     }

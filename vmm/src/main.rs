@@ -46,7 +46,7 @@ fn run(cli: &Cli) -> Result<VmOutcome, Failure> {
 
 fn main() -> ExitCode {
     let cli = match Cli::parse_from(std::env::args_os().skip(1)) {
-        Ok(Command::Run(cli)) => cli,
+        Ok(Command::Run(cli)) => *cli,
         Ok(Command::Help) => {
             print!("{HELP}");
             return ExitCode::SUCCESS;
