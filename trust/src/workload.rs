@@ -229,16 +229,7 @@ impl WorkloadManifest {
         }
         let workdir = checked_text(&mut r, "workdir", MAX_WORKLOAD_STRING_BYTES, check_dir)?;
 
-        let at = r.position();
-        let vcpus: u8 = r.take("vcpus")?;
-        if !WORKLOAD_VCPUS.contains(&vcpus) {
-            return Err(invalid("vcpus", at, "must be 1 to 32"));
-        }
-        let at = r.position();
-        let memory_mib: u32 = r.take("memory_mib")?;
-        if !WORKLOAD_MEMORY_MIB.contains(&memory_mib) {
-            return Err(invalid("memory_mib", at, "must be 32 to 65536"));
-        }
+        let (vcpus, memory_mib) = read_resources(&mut r)?;
 
         let count = r.count("volume count", MAX_WORKLOAD_VOLUMES)?;
         let mut volumes: Vec<VolumeSpec> = Vec::with_capacity(count);
@@ -383,13 +374,29 @@ fn optional_artifact(
     }
 }
 
-fn invalid(field: &'static str, at: usize, reason: &'static str) -> DecodeError {
+/// Reads a workload's vCPUs and memory (MiB), each within the workload limits; shared with the
+/// contract's workloads, which carry the same resources.
+pub(crate) fn read_resources(r: &mut Reader<'_>) -> Result<(u8, u32), DecodeError> {
+    let at = r.position();
+    let vcpus: u8 = r.take("vcpus")?;
+    if !WORKLOAD_VCPUS.contains(&vcpus) {
+        return Err(invalid("vcpus", at, "must be 1 to 32"));
+    }
+    let at = r.position();
+    let memory_mib: u32 = r.take("memory_mib")?;
+    if !WORKLOAD_MEMORY_MIB.contains(&memory_mib) {
+        return Err(invalid("memory_mib", at, "must be 32 to 65536"));
+    }
+    Ok((vcpus, memory_mib))
+}
+
+pub(crate) fn invalid(field: &'static str, at: usize, reason: &'static str) -> DecodeError {
     DecodeError::InvalidValue { field, at, reason }
 }
 
 /// Reads text of at most `max` bytes and checks it with `check`, whose message becomes the
 /// error's reason.
-fn checked_text(
+pub(crate) fn checked_text(
     r: &mut Reader<'_>,
     field: &'static str,
     max: usize,

@@ -52,7 +52,7 @@ use crate::limits::{
 };
 use crate::policy::{self, PolicyError, SignerPolicy};
 use crate::signed::{NamedSigner, SignedBody};
-use crate::workload::{check_name, VOLUME_SIZE_MIB, WORKLOAD_MEMORY_MIB, WORKLOAD_VCPUS};
+use crate::workload::{check_name, VOLUME_SIZE_MIB};
 
 /// What a later version of a contract supersedes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,16 +325,7 @@ fn read_contract(r: &mut Reader<'_>) -> Result<Contract, DecodeError> {
 fn read_workload(r: &mut Reader<'_>) -> Result<ContractWorkload, DecodeError> {
     let name = checked_text(r, "workload name", MAX_WORKLOAD_NAME_BYTES, check_name)?;
     let manifest = read_digest(r, "workload manifest")?;
-    let at = r.position();
-    let vcpus: u8 = r.take("vcpus")?;
-    if !WORKLOAD_VCPUS.contains(&vcpus) {
-        return Err(invalid("vcpus", at, "must be 1 to 32"));
-    }
-    let at = r.position();
-    let memory_mib: u32 = r.take("memory_mib")?;
-    if !WORKLOAD_MEMORY_MIB.contains(&memory_mib) {
-        return Err(invalid("memory_mib", at, "must be 32 to 65536"));
-    }
+    let (vcpus, memory_mib) = crate::workload::read_resources(r)?;
     let count = r.count("volume count", MAX_WORKLOAD_VOLUMES)?;
     let mut volumes: Vec<VolumeClaim> = Vec::with_capacity(count);
     for _ in 0..count {

@@ -23,7 +23,6 @@
 //! the pure helpers of [`rules`] and [`supersession`], which the notary, the agent and the node
 //! all call, so they cannot drift apart.
 
-use alloc::string::{String, ToString};
 use core::fmt;
 
 use crate::digest::Digest;
@@ -118,9 +117,7 @@ pub(crate) fn read<B: SignedBody>(
     Ok(body)
 }
 
-pub(crate) fn invalid(field: &'static str, at: usize, reason: &'static str) -> DecodeError {
-    DecodeError::InvalidValue { field, at, reason }
-}
+pub(crate) use crate::workload::{checked_text, invalid};
 
 /// Reads a 32-byte ed25519 public key, refusing non-points and weak keys.
 pub(crate) fn read_key(r: &mut Reader<'_>, field: &'static str) -> Result<PublicKey, DecodeError> {
@@ -131,19 +128,6 @@ pub(crate) fn read_key(r: &mut Reader<'_>, field: &'static str) -> Result<Public
 
 pub(crate) fn read_digest(r: &mut Reader<'_>, field: &'static str) -> Result<Digest, DecodeError> {
     Ok(Digest(r.array::<32>(field)?))
-}
-
-/// Reads text of at most `max` bytes and checks it with `check`.
-pub(crate) fn checked_text(
-    r: &mut Reader<'_>,
-    field: &'static str,
-    max: usize,
-    check: fn(&str) -> Result<(), &'static str>,
-) -> Result<String, DecodeError> {
-    let at = r.position();
-    let text = r.text(field, max)?;
-    check(text).map_err(|reason| invalid(field, at, reason))?;
-    Ok(text.to_string())
 }
 
 /// A version or sequence counter: at least 1, so 0 can mean "nothing yet".
