@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition};
 use trust::Digest;
 
 use super::blobfiles::BlobFiles;
@@ -77,6 +77,18 @@ impl RedbStore {
         }
         self.reopen()?;
         Ok(self.db.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// A read transaction, with the read lock held as long as the caller keeps the guard (a
+    /// reopen waits for it).
+    fn read(&self) -> Result<(RwLockReadGuard<'_, Option<Database>>, ReadTransaction), StoreError> {
+        let guard = self.db()?;
+        let txn = guard
+            .as_ref()
+            .ok_or_else(closed)?
+            .begin_read()
+            .map_err(err("begin a read"))?;
+        Ok((guard, txn))
     }
 
     /// Drops the handle and opens the file again (redb checks and repairs it on open).
@@ -187,23 +199,13 @@ impl Store for RedbStore {
     }
 
     fn size(&self) -> Result<u64, StoreError> {
-        let guard = self.db()?;
-        let txn = guard
-            .as_ref()
-            .ok_or_else(closed)?
-            .begin_read()
-            .map_err(err("begin a read"))?;
+        let (_guard, txn) = self.read()?;
         let table = txn.open_table(ENTRIES).map_err(err("open entries"))?;
         table.len().map_err(err("count entries"))
     }
 
     fn entries(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-        let guard = self.db()?;
-        let txn = guard
-            .as_ref()
-            .ok_or_else(closed)?
-            .begin_read()
-            .map_err(err("begin a read"))?;
+        let (_guard, txn) = self.read()?;
         let table = txn.open_table(ENTRIES).map_err(err("open entries"))?;
         let mut out = Vec::new();
         if from >= to {
@@ -217,12 +219,7 @@ impl Store for RedbStore {
     }
 
     fn checkpoint(&self) -> Result<Option<String>, StoreError> {
-        let guard = self.db()?;
-        let txn = guard
-            .as_ref()
-            .ok_or_else(closed)?
-            .begin_read()
-            .map_err(err("begin a read"))?;
+        let (_guard, txn) = self.read()?;
         let table = txn
             .open_table(CHECKPOINTS)
             .map_err(err("open checkpoints"))?;
@@ -236,12 +233,7 @@ impl Store for RedbStore {
             Some(u64::MAX) => return Ok(Vec::new()),
             Some(a) => a + 1,
         };
-        let guard = self.db()?;
-        let txn = guard
-            .as_ref()
-            .ok_or_else(closed)?
-            .begin_read()
-            .map_err(err("begin a read"))?;
+        let (_guard, txn) = self.read()?;
         let table = txn.open_table(KEYS).map_err(err("open keys"))?;
         let mut out = Vec::new();
         for row in table
@@ -280,12 +272,7 @@ impl Store for RedbStore {
     }
 
     fn lease(&self, node: &[u8; 32]) -> Result<Option<StoredLease>, StoreError> {
-        let guard = self.db()?;
-        let txn = guard
-            .as_ref()
-            .ok_or_else(closed)?
-            .begin_read()
-            .map_err(err("begin a read"))?;
+        let (_guard, txn) = self.read()?;
         let table = txn.open_table(LEASES).map_err(err("open leases"))?;
         let row = table.get(node).map_err(err("read a lease"))?;
         Ok(row.map(|v| {
@@ -299,12 +286,7 @@ impl Store for RedbStore {
     }
 
     fn leases(&self) -> Result<Vec<([u8; 32], StoredLease)>, StoreError> {
-        let guard = self.db()?;
-        let txn = guard
-            .as_ref()
-            .ok_or_else(closed)?
-            .begin_read()
-            .map_err(err("begin a read"))?;
+        let (_guard, txn) = self.read()?;
         let table = txn.open_table(LEASES).map_err(err("open leases"))?;
         let mut out = Vec::new();
         for row in table.iter().map_err(err("read leases"))?.take(MAX_LEASES) {
