@@ -8,13 +8,17 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod cli;
+
 use agent::config::{Config, ConfigError, DEFAULT_NOTARY, NOTARY_ENV};
-use agent::contract_file::{ContractFile, ContractFileError, MAX_FILE_BYTES};
+use agent::contract_file::{ContractFile, ContractFileError};
 use agent::keys::{self, KeyFileError};
 use agent::show::{Summary, TemplateSummary};
 use agent::template::{Inputs, Template, TemplateError};
+use agent::witness::WitnessError;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use cli::online::Online;
 
 /// Largest template read, in bytes.
 const MAX_TEMPLATE_BYTES: u64 = 1024 * 1024;
@@ -31,6 +35,14 @@ struct Cli {
     /// The notary's URL (used by the commands that talk to it).
     #[arg(long, global = true, env = NOTARY_ENV, default_value = DEFAULT_NOTARY, value_name = "URL")]
     notary: String,
+    /// The notary's checkpoint key (`nullos-ed25519 <hex>` as nullos-notary printed it, or a
+    /// .pub file); pinned in the state directory on first use.
+    #[arg(long, global = true, env = "NULLOS_NOTARY_KEY", value_name = "KEY")]
+    notary_key: Option<String>,
+    /// Where the pinned notary key and the last verified checkpoint are kept (default
+    /// $XDG_DATA_HOME/nullos or ~/.local/share/nullos).
+    #[arg(long, global = true, env = "NULLOS_STATE", value_name = "DIR")]
+    state: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,6 +58,124 @@ enum Command {
     /// Contracts: instantiate a template, show a contract file, approve it.
     #[command(subcommand)]
     Contract(ContractCommand),
+    /// The notary's log, witnessed.
+    #[command(subcommand)]
+    Log(LogCommand),
+    /// Farms: register one, enroll its nodes.
+    #[command(subcommand)]
+    Farm(FarmCommand),
+    /// The node directory: capacity, free capacity, liveness.
+    Nodes {
+        /// Only the nodes of this farm (its farmer key).
+        #[arg(long, value_name = "KEY")]
+        farm: Option<String>,
+        /// Only nodes with at least this much memory.
+        #[arg(long, value_name = "MIB")]
+        min_memory: Option<u64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Upload a built workload (image-builder workload's output) to the notary's blob store.
+    Push {
+        /// The workload folder (workload.manifest, root.img).
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register a contract with its approvals and place it on a node.
+    Deploy {
+        /// The contract file.
+        contract: PathBuf,
+        /// The owner's secret key file.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The node to place it on (its key); by default the live node it fits best.
+        #[arg(long, value_name = "ID")]
+        node: Option<String>,
+        /// Follow it until the node reports it running or exited, or why not.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this many seconds.
+        #[arg(long, default_value_t = 600, value_name = "SECS")]
+        timeout: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A contract's approvals, placement and the node's report.
+    Status {
+        /// The contract id (64 hex) or contract file.
+        id: String,
+        /// Print again on every change, until interrupted.
+        #[arg(long)]
+        watch: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a contract: its node stops it.
+    Cancel {
+        /// The contract id (64 hex) or contract file.
+        id: String,
+        /// The owner's secret key file.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Why (one line, logged).
+        #[arg(long, default_value = "cancelled by its owner")]
+        reason: String,
+    },
+    /// The self-healing agent: re-places the owner's contracts whose node failed them.
+    Agent {
+        /// The owner's secret key file.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Seconds past a node's lease expiry before the contract moves.
+        #[arg(long, default_value_t = 30, value_name = "SECS")]
+        grace: u64,
+        /// Restarts after which a failing workload moves.
+        #[arg(long, default_value_t = 3, value_name = "N")]
+        restart_limit: u32,
+        /// Seconds between checks when the log is quiet.
+        #[arg(long, default_value_t = 5, value_name = "SECS")]
+        poll: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Check the notary's checkpoint extends the kept one (and keep the new one).
+    Verify {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum FarmCommand {
+    /// Register (or rename) the farm of a farmer key.
+    Register {
+        /// The farmer's secret key file (the farm's id is its public key).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The farm's name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Enroll nodes in the farm (the farmer vouches for them).
+    Approve {
+        /// Node keys (nullos-ed25519 <hex>, 64 hex, or .pub files).
+        #[arg(required = true, value_name = "NODE")]
+        nodes: Vec<String>,
+        /// The farmer's secret key file.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Withdraw the enrollment instead.
+        #[arg(long)]
+        withdraw: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -104,6 +234,9 @@ enum ContractCommand {
         /// The stakeholder's secret key file.
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
+        /// Also send the approval to the notary (the contract must be registered).
+        #[arg(long)]
+        send: bool,
     },
 }
 
@@ -160,14 +293,24 @@ fn is_bad_input(err: &anyhow::Error) -> bool {
             || e.is::<ContractFileError>()
             || e.is::<InputError>()
             || e.is::<ConfigError>()
+            || e.is::<cli::BadInput>()
+            || e.downcast_ref::<WitnessError>()
+                .is_some_and(WitnessError::is_bad_input)
             || e.downcast_ref::<KeyFileError>()
                 .is_some_and(KeyFileError::is_bad_input)
     })
 }
 
 fn run(cli: Cli) -> Result<()> {
-    // Online commands will use it; checked now so a bad URL is refused early, whatever the command.
-    let _config = Config::new(&cli.notary)?;
+    // Checked for every command, so a bad URL is refused early.
+    let config = Config::new(&cli.notary)?;
+    let notary_key = cli
+        .notary_key
+        .as_deref()
+        .map(cli::parse_key_arg)
+        .transpose()?;
+    let state = cli.state.clone();
+    let online = || Online::open(&config.notary, notary_key, state.as_deref());
     match cli.command {
         Command::Key(KeyCommand::New { out, comment }) => {
             let (public_path, public) = keys::generate(&out, &comment)?;
@@ -198,7 +341,11 @@ fn run(cli: Cli) -> Result<()> {
                 print!("{}", summary.to_text());
             }
         }
-        Command::Contract(ContractCommand::Sign { contract, key }) => {
+        Command::Contract(ContractCommand::Sign {
+            contract,
+            key,
+            send,
+        }) => {
             let mut file = read_contract(&contract)?;
             let key = keys::load_secret(&key)?;
             let name = file
@@ -207,6 +354,73 @@ fn run(cli: Cli) -> Result<()> {
             replace_file(&contract, file.encode().as_bytes())?;
             println!("approved by '{name}' ({})", key.public().short());
             println!("policy {}", Summary::of(&file).stakeholders.policy);
+            if send {
+                let document = file
+                    .approval_documents()
+                    .last()
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default();
+                let receipt = online()?.submit(&document, "approval")?;
+                println!(
+                    "sent the approval to the notary (log index {})",
+                    receipt.index
+                );
+            }
+        }
+        Command::Log(LogCommand::Verify { json }) => cli::grid::log_verify(&mut online()?, json)?,
+        Command::Farm(FarmCommand::Register { key, name }) => {
+            cli::grid::farm_register(&mut online()?, &key, &name)?;
+        }
+        Command::Farm(FarmCommand::Approve {
+            nodes,
+            key,
+            withdraw,
+        }) => cli::grid::farm_approve(&mut online()?, &key, &nodes, withdraw)?,
+        Command::Nodes {
+            farm,
+            min_memory,
+            json,
+        } => cli::grid::nodes(&mut online()?, farm.as_deref(), min_memory, json)?,
+        Command::Push { dir, json } => cli::grid::push(&mut online()?, &dir, json)?,
+        Command::Deploy {
+            contract,
+            key,
+            node,
+            wait,
+            timeout,
+            json,
+        } => {
+            let file = read_contract(&contract)?;
+            let args = cli::deploy::DeployArgs {
+                key: &key,
+                node: node.as_deref(),
+                wait,
+                timeout_secs: timeout,
+                json,
+            };
+            cli::deploy::deploy(&mut online()?, &file, &args)?;
+        }
+        Command::Status { id, watch, json } => {
+            let id = cli::deploy::resolve_id(&id)?;
+            cli::deploy::status(&mut online()?, &id, watch, json)?;
+        }
+        Command::Cancel { id, key, reason } => {
+            let id = cli::deploy::resolve_id(&id)?;
+            cli::deploy::cancel(&mut online()?, &id, &key, &reason)?;
+        }
+        Command::Agent {
+            key,
+            grace,
+            restart_limit,
+            poll,
+        } => {
+            let args = cli::heal::AgentArgs {
+                key: &key,
+                grace_secs: grace,
+                restart_limit,
+                poll_secs: poll,
+            };
+            cli::heal::run(&mut online()?, &args)?;
         }
     }
     Ok(())
@@ -292,9 +506,7 @@ fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, InputError> {
 }
 
 fn read_contract(path: &Path) -> Result<ContractFile> {
-    let bytes = read_bounded(path, MAX_FILE_BYTES as u64 + 1)?;
-    ContractFile::decode(&bytes)
-        .with_context(|| format!("contract file {} is refused", path.display()))
+    cli::read_contract(path)
 }
 
 fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {

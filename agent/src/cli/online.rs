@@ -1,0 +1,272 @@
+//! The connection every online command uses: the notary's client pinned to its key, the
+//! witness that accepts only checkpoints extending the kept one, and reads of the log whose
+//! every entry is proven into a verified checkpoint.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use agent::ledger::ContractLog;
+use agent::placement::Candidate;
+use agent::witness::{state_dir, Witness};
+use anyhow::{anyhow, Context, Result};
+use notary_client::{Client, Receipt};
+use serde_json::Value as Json;
+use tlog::{leaf_hash, verify_inclusion, Checkpoint};
+use trust::grid::rules::Resources;
+use trust::grid::{Capacity, ContractId, Disk, NodeRegistration};
+use trust::{Digest, PublicKey, SignedDocument};
+
+/// A session with the notary.
+pub struct Online {
+    pub client: Client,
+    pub witness: Witness,
+    pub checkpoint: Checkpoint,
+}
+
+impl Online {
+    /// Opens the witness state, pins or checks the key, and verifies the notary's checkpoint
+    /// against the kept one.
+    pub fn open(url: &str, key: Option<PublicKey>, state: Option<&Path>) -> Result<Online> {
+        let dir = state_dir(state)?;
+        let witness = Witness::open(&dir, url, key)?;
+        let client = witness.client()?;
+        let mut online = Online {
+            client,
+            witness,
+            checkpoint: Checkpoint::new("", 0, tlog::Hash([0; 32])),
+        };
+        online.observe()?;
+        Ok(online)
+    }
+
+    /// Fetches the latest checkpoint and checks it extends the kept one.
+    pub fn observe(&mut self) -> Result<&Checkpoint> {
+        self.checkpoint = self.witness.observe(&self.client)?.checkpoint;
+        Ok(&self.checkpoint)
+    }
+
+    /// Every entry filed under `key` after `after`, each proven into a verified checkpoint.
+    pub fn entries(&mut self, key: &str, after: Option<u64>) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut out: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut cursor = after;
+        loop {
+            let page = self
+                .client
+                .wait(key, cursor, Duration::ZERO)
+                .with_context(|| format!("cannot read the log's entries under {key}"))?;
+            let Some(&(last, _)) = page.last() else { break };
+            if cursor.is_some_and(|c| last <= c) {
+                break;
+            }
+            cursor = Some(last);
+            out.extend(page);
+        }
+        self.prove(&out)?;
+        Ok(out)
+    }
+
+    /// Long-polls `key` after `after` for up to `timeout`; the entries returned are proven.
+    pub fn wait(
+        &mut self,
+        key: &str,
+        after: Option<u64>,
+        timeout: Duration,
+    ) -> Result<Vec<(u64, Vec<u8>)>> {
+        let page = self
+            .client
+            .wait(key, after, timeout)
+            .with_context(|| format!("cannot wait on the log's entries under {key}"))?;
+        let mut out = page;
+        if let Some(&(last, _)) = out.last() {
+            // Read whatever else is there beyond one page.
+            out.extend(self.entries(key, Some(last))?);
+        }
+        self.prove(&out)?;
+        Ok(out)
+    }
+
+    /// Checks each entry's inclusion in the kept checkpoint (observing a newer one first if an
+    /// entry lies beyond it).
+    fn prove(&mut self, entries: &[(u64, Vec<u8>)]) -> Result<()> {
+        if entries
+            .iter()
+            .any(|(index, _)| *index >= self.checkpoint.size)
+        {
+            self.observe()?;
+        }
+        let size = self.checkpoint.size;
+        for (index, data) in entries {
+            if *index >= size {
+                return Err(anyhow!(
+                    "the notary served entry {index} beyond its checkpoint of size {size}"
+                ));
+            }
+            let proof = self.client.inclusion_proof(*index, size)?;
+            verify_inclusion(
+                *index,
+                size,
+                &leaf_hash(data),
+                &proof,
+                &self.checkpoint.root,
+            )
+            .with_context(|| format!("entry {index} is not in the notary's checkpoint"))?;
+        }
+        Ok(())
+    }
+
+    /// The log index of `document` if it is already logged (same kind and body).
+    pub fn logged(&mut self, document: &[u8]) -> Result<Option<u64>> {
+        let d = SignedDocument::decode(document).context("a document to send does not decode")?;
+        let key = format!("body/{}/{}", d.kind().code(), d.body_digest().to_hex());
+        Ok(self.entries(&key, None)?.first().map(|(i, _)| *i))
+    }
+
+    /// Sends `document` and returns its receipt (checked by the client: the checkpoint
+    /// verifies and the proof places the bytes in it); the witness then checks that
+    /// checkpoint extends the kept one.
+    pub fn submit(&mut self, document: &[u8], what: &str) -> Result<Receipt> {
+        let receipt = self
+            .client
+            .submit(document)
+            .with_context(|| format!("the notary did not take the {what}"))?;
+        self.observe()?;
+        Ok(receipt)
+    }
+
+    /// The contract as its log entries describe it.
+    pub fn contract_log(&mut self, id: &ContractId) -> Result<ContractLog> {
+        let mut log = ContractLog::default();
+        self.refresh(id, &mut log)?;
+        Ok(log)
+    }
+
+    /// Applies the contract's entries after `log.last_index`.
+    pub fn refresh(&mut self, id: &ContractId, log: &mut ContractLog) -> Result<()> {
+        for (index, data) in self.entries(&contract_key(id), log.last_index)? {
+            log.apply(id, index, &data);
+        }
+        Ok(())
+    }
+
+    /// The directory of nodes (the notary's summary of its log and leases).
+    pub fn nodes(&mut self) -> Result<Vec<DirectoryNode>> {
+        let v = self.client.nodes().context("cannot read the nodes")?;
+        v["nodes"]
+            .as_array()
+            .ok_or_else(|| anyhow!("the notary's node directory has no 'nodes'"))?
+            .iter()
+            .map(DirectoryNode::from_json)
+            .collect()
+    }
+}
+
+/// One node of the directory.
+#[derive(Debug, Clone)]
+pub struct DirectoryNode {
+    pub key: PublicKey,
+    pub farm: PublicKey,
+    pub approved: bool,
+    pub cpus: u32,
+    pub memory_mib: u64,
+    pub disk_mib: u64,
+    pub used: Resources,
+    pub lease_expires: Option<u64>,
+    pub live: bool,
+}
+
+impl DirectoryNode {
+    fn from_json(v: &Json) -> Result<DirectoryNode> {
+        let key = |field: &str| -> Result<PublicKey> {
+            let hex = v[field]
+                .as_str()
+                .ok_or_else(|| anyhow!("a directory node has no '{field}'"))?;
+            let bytes: [u8; 32] = hex::decode(hex)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| anyhow!("a directory node's '{field}' is not a key"))?;
+            PublicKey::from_bytes(&bytes)
+                .map_err(|_| anyhow!("a directory node's '{field}' is not a key"))
+        };
+        let num = |a: &str, b: &str| v[a][b].as_u64().unwrap_or(0);
+        Ok(DirectoryNode {
+            key: key("key")?,
+            farm: key("farm")?,
+            approved: v["approved"].as_bool().unwrap_or(false),
+            cpus: u32::try_from(num("capacity", "cpus")).unwrap_or(u32::MAX),
+            memory_mib: num("capacity", "memory_mib"),
+            disk_mib: num("capacity", "disk_mib"),
+            used: Resources {
+                vcpus: num("used", "cpus"),
+                memory_mib: num("used", "memory_mib"),
+                disk_mib: num("used", "disk_mib"),
+            },
+            lease_expires: v["last_lease"]["expires"].as_u64(),
+            live: v["live"].as_bool().unwrap_or(false),
+        })
+    }
+
+    /// A placement candidate: what `choose_node` needs of a registration (the farm and the
+    /// capacity; the disks summed into one), unless the farm has not enrolled it.
+    pub fn candidate(&self, placed_here: Option<Resources>) -> Option<Candidate> {
+        if !self.approved || self.cpus == 0 {
+            return None;
+        }
+        let used = match placed_here {
+            // The contract already placed here counts against the node in the directory, but
+            // not against its own re-placement.
+            Some(own) => Resources {
+                vcpus: self.used.vcpus.saturating_sub(own.vcpus),
+                memory_mib: self.used.memory_mib.saturating_sub(own.memory_mib),
+                disk_mib: self.used.disk_mib.saturating_sub(own.disk_mib),
+            },
+            None => self.used,
+        };
+        Some(Candidate {
+            registration: NodeRegistration {
+                sequence: 1,
+                node: self.key,
+                farm: self.farm,
+                capacity: Capacity {
+                    cpus: self.cpus,
+                    memory_mib: self.memory_mib,
+                    disks: if self.disk_mib > 0 {
+                        vec![Disk {
+                            name: "disks".into(),
+                            size_mib: self.disk_mib,
+                        }]
+                    } else {
+                        Vec::new()
+                    },
+                    nics: Vec::new(),
+                },
+                release_version: 0,
+                release_manifest: Digest([0; 32]),
+            },
+            lease_expires: self.lease_expires,
+            placed: used,
+        })
+    }
+}
+
+/// The index key of everything about a contract.
+pub fn contract_key(id: &ContractId) -> String {
+    format!("contract/{}", id.0.to_hex())
+}
+
+/// The index key of an owner's feed.
+pub fn owner_key(owner: &PublicKey) -> String {
+    format!("owner/{}", hex::encode(owner.as_bytes()))
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Reads a contract id (64 hex) or the id of a contract file.
+pub fn parse_contract_id(text: &str) -> Option<ContractId> {
+    let bytes: [u8; 32] = hex::decode(text).ok()?.try_into().ok()?;
+    Some(ContractId(Digest(bytes)))
+}
