@@ -1,0 +1,326 @@
+//! A simulated node: the node protocol of docs/NOTARY.md without a machine behind it.
+//!
+//! - it registers (`NodeRegistration`, sequence 1) naming its farm, with its capacity;
+//! - it renews a short lease (`Lease`, expiring a few seconds ahead) every second, until told
+//!   to stop (a node that went silent);
+//! - it long-polls `node/<key hex>` for what it must act on; for a `Placement` naming it, it
+//!   reads the contract's entries (`contract/<id hex>`), checks what a node checks (the
+//!   placement is the owner's on that version, the approvals meet the policy, the workload
+//!   manifests are in the blob store, hashing to their names) and reports (`StatusReport`,
+//!   its sequence growing per contract): accepted, then running, or refused with the reason,
+//!   or a workload that keeps failing (restarting with a growing count, exit code 1);
+//! - a `Cancellation` of a contract it runs makes it report the workloads stopped.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use notary_client::Client;
+use trust::grid::rules::{approvals_satisfy, placement_by_owner};
+use trust::grid::{
+    Approval, Cancellation, Capacity, Contract, ContractId, Disk, Lease, NodeRegistration,
+    Placement, StatusReport, WorkloadState, WorkloadStatus,
+};
+use trust::{
+    verify_named, Digest, DocumentKind, NamedSigner, PublicKey, SecretKey, SignedDocument,
+};
+
+/// What the node does with the workloads it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Runs them.
+    Run,
+    /// Their VMs keep exiting with code 1 (reports restarting, restarts 1, 2, 3, ...).
+    Crash,
+}
+
+/// The shape of a node.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub cpus: u32,
+    pub memory_mib: u64,
+    pub disk_mib: u64,
+}
+
+/// A simulated node's thread; stopped on drop.
+pub struct SimNode {
+    pub key: PublicKey,
+    lease: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SimNode {
+    /// Registers node `seed` of farm `farm` and starts its loop.
+    pub fn start(
+        url: &str,
+        notary: &PublicKey,
+        seed: u8,
+        farm: PublicKey,
+        shape: Shape,
+        behaviour: Behaviour,
+    ) -> SimNode {
+        let secret = SecretKey::from_seed([seed; 32]);
+        let key = secret.public();
+        let client = Client::new(url, notary).unwrap();
+        let registration = NodeRegistration {
+            sequence: 1,
+            node: key,
+            farm,
+            capacity: Capacity {
+                cpus: shape.cpus,
+                memory_mib: shape.memory_mib,
+                disks: vec![Disk {
+                    name: "vdb".into(),
+                    size_mib: shape.disk_mib,
+                }],
+                nics: vec![],
+            },
+            release_version: 1,
+            release_manifest: Digest::of(b"sim release"),
+        };
+        client.submit(&signed(&registration, &secret)).unwrap();
+        let lease = Arc::new(AtomicBool::new(true));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut node = Node {
+            client,
+            secret,
+            key,
+            behaviour,
+            lease_sequence: 0,
+            report_sequence: BTreeMap::new(),
+            running: BTreeMap::new(),
+        };
+        // The first lease before returning, so a placement can follow at once.
+        node.renew();
+        let (l, st) = (Arc::clone(&lease), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || node.run(&l, &st));
+        SimNode {
+            key,
+            lease,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The node goes silent: no more leases (it keeps its connection otherwise).
+    pub fn stop_lease(&self) {
+        self.lease.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for SimNode {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn signed<B: NamedSigner>(body: &B, key: &SecretKey) -> Vec<u8> {
+    let mut d = body.to_document();
+    d.sign(key).unwrap();
+    d.encode()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Seconds a lease runs past its renewal.
+const LEASE_SECS: u64 = 3;
+
+struct Node {
+    client: Client,
+    secret: SecretKey,
+    key: PublicKey,
+    behaviour: Behaviour,
+    lease_sequence: u64,
+    report_sequence: BTreeMap<ContractId, u64>,
+    /// Contracts it runs, with the restarts counted so far (Crash).
+    running: BTreeMap<ContractId, (Contract, u32)>,
+}
+
+impl Node {
+    fn renew(&mut self) {
+        self.lease_sequence += 1;
+        let lease = Lease {
+            sequence: self.lease_sequence,
+            node: self.key,
+            expires: unix_now() + LEASE_SECS,
+        };
+        // A refused renewal is retried with the next sequence.
+        let _ = self.client.renew_lease(&signed(&lease, &self.secret));
+    }
+
+    fn run(&mut self, lease: &AtomicBool, stop: &AtomicBool) {
+        let feed = format!("node/{}", hex::encode(self.key.as_bytes()));
+        let mut after: Option<u64> = None;
+        let mut next_lease = Instant::now() + Duration::from_secs(1);
+        while !stop.load(Ordering::SeqCst) {
+            if Instant::now() >= next_lease {
+                if lease.load(Ordering::SeqCst) {
+                    self.renew();
+                }
+                next_lease = Instant::now() + Duration::from_secs(1);
+                // A crashing workload crashes again every lease period.
+                self.crash_again();
+            }
+            let Ok(entries) = self.client.wait(&feed, after, Duration::from_secs(1)) else {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            };
+            for (index, data) in entries {
+                after = Some(index);
+                self.act(&data);
+            }
+        }
+    }
+
+    fn act(&mut self, data: &[u8]) {
+        let Ok(d) = SignedDocument::decode(data) else {
+            return;
+        };
+        match d.kind() {
+            DocumentKind::Placement => {
+                let Ok(p) = verify_named::<Placement>(data) else {
+                    return;
+                };
+                let p = p.body;
+                if p.node == self.key {
+                    self.placed(&p);
+                } else {
+                    // Moved away: the old node stops it (its reports are no longer taken).
+                    self.running.remove(&p.contract);
+                }
+            }
+            DocumentKind::Cancellation => {
+                let Ok(c) = verify_named::<Cancellation>(data) else {
+                    return;
+                };
+                if let Some((contract, _)) = self.running.remove(&c.body.contract) {
+                    self.report(
+                        &contract,
+                        WorkloadState::Stopped,
+                        None,
+                        0,
+                        "cancelled by its owner",
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The contract's entries: its versions and approvals.
+    fn contract_entries(&self, id: &ContractId) -> (Vec<Contract>, Vec<Approval>) {
+        let key = format!("contract/{}", id.0.to_hex());
+        let (mut versions, mut approvals) = (Vec::new(), Vec::new());
+        let mut after = None;
+        while let Ok(page) = self.client.wait(&key, after, Duration::ZERO) {
+            let Some(&(last, _)) = page.last() else { break };
+            after = Some(last);
+            for (_, data) in page {
+                if let Ok(c) = verify_named::<Contract>(&data) {
+                    versions.push(c.body);
+                } else if let Ok(a) = verify_named::<Approval>(&data) {
+                    approvals.push(a.body);
+                }
+            }
+        }
+        (versions, approvals)
+    }
+
+    fn placed(&mut self, p: &Placement) {
+        let (versions, approvals) = self.contract_entries(&p.contract);
+        let Some(contract) = versions.into_iter().find(|c| c.version == p.version) else {
+            return;
+        };
+        if placement_by_owner(&contract, p).is_err() {
+            return;
+        }
+        self.report(&contract, WorkloadState::Accepted, None, 0, "");
+        if let Err(e) = approvals_satisfy(&contract, &approvals) {
+            self.report(&contract, WorkloadState::Refused, None, 0, &e.to_string());
+            return;
+        }
+        for w in &contract.workloads {
+            let mut sink = std::io::sink();
+            if let Err(e) = self.client.get_blob(&w.manifest, 1 << 20, &mut sink) {
+                let reason = format!("workload manifest {} cannot be fetched: {e}", w.manifest);
+                self.report(&contract, WorkloadState::Refused, None, 0, &reason);
+                return;
+            }
+        }
+        self.report(&contract, WorkloadState::Fetching, None, 0, "");
+        match self.behaviour {
+            Behaviour::Run => self.report(&contract, WorkloadState::Running, None, 0, ""),
+            Behaviour::Crash => self.report(
+                &contract,
+                WorkloadState::Restarting,
+                Some(1),
+                1,
+                "exited with code 1",
+            ),
+        }
+        let restarts = u32::from(self.behaviour == Behaviour::Crash);
+        self.running.insert(contract.id(), (contract, restarts));
+    }
+
+    fn crash_again(&mut self) {
+        if self.behaviour != Behaviour::Crash {
+            return;
+        }
+        let running: Vec<(Contract, u32)> = self.running.values().cloned().collect();
+        for (contract, restarts) in running {
+            let restarts = restarts + 1;
+            self.running
+                .insert(contract.id(), (contract.clone(), restarts));
+            self.report(
+                &contract,
+                WorkloadState::Restarting,
+                Some(1),
+                restarts,
+                "exited with code 1",
+            );
+        }
+    }
+
+    fn report(
+        &mut self,
+        contract: &Contract,
+        state: WorkloadState,
+        exit_code: Option<i32>,
+        restarts: u32,
+        reason: &str,
+    ) {
+        let id = contract.id();
+        let sequence = self.report_sequence.entry(id).or_insert(0);
+        *sequence += 1;
+        let report = StatusReport {
+            sequence: *sequence,
+            node: self.key,
+            contract: id,
+            version: contract.version,
+            workloads: contract
+                .workloads
+                .iter()
+                .map(|w| WorkloadStatus {
+                    name: w.name.clone(),
+                    state,
+                    exit_code,
+                    restarts,
+                    reason: reason.chars().take(200).collect(),
+                })
+                .collect(),
+        };
+        // Refused when the contract was moved away meanwhile: the node then stops reporting.
+        let _ = self.client.submit(&signed(&report, &self.secret));
+    }
+}
