@@ -224,13 +224,29 @@ impl Witness {
             },
         };
         if self.kept.as_ref().is_none_or(|k| latest.size > k.size) {
-            write_atomic(&self.kept_path, note.as_bytes())?;
+            // Another nullos process sharing the state may have kept a larger one meanwhile
+            // (it was checked against the same kept checkpoint); keep the larger.
+            if !self.kept_elsewhere_covers(latest.size) {
+                write_atomic(&self.kept_path, note.as_bytes())?;
+            }
             self.kept = Some(latest.clone());
         }
         Ok(Observation {
             checkpoint: self.kept.clone().unwrap_or(latest),
             previous_size,
         })
+    }
+}
+
+impl Witness {
+    fn kept_elsewhere_covers(&self, size: u64) -> bool {
+        let Ok(Some(note)) = read_optional(&self.kept_path) else {
+            return false;
+        };
+        tlog::notary_verifier(self.key.as_bytes())
+            .ok()
+            .and_then(|v| Checkpoint::open(note.as_bytes(), &v).ok())
+            .is_some_and(|on_disk| on_disk.size > size)
     }
 }
 

@@ -28,15 +28,14 @@ impl Online {
     /// against the kept one.
     pub fn open(url: &str, key: Option<PublicKey>, state: Option<&Path>) -> Result<Online> {
         let dir = state_dir(state)?;
-        let witness = Witness::open(&dir, url, key)?;
+        let mut witness = Witness::open(&dir, url, key)?;
         let client = witness.client()?;
-        let mut online = Online {
+        let checkpoint = witness.observe(&client)?.checkpoint;
+        Ok(Online {
             client,
             witness,
-            checkpoint: Checkpoint::new("", 0, tlog::Hash([0; 32])),
-        };
-        online.observe()?;
-        Ok(online)
+            checkpoint,
+        })
     }
 
     /// Fetches the latest checkpoint and checks it extends the kept one.
@@ -76,12 +75,12 @@ impl Online {
             .client
             .wait(key, after, timeout)
             .with_context(|| format!("cannot wait on the log's entries under {key}"))?;
+        self.prove(&page)?;
         let mut out = page;
         if let Some(&(last, _)) = out.last() {
-            // Read whatever else is there beyond one page.
+            // Whatever else is there beyond one page (proven by `entries`).
             out.extend(self.entries(key, Some(last))?);
         }
-        self.prove(&out)?;
         Ok(out)
     }
 
