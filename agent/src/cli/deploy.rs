@@ -179,6 +179,7 @@ pub fn deploy(online: &mut Online, file: &ContractFile, args: &DeployArgs<'_>) -
                 p.sequence,
                 r.index
             ));
+            online.refresh(&id, &mut log)?;
             p
         }
     };

@@ -18,9 +18,9 @@ use super::{sign, BadInput};
 
 /// `nullos log verify`: the notary's checkpoint extends the kept one.
 pub fn log_verify(online: &mut Online, json: bool) -> Result<()> {
-    // `Online::open` observed once; observe again so the line reports this very check.
-    let kept_before = online.witness.kept().map(|k| k.size);
-    let checkpoint = online.observe()?.clone();
+    // `Online::open` has checked the notary's checkpoint against the kept one and kept it.
+    let checkpoint = &online.checkpoint;
+    let kept = online.witness.kept_path().display().to_string();
     if json {
         println!(
             "{}",
@@ -28,18 +28,23 @@ pub fn log_verify(online: &mut Online, json: bool) -> Result<()> {
                 "notary_key": online.witness.key().to_string(),
                 "size": checkpoint.size,
                 "root": checkpoint.root.to_base64(),
-                "kept": online.witness.kept_path().display().to_string(),
-                "previous_size": kept_before,
+                "kept": kept,
+                "previous_size": online.kept_before,
             })
         );
-    } else {
-        println!(
-            "checkpoint {} root {} extends the kept checkpoint of size {} ({})",
+        return Ok(());
+    }
+    match online.kept_before {
+        Some(before) => println!(
+            "checkpoint {} root {} is consistent with the kept checkpoint of size {before}; kept in {kept}",
             checkpoint.size,
             checkpoint.root.to_base64(),
-            kept_before.unwrap_or(0),
-            online.witness.kept_path().display()
-        );
+        ),
+        None => println!(
+            "checkpoint {} root {} is the first seen from this notary; kept in {kept}",
+            checkpoint.size,
+            checkpoint.root.to_base64(),
+        ),
     }
     Ok(())
 }

@@ -21,6 +21,8 @@ pub struct Online {
     pub client: Client,
     pub witness: Witness,
     pub checkpoint: Checkpoint,
+    /// The size of the checkpoint kept before this session, if there was one.
+    pub kept_before: Option<u64>,
 }
 
 impl Online {
@@ -30,11 +32,12 @@ impl Online {
         let dir = state_dir(state)?;
         let mut witness = Witness::open(&dir, url, key)?;
         let client = witness.client()?;
-        let checkpoint = witness.observe(&client)?.checkpoint;
+        let seen = witness.observe(&client)?;
         Ok(Online {
             client,
             witness,
-            checkpoint,
+            checkpoint: seen.checkpoint,
+            kept_before: seen.previous_size,
         })
     }
 

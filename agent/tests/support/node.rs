@@ -1,4 +1,6 @@
-//! A simulated node: the node protocol of docs/NOTARY.md without a machine behind it.
+//! A simulated node: the node protocol of docs/NOTARY.md without a machine behind it. The
+//! grid tests start them in threads; `cargo run --release -p agent --example sim-node` runs one
+//! for the walk-through of docs/AGENT.md.
 //!
 //! - it registers (`NodeRegistration`, sequence 1) naming its farm, with its capacity;
 //! - it renews a short lease (`Lease`, expiring a few seconds ahead) every second, until told
@@ -53,7 +55,7 @@ pub struct SimNode {
 }
 
 impl SimNode {
-    /// Registers node `seed` of farm `farm` and starts its loop.
+    /// Registers node `seed` (its key made from the seed) of farm `farm` and starts its loop.
     pub fn start(
         url: &str,
         notary: &PublicKey,
@@ -62,7 +64,25 @@ impl SimNode {
         shape: Shape,
         behaviour: Behaviour,
     ) -> SimNode {
-        let secret = SecretKey::from_seed([seed; 32]);
+        SimNode::start_with_key(
+            url,
+            notary,
+            SecretKey::from_seed([seed; 32]),
+            farm,
+            shape,
+            behaviour,
+        )
+    }
+
+    /// Registers the node of key `secret` in farm `farm` and starts its loop.
+    pub fn start_with_key(
+        url: &str,
+        notary: &PublicKey,
+        secret: SecretKey,
+        farm: PublicKey,
+        shape: Shape,
+        behaviour: Behaviour,
+    ) -> SimNode {
         let key = secret.public();
         let client = Client::new(url, notary).unwrap();
         let registration = NodeRegistration {
