@@ -1,9 +1,11 @@
 //! The online commands (they talk to the notary): thin I/O around the library's pure decisions
 //! ([`agent::placement`], [`agent::ledger`]) and its witness ([`agent::witness`]).
 
+pub mod args;
 pub mod deploy;
 pub mod grid;
 pub mod heal;
+pub mod offline;
 pub mod online;
 
 use std::path::Path;
@@ -67,7 +69,7 @@ pub fn chain(e: &anyhow::Error) -> String {
 
 /// Reads and verifies a contract file.
 pub fn read_contract(path: &Path) -> Result<ContractFile> {
-    let bytes = super::read_bounded(path, MAX_FILE_BYTES as u64 + 1)?;
+    let bytes = offline::read_bounded(path, MAX_FILE_BYTES as u64 + 1)?;
     ContractFile::decode(&bytes)
         .with_context(|| format!("contract file {} is refused", path.display()))
 }
