@@ -83,6 +83,12 @@ pub enum WitnessError {
 }
 
 impl WitnessError {
+    /// Whether the notary was caught rewriting its log (a long-running agent stops on it; an
+    /// unreachable notary it retries).
+    pub fn is_rewrite(&self) -> bool {
+        matches!(self, WitnessError::Inconsistent { .. })
+    }
+
     /// Whether the fault is the user's input (exit status 2).
     pub fn is_bad_input(&self) -> bool {
         matches!(
