@@ -46,7 +46,7 @@ fn report(err: &anyhow::Error) {
                 eprintln!("nullos: error: {}", line.join(": "));
             }
         }
-        None => eprintln!("nullos: error: {}", chain.join(": ")),
+        None => eprintln!("nullos: error: {}", cli::chain(err)),
     }
 }
 

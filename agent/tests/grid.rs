@@ -209,6 +209,12 @@ fn the_walk_through_push_deploy_wait_status_and_cancel() {
         .all(|f| f["uploaded"] == true));
     // Pushing again skips what is there.
     let again = g.user.run(&["push", s(&workload), "--json"]).ok().json();
+    // A root image that is not the one the manifest names is refused before any upload.
+    let tampered = g.user.path("build/tampered");
+    workload_folder(&tampered, b"the root image");
+    std::fs::write(tampered.join("root.img"), b"the root imagE").unwrap();
+    let line = g.user.run(&["push", s(&tampered)]).fails(2);
+    assert!(line.contains("the manifest names 14 bytes with"), "{line}");
     assert!(again["files"]
         .as_array()
         .unwrap()

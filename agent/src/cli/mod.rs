@@ -59,12 +59,20 @@ pub fn parse_key_arg(text: &str) -> Result<PublicKey> {
     .into())
 }
 
-/// The error chain on one line.
+/// The error chain on one line; a cause already spelled out by the error above it (as the
+/// HTTP client's errors repeat theirs) is not repeated.
 pub fn chain(e: &anyhow::Error) -> String {
-    e.chain()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(": ")
+    let mut line = String::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if line.contains(&cause) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&cause);
+    }
+    line
 }
 
 /// Reads and verifies a contract file.
