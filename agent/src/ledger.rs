@@ -186,6 +186,17 @@ impl ContractLog {
                 w.name, w.reason
             ));
         }
+        // A crash loop is a reason now, not after a timeout (the agent may still move it).
+        if let Some(w) = report.workloads.iter().find(|w| {
+            w.state == WorkloadState::Restarting && w.exit_code.is_some_and(|code| code != 0)
+        }) {
+            return Progress::Failed(format!(
+                "node {node}: workload {} exited with code {} and is restarting ({} restarts)",
+                w.name,
+                w.exit_code.unwrap_or_default(),
+                w.restarts
+            ));
+        }
         let names_all = contract
             .workloads
             .iter()

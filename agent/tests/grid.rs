@@ -300,6 +300,27 @@ fn deploy_wait_says_why_not() {
     );
     assert_eq!(g.user.status(&id)["state"], "failed");
 
+    // A workload in a crash loop: the node's line, without waiting for the timeout.
+    let crashing = g.node(23, SMALL, Behaviour::Crash);
+    g.user.run(&["push", s(&workload)]).ok();
+    let (crash, _) = g.owned_contract(&template, &owner, "crash.contract", &["memory=96MiB"]);
+    let line = g
+        .user
+        .run(&[
+            "deploy",
+            s(&crash),
+            "--key",
+            s(&owner),
+            "--node",
+            &hex_of(&crashing.key),
+            "--wait",
+        ])
+        .fails(1);
+    assert!(
+        line.contains("workload hello exited with code 1 and is restarting"),
+        "{line}"
+    );
+
     // A wrong key is bad input; so is an unknown node.
     let (other, _) = g.user.key("other.key");
     let line = g

@@ -119,6 +119,14 @@ fn progress_follows_the_placed_nodes_reports() {
     assert!(
         matches!(log_of(&failed).progress(), Progress::Failed(l) if l.contains("exited with code 3"))
     );
+    let mut crashing = placed.clone();
+    crashing.push(signed(
+        &report(&c, 7, 1, WorkloadState::Restarting, Some(1)),
+        7,
+    ));
+    assert!(
+        matches!(log_of(&crashing).progress(), Progress::Failed(l) if l.contains("exited with code 1 and is restarting"))
+    );
     let mut done = placed.clone();
     done.push(signed(&report(&c, 7, 1, WorkloadState::Exited, Some(0)), 7));
     assert!(matches!(log_of(&done).progress(), Progress::Done(_)));
