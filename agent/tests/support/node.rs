@@ -2,7 +2,8 @@
 //! grid tests start them in threads; `cargo run --release -p agent --example sim-node` runs one
 //! for the walk-through of docs/AGENT.md.
 //!
-//! - it registers (`NodeRegistration`, sequence 1) naming its farm, with its capacity;
+//! - it registers (`NodeRegistration`; its counters start from the clock, so a restarted
+//!   node's documents are newer) naming its farm, with its capacity;
 //! - it renews a short lease (`Lease`, expiring a few seconds ahead) every second, until told
 //!   to stop (a node that went silent);
 //! - it long-polls `node/<key hex>` for what it must act on; for a `Placement` naming it, it
@@ -85,8 +86,10 @@ impl SimNode {
     ) -> SimNode {
         let key = secret.public();
         let client = Client::new(url, notary).unwrap();
+        // Counters from the clock (milliseconds), so a restarted node's documents are newer.
+        let start = unix_millis();
         let registration = NodeRegistration {
-            sequence: 1,
+            sequence: start,
             node: key,
             farm,
             capacity: Capacity {
@@ -101,7 +104,9 @@ impl SimNode {
             release_version: 1,
             release_manifest: Digest::of(b"sim release"),
         };
-        client.submit(&signed(&registration, &secret)).unwrap();
+        if let Err(e) = client.submit(&signed(&registration, &secret)) {
+            panic!("the notary refused node {key}'s registration: {e}");
+        }
         let lease = Arc::new(AtomicBool::new(true));
         let stop = Arc::new(AtomicBool::new(false));
         let mut node = Node {
@@ -109,7 +114,7 @@ impl SimNode {
             secret,
             key,
             behaviour,
-            lease_sequence: 0,
+            lease_sequence: start,
             report_sequence: BTreeMap::new(),
             running: BTreeMap::new(),
         };
@@ -144,6 +149,16 @@ pub fn signed<B: NamedSigner>(body: &B, key: &SecretKey) -> Vec<u8> {
     let mut d = body.to_document();
     d.sign(key).unwrap();
     d.encode()
+}
+
+fn unix_millis() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
 }
 
 fn unix_now() -> u64 {
