@@ -4,7 +4,8 @@
 //!
 //! - it registers (`NodeRegistration`; its counters start from the clock, so a restarted
 //!   node's documents are newer) naming its farm, with its capacity;
-//! - it renews a short lease (`Lease`, expiring a few seconds ahead) every second, until told
+//! - it renews a short lease (`Lease`, expiring 5 s ahead) every second on its own thread,
+//!   until told
 //!   to stop (a node that went silent);
 //! - it long-polls `node/<key hex>` for what it must act on; for a `Placement` naming it, it
 //!   reads the contract's entries (`contract/<id hex>`), checks what a node checks (the
@@ -52,7 +53,7 @@ pub struct SimNode {
     pub key: PublicKey,
     lease: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl SimNode {
@@ -109,24 +110,39 @@ impl SimNode {
         }
         let lease = Arc::new(AtomicBool::new(true));
         let stop = Arc::new(AtomicBool::new(false));
+        let secret = Arc::new(secret);
+        // Leases on their own thread and connection, so a slow poll never lets one lapse.
+        let mut leaser = Leaser {
+            client: client.clone(),
+            secret: Arc::clone(&secret),
+            sequence: start,
+        };
+        // The first lease before returning, so a placement can follow at once.
+        leaser.renew();
+        let (l, st) = (Arc::clone(&lease), Arc::clone(&stop));
+        let lease_thread = std::thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_secs(1));
+                if l.load(Ordering::SeqCst) {
+                    leaser.renew();
+                }
+            }
+        });
         let mut node = Node {
             client,
             secret,
             key,
             behaviour,
-            lease_sequence: start,
             report_sequence: BTreeMap::new(),
             running: BTreeMap::new(),
         };
-        // The first lease before returning, so a placement can follow at once.
-        node.renew();
-        let (l, st) = (Arc::clone(&lease), Arc::clone(&stop));
-        let thread = std::thread::spawn(move || node.run(&l, &st));
+        let st = Arc::clone(&stop);
+        let poll_thread = std::thread::spawn(move || node.run(&st));
         SimNode {
             key,
             lease,
             stop,
-            thread: Some(thread),
+            threads: vec![lease_thread, poll_thread],
         }
     }
 
@@ -139,7 +155,7 @@ impl SimNode {
 impl Drop for SimNode {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -168,44 +184,49 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
-/// Seconds a lease runs past its renewal.
-const LEASE_SECS: u64 = 3;
+/// Seconds a lease runs past its renewal (renewed every second).
+const LEASE_SECS: u64 = 5;
+
+/// The lease side of a node.
+struct Leaser {
+    client: Client,
+    secret: Arc<SecretKey>,
+    sequence: u64,
+}
+
+impl Leaser {
+    fn renew(&mut self) {
+        self.sequence += 1;
+        let lease = Lease {
+            sequence: self.sequence,
+            node: self.secret.public(),
+            expires: unix_now() + LEASE_SECS,
+        };
+        // A refused renewal is retried with the next sequence.
+        let _ = self.client.renew_lease(&signed(&lease, &self.secret));
+    }
+}
 
 struct Node {
     client: Client,
-    secret: SecretKey,
+    secret: Arc<SecretKey>,
     key: PublicKey,
     behaviour: Behaviour,
-    lease_sequence: u64,
     report_sequence: BTreeMap<ContractId, u64>,
     /// Contracts it runs, with the restarts counted so far (Crash).
     running: BTreeMap<ContractId, (Contract, u32)>,
 }
 
 impl Node {
-    fn renew(&mut self) {
-        self.lease_sequence += 1;
-        let lease = Lease {
-            sequence: self.lease_sequence,
-            node: self.key,
-            expires: unix_now() + LEASE_SECS,
-        };
-        // A refused renewal is retried with the next sequence.
-        let _ = self.client.renew_lease(&signed(&lease, &self.secret));
-    }
-
-    fn run(&mut self, lease: &AtomicBool, stop: &AtomicBool) {
+    fn run(&mut self, stop: &AtomicBool) {
         let feed = format!("node/{}", hex::encode(self.key.as_bytes()));
         let mut after: Option<u64> = None;
-        let mut next_lease = Instant::now() + Duration::from_secs(1);
+        let mut next_crash = Instant::now() + Duration::from_secs(1);
         while !stop.load(Ordering::SeqCst) {
-            if Instant::now() >= next_lease {
-                if lease.load(Ordering::SeqCst) {
-                    self.renew();
-                }
-                next_lease = Instant::now() + Duration::from_secs(1);
-                // A crashing workload crashes again every lease period.
+            if Instant::now() >= next_crash {
+                // A crashing workload crashes again every second.
                 self.crash_again();
+                next_crash = Instant::now() + Duration::from_secs(1);
             }
             let Ok(entries) = self.client.wait(&feed, after, Duration::from_secs(1)) else {
                 std::thread::sleep(Duration::from_millis(200));
