@@ -568,12 +568,13 @@ fn the_agent_re_places_a_contract_whose_node_went_silent() {
     // Exactly one live placement: the notary counts the contract on the second node only.
     assert_eq!(g.node_json(&first.key)["free"]["memory_mib"], 4096);
     assert_eq!(g.node_json(&second.key)["free"]["memory_mib"], 4096 - 256);
-    let said: Vec<String> = lines.try_iter().collect();
-    assert!(
+    let mut said = Vec::new();
+    eventually("the agent's line about the placement", 60, || {
+        said.extend(lines.try_iter());
         said.iter()
-            .any(|l| l.contains("placed on node") && l.contains("stopped renewing")),
-        "{said:?}"
-    );
+            .any(|l| l.contains("placed on node") && l.contains("stopped renewing"))
+            .then_some(())
+    });
     drop(agent);
 
     // A restarted agent reads the same log and leaves the healthy placement alone; a workload
