@@ -11,10 +11,10 @@ use agent::placement::{choose_node, next_placement};
 use anyhow::{Context, Result};
 use serde_json::{json, Value as Json};
 use trust::grid::rules::approvals_satisfy;
-use trust::grid::{Cancellation, ContractId};
+use trust::grid::{Cancellation, Contract, ContractId, Placement};
 use trust::{PublicKey, SecretKey};
 
-use super::online::{now, parse_contract_id, Online};
+use super::online::{candidates, now, parse_contract_id, Online};
 use super::{sign, BadInput, Failed};
 
 /// What `deploy` was asked.
@@ -46,164 +46,43 @@ pub fn deploy(online: &mut Online, file: &ContractFile, args: &DeployArgs<'_>) -
     let id = contract.id();
     let key = owner_key(args.key, &contract.owner)?;
     let node = args.node.map(super::parse_key_arg).transpose()?;
-    let say = |line: &str| {
+    let say = |line: String| {
         if !args.json {
             println!("{line}");
         }
     };
-
     let mut log = online.contract_log(&id)?;
-    match log.latest() {
-        Some(l) if l.version > contract.version => {
-            return Err(BadInput(format!(
-                "the log holds version {} of contract {id}, newer than the file's version {}",
-                l.version, contract.version
-            ))
-            .into())
-        }
-        Some(l) if l.version == contract.version && l.body_digest() != contract.body_digest() => {
-            return Err(BadInput(format!(
-                "the log holds another body for version {} of contract {id}",
-                contract.version
-            ))
-            .into())
-        }
-        Some(l) if l.version == contract.version => say(&format!(
-            "contract {id} version {} is registered",
-            contract.version
-        )),
-        _ => {
-            let r = online.submit(file.contract_document(), "contract")?;
-            say(&format!(
-                "registered contract {id} version {} (log index {})",
-                contract.version, r.index
-            ));
-        }
-    }
-    for (approval, document) in file.approvals().zip(file.approval_documents()) {
-        if online.logged(document)?.is_some() {
-            continue;
-        }
-        let r = online.submit(document, "approval")?;
-        say(&format!(
-            "sent the approval of {} (log index {})",
-            approval.stakeholder.short(),
-            r.index
-        ));
-    }
+    register(online, file, &log, &say)?;
     online.refresh(&id, &mut log)?;
     if let Some(c) = &log.cancellation {
         return Err(Failed(format!("contract {id} is cancelled: {}", c.reason)).into());
     }
-    let tally = approvals_satisfy(contract, &log.approvals).map_err(|e| {
-        let signed: Vec<String> = contract
-            .stakeholders
-            .members
-            .iter()
-            .filter(|m| {
-                log.approvals.iter().any(|a| {
-                    a.stakeholder == m.key
-                        && a.version == contract.version
-                        && a.body == contract.body_digest()
-                })
-            })
-            .map(|m| m.name.clone())
-            .collect();
-        let unsigned: Vec<String> = contract
-            .stakeholders
-            .members
-            .iter()
-            .filter(|m| !signed.contains(&m.name))
-            .map(|m| m.name.clone())
-            .collect();
-        Failed(format!(
-            "signatures missing: {e} (signed: {}; not signed: {})",
-            list(&signed),
-            list(&unsigned)
-        ))
-    })?;
-    say(&format!(
-        "approvals met: weight {} of threshold {}",
-        tally.weight, contract.stakeholders.threshold
+    let weight = approvals_met(contract, &log)?;
+    say(format!(
+        "approvals met: weight {weight} of threshold {}",
+        contract.stakeholders.threshold
     ));
-
-    let placed_here = log
-        .placement
-        .as_ref()
-        .filter(|p| p.version == contract.version && node.is_none_or(|n| n == p.node))
-        .cloned();
-    let placement = match placed_here {
-        Some(p) => {
-            say(&format!(
-                "placed on node {} (placement {})",
-                p.node.short(),
-                p.sequence
-            ));
-            p
-        }
-        None => {
-            let nodes = online.nodes()?;
-            let own = log.placement.as_ref().map(|_| contract.resources());
-            let candidates: Vec<_> = nodes
-                .iter()
-                .filter_map(|n| {
-                    let here = log.placement.as_ref().is_some_and(|p| p.node == n.key);
-                    n.candidate(if here { own } else { None })
-                })
-                .collect();
-            let (chosen, reason) = match node {
-                Some(n) => (
-                    n,
-                    "placed by its owner on this node (nullos deploy --node)".to_owned(),
-                ),
-                None => {
-                    let c = choose_node(contract, &candidates, now(), None)
-                        .map_err(|e| Failed(format!("placement impossible: {e}")))?;
-                    (
-                        c.registration.node,
-                        "the live node it fits best (nullos deploy)".to_owned(),
-                    )
-                }
-            };
-            let p = next_placement(contract, log.placement.as_ref(), chosen, &reason);
-            let r = online.submit(&sign(&p, &key)?, "placement").map_err(|e| {
-                Failed(format!(
-                    "placement on node {} refused: {}",
-                    chosen.short(),
-                    super::chain(&e)
-                ))
-            })?;
-            say(&format!(
-                "placed on node {} (placement {}, log index {})",
-                chosen.short(),
-                p.sequence,
-                r.index
-            ));
-            online.refresh(&id, &mut log)?;
-            p
-        }
-    };
+    let placement = place(online, contract, &key, &mut log, node, &say)?;
     if !args.wait {
         if args.json {
             println!(
                 "{}",
-                json!({"contract": id.0.to_hex(), "version": contract.version, "node": hex::encode(placement.node.as_bytes()), "placement": placement.sequence, "state": "placed"})
+                json!({
+                    "contract": id.0.to_hex(),
+                    "version": contract.version,
+                    "node": hex::encode(placement.node.as_bytes()),
+                    "placement": placement.sequence,
+                    "state": "placed",
+                })
             );
         }
         return Ok(());
     }
-    let outcome = watch_progress(
-        online,
-        &id,
-        &mut log,
-        Some(Duration::from_secs(args.timeout_secs)),
-        args.json,
-    )?;
+    let limit = Duration::from_secs(args.timeout_secs);
+    let outcome = watch_progress(online, &id, &mut log, Some(limit), args.json)?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&status_json(online, &id, &log)?)?
-        );
+        let status = status_json(online, &id, &log)?;
+        println!("{}", serde_json::to_string_pretty(&status)?);
     }
     match outcome {
         Progress::Done(_) => Ok(()),
@@ -212,6 +91,128 @@ pub fn deploy(online: &mut Online, file: &ContractFile, args: &DeployArgs<'_>) -
             Err(Failed(format!("gave up after {} s: {line}", args.timeout_secs)).into())
         }
     }
+}
+
+/// Sends the contract unless the log holds this version, and each approval of the file the log
+/// does not hold.
+fn register(
+    online: &mut Online,
+    file: &ContractFile,
+    log: &ContractLog,
+    say: &dyn Fn(String),
+) -> Result<()> {
+    let contract = file.contract();
+    let (id, version) = (contract.id(), contract.version);
+    match log.latest() {
+        Some(l) if l.version > version => return Err(BadInput(format!(
+            "the log holds version {} of contract {id}, newer than the file's version {version}",
+            l.version
+        ))
+        .into()),
+        Some(l) if l.version == version && l.body_digest() != contract.body_digest() => {
+            return Err(BadInput(format!(
+                "the log holds another body for version {version} of contract {id}"
+            ))
+            .into())
+        }
+        Some(l) if l.version == version => {
+            say(format!("contract {id} version {version} is registered"));
+        }
+        _ => {
+            let r = online.submit(file.contract_document(), "contract")?;
+            say(format!(
+                "registered contract {id} version {version} (log index {})",
+                r.index
+            ));
+        }
+    }
+    for (approval, document) in file.approvals().zip(file.approval_documents()) {
+        if online.logged(document)?.is_some() {
+            continue;
+        }
+        let r = online.submit(document, "approval")?;
+        say(format!(
+            "sent the approval of {} (log index {})",
+            approval.stakeholder.short(),
+            r.index
+        ));
+    }
+    Ok(())
+}
+
+/// The approved weight when the approvals in the log (from the file or sent by the
+/// stakeholders themselves) meet the policy; else which signatures are missing.
+fn approvals_met(contract: &Contract, log: &ContractLog) -> Result<u64> {
+    let tally = approvals_satisfy(contract, &log.approvals).map_err(|e| {
+        let body = contract.body_digest();
+        let (signed, unsigned): (Vec<_>, Vec<_>) =
+            contract.stakeholders.members.iter().partition(|m| {
+                log.approvals.iter().any(|a| {
+                    a.stakeholder == m.key && a.version == contract.version && a.body == body
+                })
+            });
+        let names = |members: Vec<&trust::PolicyMember>| {
+            members.iter().map(|m| m.name.clone()).collect::<Vec<_>>()
+        };
+        Failed(format!(
+            "signatures missing: {e} (signed: {}; not signed: {})",
+            list(&names(signed)),
+            list(&names(unsigned))
+        ))
+    })?;
+    Ok(tally.weight)
+}
+
+/// The contract's placement: the one in the log if it places this version (on `node`, when
+/// given), else a new one on `node` or on the live node it fits best.
+fn place(
+    online: &mut Online,
+    contract: &Contract,
+    key: &SecretKey,
+    log: &mut ContractLog,
+    node: Option<PublicKey>,
+    say: &dyn Fn(String),
+) -> Result<Placement> {
+    let current = log
+        .placement
+        .as_ref()
+        .filter(|p| p.version == contract.version && node.is_none_or(|n| n == p.node));
+    if let Some(p) = current {
+        say(format!(
+            "placed on node {} (placement {})",
+            p.node.short(),
+            p.sequence
+        ));
+        return Ok(p.clone());
+    }
+    let (chosen, reason) = match node {
+        Some(n) => (n, "placed by its owner on this node (nullos deploy --node)"),
+        None => {
+            let candidates = candidates(&online.nodes()?, contract, log);
+            let c = choose_node(contract, &candidates, now(), None)
+                .map_err(|e| Failed(format!("placement impossible: {e}")))?;
+            (
+                c.registration.node,
+                "the live node it fits best (nullos deploy)",
+            )
+        }
+    };
+    let p = next_placement(contract, log.placement.as_ref(), chosen, reason);
+    let r = online.submit(&sign(&p, key)?, "placement").map_err(|e| {
+        Failed(format!(
+            "placement on node {} refused: {}",
+            chosen.short(),
+            super::chain(&e)
+        ))
+    })?;
+    say(format!(
+        "placed on node {} (placement {}, log index {})",
+        chosen.short(),
+        p.sequence,
+        r.index
+    ));
+    online.refresh(&contract.id(), log)?;
+    Ok(p)
 }
 
 fn list(names: &[String]) -> String {

@@ -16,7 +16,7 @@ use anyhow::Result;
 use trust::grid::ContractId;
 use trust::{PublicKey, SecretKey};
 
-use super::online::{now, owner_key, DirectoryNode, Online};
+use super::online::{candidates, now, owner_key, DirectoryNode, Online};
 use super::sign;
 
 /// How the loop runs.
@@ -146,14 +146,7 @@ impl Healer<'_> {
             // Not approved yet: `deploy` says whose signatures are missing.
             return Ok(());
         }
-        let own = contract.resources();
-        let candidates: Vec<_> = nodes
-            .iter()
-            .filter_map(|n| {
-                let here = log.placement.as_ref().is_some_and(|p| p.node == n.key);
-                n.candidate(here.then_some(own))
-            })
-            .collect();
+        let candidates = candidates(nodes, &contract, log);
         // (what is said, what makes it the same problem as before: not the seconds counting)
         let (line, problem) = match choose_node(&contract, &candidates, t, avoid.as_ref()) {
             Err(e) => (

@@ -13,7 +13,7 @@ use notary_client::{Client, Receipt};
 use serde_json::Value as Json;
 use tlog::{leaf_hash, verify_inclusion, Checkpoint};
 use trust::grid::rules::Resources;
-use trust::grid::{Capacity, ContractId, Disk, NodeRegistration};
+use trust::grid::{Capacity, Contract, ContractId, Disk, NodeRegistration};
 use trust::{Digest, PublicKey, SignedDocument};
 
 /// A session with the notary.
@@ -248,6 +248,24 @@ impl DirectoryNode {
             placed: used,
         })
     }
+}
+
+/// The directory's nodes as placement candidates for `contract`: enrolled nodes, with what is
+/// placed there, except the contract itself on the node it is placed on (a re-placement does
+/// not compete with its own old placement).
+pub fn candidates(
+    nodes: &[DirectoryNode],
+    contract: &Contract,
+    log: &ContractLog,
+) -> Vec<Candidate> {
+    let own = contract.resources();
+    nodes
+        .iter()
+        .filter_map(|n| {
+            let here = log.placement.as_ref().is_some_and(|p| p.node == n.key);
+            n.candidate(here.then_some(own))
+        })
+        .collect()
 }
 
 /// The index key of everything about a contract.
