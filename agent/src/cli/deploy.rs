@@ -104,11 +104,13 @@ fn register(
     let contract = file.contract();
     let (id, version) = (contract.id(), contract.version);
     match log.latest() {
-        Some(l) if l.version > version => return Err(BadInput(format!(
+        Some(l) if l.version > version => {
+            return Err(BadInput(format!(
             "the log holds version {} of contract {id}, newer than the file's version {version}",
             l.version
         ))
-        .into()),
+            .into())
+        }
         Some(l) if l.version == version && l.body_digest() != contract.body_digest() => {
             return Err(BadInput(format!(
                 "the log holds another body for version {version} of contract {id}"

@@ -290,3 +290,64 @@ pub fn parse_contract_id(text: &str) -> Option<ContractId> {
     let bytes: [u8; 32] = hex::decode(text).ok()?.try_into().ok()?;
     Some(ContractId(Digest(bytes)))
 }
+
+#[cfg(test)]
+mod tests {
+    use trust::SecretKey;
+
+    use super::*;
+
+    fn key_hex(seed: u8) -> String {
+        hex::encode(SecretKey::from_seed([seed; 32]).public().as_bytes())
+    }
+
+    fn directory_node(approved: bool) -> Json {
+        serde_json::json!({
+            "key": key_hex(1), "farm": key_hex(2), "approved": approved,
+            "capacity": {"cpus": 4, "memory_mib": 4096, "disk_mib": 1000},
+            "used": {"cpus": 2, "memory_mib": 1024, "disk_mib": 100},
+            "release_version": 1,
+            "last_lease": {"sequence": 9, "expires": 1234},
+            "live": true,
+        })
+    }
+
+    #[test]
+    fn a_directory_node_becomes_a_candidate_without_its_own_contract() {
+        let n = DirectoryNode::from_json(&directory_node(true)).unwrap();
+        assert_eq!(n.lease_expires, Some(1234));
+        let c = n.candidate(None).unwrap();
+        assert_eq!(c.placed.memory_mib, 1024);
+        assert_eq!(c.registration.capacity.disk_mib(), 1000);
+        let own = Resources {
+            vcpus: 1,
+            memory_mib: 256,
+            disk_mib: 100,
+        };
+        let c = n.candidate(Some(own)).unwrap();
+        assert_eq!(
+            (c.placed.vcpus, c.placed.memory_mib, c.placed.disk_mib),
+            (1, 768, 0)
+        );
+        // A node its farm has not enrolled is no candidate.
+        let stray = DirectoryNode::from_json(&directory_node(false)).unwrap();
+        assert!(stray.candidate(None).is_none());
+    }
+
+    #[test]
+    fn a_directory_node_without_a_usable_key_is_refused() {
+        let mut v = directory_node(true);
+        v["key"] = Json::from("00");
+        assert!(DirectoryNode::from_json(&v).is_err());
+        let mut v = directory_node(true);
+        v["farm"] = Json::Null;
+        assert!(DirectoryNode::from_json(&v).is_err());
+    }
+
+    #[test]
+    fn contract_ids_are_64_hex() {
+        assert!(parse_contract_id(&"ab".repeat(32)).is_some());
+        assert!(parse_contract_id("ab").is_none());
+        assert!(parse_contract_id(&"zz".repeat(32)).is_none());
+    }
+}
