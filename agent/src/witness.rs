@@ -12,8 +12,9 @@
 //! checkpoints/<notary key hex>.note           the last verified checkpoint (signed note)
 //! ```
 //!
-//! The key is pinned on first use of `--notary-key` (or `NULLOS_NOTARY_KEY`) for a URL; later
-//! commands may leave the flag off. A flag naming another key than the pin is refused: a
+//! The key is pinned on first use of `--notary-key` (or `NULLOS_NOTARY_KEY`) for a URL, once a
+//! checkpoint verified under it (so a mistyped key is not pinned); later commands may leave the
+//! flag off. A flag naming another key than the pin is refused: a
 //! notary's key does not change, and if it really did the user removes the pin file. The
 //! checkpoints are kept per notary key (not URL), so several URLs of one notary share them.
 
@@ -77,6 +78,17 @@ pub enum WitnessError {
         /// The verifier's reason.
         reason: String,
     },
+    /// The notary's checkpoint does not verify under the key (a wrong `--notary-key`, or not
+    /// that notary).
+    #[error("the checkpoint of {url} does not verify under notary key {key}: is --notary-key the key nullos-notary printed? ({reason})")]
+    NotSigned {
+        /// The notary's URL.
+        url: String,
+        /// The key.
+        key: String,
+        /// The verifier's reason.
+        reason: String,
+    },
     /// The notary could not be asked.
     #[error("cannot read the notary's checkpoint")]
     Client(#[source] ClientError),
@@ -117,6 +129,8 @@ pub fn state_dir(explicit: Option<&Path>) -> Result<PathBuf, WitnessError> {
 pub struct Witness {
     url: String,
     key: PublicKey,
+    /// The pin file to write once a checkpoint verified under the key (first use).
+    pin_pending: Option<PathBuf>,
     kept_path: PathBuf,
     kept: Option<Checkpoint>,
 }
@@ -146,6 +160,7 @@ impl Witness {
                 })
             })
             .transpose()?;
+        let mut pin_pending = None;
         let key = match (pinned, given) {
             (Some(p), Some(g)) if p != g => {
                 return Err(WitnessError::KeyMismatch {
@@ -157,7 +172,7 @@ impl Witness {
             }
             (Some(p), _) => p,
             (None, Some(g)) => {
-                write_atomic(&pin, format!("{url}\n{g}\n").as_bytes())?;
+                pin_pending = Some(pin.clone());
                 g
             }
             (None, None) => {
@@ -185,6 +200,7 @@ impl Witness {
         Ok(Witness {
             url: url.to_owned(),
             key,
+            pin_pending,
             kept_path,
             kept,
         })
@@ -214,21 +230,44 @@ impl Witness {
     /// keeps it.
     pub fn observe(&mut self, client: &Client) -> Result<Observation, WitnessError> {
         let previous_size = self.kept.as_ref().map(|k| k.size);
-        let (latest, note) = match &self.kept {
-            None => client.checkpoint().map_err(WitnessError::Client)?,
-            Some(kept) => match client.checkpoint_extending(kept) {
-                Ok(answer) => answer,
-                Err(e @ (ClientError::Checkpoint(_) | ClientError::Proof(_))) => {
-                    return Err(WitnessError::Inconsistent {
-                        url: self.url.clone(),
-                        kept_size: kept.size,
-                        kept: self.kept_path.clone(),
-                        reason: chain(&e),
-                    })
-                }
-                Err(e) => return Err(WitnessError::Client(e)),
+        // The signature first (a key mismatch is its own line), then consistency with the
+        // kept checkpoint (`Client::checkpoint_extending`'s steps, told apart).
+        let (latest, note) = client.checkpoint().map_err(|e| match e {
+            ClientError::Checkpoint(_) => WitnessError::NotSigned {
+                url: self.url.clone(),
+                key: self.key.to_string(),
+                reason: chain(&e),
             },
-        };
+            e => WitnessError::Client(e),
+        })?;
+        if let Some(kept) = &self.kept {
+            let inconsistent = |reason: String| WitnessError::Inconsistent {
+                url: self.url.clone(),
+                kept_size: kept.size,
+                kept: self.kept_path.clone(),
+                reason,
+            };
+            let proof = if latest.size > kept.size && kept.size > 0 {
+                client
+                    .consistency_proof(kept.size, latest.size)
+                    .map_err(|e| match e {
+                        // A notary that will not prove what it claims (a 4xx) is refused; a
+                        // failing one (5xx) is asked again later.
+                        e @ ClientError::Refused { status, .. } if status < 500 => {
+                            inconsistent(chain(&e))
+                        }
+                        e => WitnessError::Client(e),
+                    })?
+            } else {
+                Vec::new()
+            };
+            latest
+                .check_extends(kept, &proof)
+                .map_err(|e| inconsistent(chain(&e)))?;
+        }
+        if let Some(pin) = self.pin_pending.take() {
+            write_atomic(&pin, format!("{}\n{}\n", self.url, self.key).as_bytes())?;
+        }
         if self.kept.as_ref().is_none_or(|k| latest.size > k.size) {
             // Another nullos process sharing the state may have kept a larger one meanwhile
             // (it was checked against the same kept checkpoint); keep the larger.
@@ -304,7 +343,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_key_is_pinned_on_first_use_and_a_different_one_refused() {
+    fn a_given_key_is_pinned_only_once_a_checkpoint_verified_and_another_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let url = "http://127.0.0.1:7878";
         assert!(matches!(
@@ -313,18 +352,23 @@ mod tests {
         ));
         let a = trust::SecretKey::from_seed([1; 32]).public();
         let b = trust::SecretKey::from_seed([2; 32]).public();
-        assert_eq!(*Witness::open(dir.path(), url, Some(a)).unwrap().key(), a);
+        let w = Witness::open(dir.path(), url, Some(a)).unwrap();
+        assert_eq!(*w.key(), a);
+        // Nothing verified under it yet: not pinned.
+        assert!(matches!(
+            Witness::open(dir.path(), url, None),
+            Err(WitnessError::NoKey { .. })
+        ));
+        // As `observe` writes it after a checkpoint verified.
+        let pin = w.pin_pending.clone().unwrap();
+        write_atomic(&pin, format!("{url}\n{a}\n").as_bytes()).unwrap();
         assert_eq!(*Witness::open(dir.path(), url, None).unwrap().key(), a);
         let err = Witness::open(dir.path(), url, Some(b)).unwrap_err();
         assert!(err.is_bad_input());
         assert!(err.to_string().contains("pinned"), "{err}");
         // Another URL is another pin.
-        assert_eq!(
-            *Witness::open(dir.path(), "http://other:1", Some(b))
-                .unwrap()
-                .key(),
-            b
-        );
+        let other = Witness::open(dir.path(), "http://other:1", Some(b)).unwrap();
+        assert_ne!(other.pin_pending, Some(pin));
     }
 
     #[test]
@@ -334,7 +378,7 @@ mod tests {
         let w = Witness::open(dir.path(), "http://x:1", Some(a)).unwrap();
         std::fs::create_dir_all(w.kept_path().parent().unwrap()).unwrap();
         std::fs::write(w.kept_path(), "garbage\n").unwrap();
-        let err = Witness::open(dir.path(), "http://x:1", None).unwrap_err();
+        let err = Witness::open(dir.path(), "http://x:1", Some(a)).unwrap_err();
         assert!(matches!(err, WitnessError::Damaged { .. }), "{err}");
     }
 }

@@ -628,6 +628,19 @@ fn a_notary_whose_log_was_rewritten_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let notary = Notary::start(&dir.path().join("first"));
     let user = User::new(&notary);
+    // A mistyped key: the checkpoint does not verify, and the key is not pinned.
+    let wrong = trust::SecretKey::from_seed([99; 32]).public().to_text();
+    let line = user
+        .command(&["log", "verify"])
+        .env("NULLOS_NOTARY_KEY", &wrong)
+        .output()
+        .unwrap();
+    assert_eq!(line.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&line.stderr);
+    assert!(
+        stderr.contains("does not verify under notary key"),
+        "{stderr}"
+    );
     let (farmer, _) = user.key("farmer.key");
     user.run(&["farm", "register", "--key", s(&farmer), "--name", "one"])
         .ok();
