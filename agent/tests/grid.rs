@@ -259,6 +259,28 @@ fn the_walk_through_push_deploy_wait_status_and_cancel() {
     assert_eq!(status["cancelled"], true);
     assert_eq!(status["state"], "failed");
     assert_eq!(g.node_json(&big.key)["free"]["memory_mib"], 4096);
+
+    // Placement on capacity: 3000 MiB fits only the big node; then 2900 MiB fits nowhere.
+    let (large, large_id) =
+        g.owned_contract(&template, &owner, "large.contract", &["memory=3000MiB"]);
+    g.user.run(&["deploy", s(&large), "--key", s(&owner)]).ok();
+    assert_eq!(
+        g.user.status(&large_id)["placement"]["node"],
+        hex_of(&big.key).as_str()
+    );
+    let (second, _) = g.owned_contract(&template, &owner, "second.contract", &["memory=2900MiB"]);
+    let line = g
+        .user
+        .run(&["deploy", s(&second), "--key", s(&owner)])
+        .fails(1);
+    assert!(
+        line.contains("the node has 1096 MiB of memory free, the contract's workloads need 2900"),
+        "{line}"
+    );
+    assert!(
+        line.contains("the node has 1024 MiB of memory free"),
+        "{line}"
+    );
     drop(small);
 }
 
