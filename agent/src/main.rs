@@ -24,6 +24,13 @@ use cli::online::Online;
 use cli::read_contract;
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so `nullos nodes --json | head` would panic on the closed pipe;
+    // the default disposition ends the process quietly, as other Unix tools do.
+    // SAFETY: the first thing main does, before any thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE and no handler of ours is replaced.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
