@@ -137,7 +137,7 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Command::Log(LogCommand::Verify { json }) => cli::grid::log_verify(&mut online()?, json)?,
+        Command::Log(LogCommand::Verify { json }) => cli::grid::log_verify(&online()?, json)?,
         Command::Farm(FarmCommand::Register { key, name }) => {
             cli::grid::farm_register(&mut online()?, &key, &name)?;
         }

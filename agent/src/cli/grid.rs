@@ -17,7 +17,7 @@ use super::online::{now, Online};
 use super::{sign, BadInput};
 
 /// `nullos log verify`: the notary's checkpoint extends the kept one.
-pub fn log_verify(online: &mut Online, json: bool) -> Result<()> {
+pub fn log_verify(online: &Online, json: bool) -> Result<()> {
     // `Online::open` has checked the notary's checkpoint against the kept one and kept it.
     let checkpoint = &online.checkpoint;
     let kept = online.witness.kept_path().display().to_string();
@@ -226,7 +226,7 @@ const MAX_BLOB_BYTES: u64 = 1 << 30;
 
 /// `nullos push WORKLOAD_DIR`: each artifact the manifest names, then the manifest.
 pub fn push(online: &mut Online, dir: &Path, json: bool) -> Result<()> {
-    let manifest_path = dir.join(interfaces_manifest());
+    let manifest_path = dir.join(interfaces::paths::WORKLOAD_MANIFEST_FILE);
     let manifest_bytes = std::fs::read(&manifest_path)
         .map_err(|e| BadInput(format!("cannot read {}: {e}", manifest_path.display())))?;
     let document = SignedDocument::decode(&manifest_bytes)
@@ -267,7 +267,7 @@ pub fn push(online: &mut Online, dir: &Path, json: bool) -> Result<()> {
             .with_context(|| format!("cannot read {}", manifest_path.display()))
     })?;
     report.push((
-        "workload.manifest".to_owned(),
+        interfaces::paths::WORKLOAD_MANIFEST_FILE.to_owned(),
         digest,
         manifest_bytes.len() as u64,
         sent,
@@ -291,10 +291,6 @@ pub fn push(online: &mut Online, dir: &Path, json: bool) -> Result<()> {
         println!("workload {} manifest {}", manifest.name, digest);
     }
     Ok(())
-}
-
-fn interfaces_manifest() -> &'static str {
-    interfaces::paths::WORKLOAD_MANIFEST_FILE
 }
 
 /// The file's length and BLAKE3 are the manifest's.
