@@ -1,6 +1,6 @@
 //! `nullos`, the user's agent (the "3Bot"): it instantiates the IT expert's contract templates,
-//! gathers the stakeholders' approvals, and (once the notary's client is there) registers,
-//! places, watches and heals the contracts on the grid.
+//! gathers the stakeholders' approvals, and registers, places, watches and heals the contracts on
+//! the grid through the notary.
 //!
 //! Layering:
 //! - [`keys`] — key files on disk, in `trust`'s formats.
@@ -11,6 +11,9 @@
 //! - [`show`] — what `nullos contract show` prints (text or JSON).
 //! - [`placement`] — the owner's decisions without I/O: which node ([`placement::choose_node`]),
 //!   whether to re-place ([`placement::heal`]), the next placement document.
+//! - [`ledger`] — one contract as its log entries describe it, and where it stands.
+//! - [`witness`] — the pinned notary key and the last checkpoint verified, kept on disk; a
+//!   new checkpoint is accepted only with a consistency proof from it.
 //! - [`config`] — the global options every command sees (the notary's URL).
 //!
 //! The rules (approval counting, placement fit, owner checks) are `trust::grid::rules`, shared
@@ -20,6 +23,8 @@
 pub mod config;
 pub mod contract_file;
 pub mod keys;
+pub mod ledger;
 pub mod placement;
 pub mod show;
 pub mod template;
+pub mod witness;

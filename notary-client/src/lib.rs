@@ -341,6 +341,19 @@ impl Client {
             .ok_or_else(|| bad("blob upload", "no len"))
     }
 
+    /// Whether the blob store holds `digest` (`HEAD /v1/blobs/{digest}`: 200 or 404). The
+    /// notary's word only: a reader still re-hashes what it downloads.
+    pub fn has_blob(&self, digest: &Digest) -> Result<bool, ClientError> {
+        match self.call(
+            self.agent.head(&self.url(&format!("/v1/blobs/{digest}"))),
+            Send::Nothing,
+        ) {
+            Ok(_) => Ok(true),
+            Err(ClientError::Refused { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Streams blob `digest` into `out`, hashing as it goes, at most `max` bytes. On
     /// [`ClientError::BlobMismatch`] (or any error) what was written to `out` must be
     /// discarded: write to a temporary file and keep it only on `Ok`.
