@@ -66,6 +66,60 @@ fn stage0_and_pxe_initramfs_hold_only_stage0() {
     assert_shell_free(&dev.join("pxe/initrd"), STAGE0_EXECUTABLES);
 }
 
+/// The initramfs archives on a USB stick: the UKI's `.initrd` section on the EFI System
+/// Partition and the release partition's `initrd`, as `(where, compressed bytes)`.
+fn usb_initramfs(usb: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    use image_builder::usb::{disk, fat, UKI_PATH};
+    use object::{Object, ObjectSection};
+    let image = std::fs::read(usb).unwrap_or_else(|e| panic!("{}: {e}", usb.display()));
+    let (_, partitions) = disk::read(&image).unwrap();
+    let mut found = Vec::new();
+    for p in partitions {
+        let volume = p.contents(&image).unwrap();
+        for file in fat::read_files(volume, 1 << 30).unwrap() {
+            let place = format!("{} partition {:?} {}", usb.display(), p.name, file.path);
+            if file.path.eq_ignore_ascii_case(UKI_PATH) {
+                let pe = object::read::pe::PeFile64::parse(&*file.data).unwrap();
+                let section = pe.section_by_name(".initrd").expect("a .initrd section");
+                found.push((format!("{place} .initrd"), section.data().unwrap().to_vec()));
+            } else if file.path.eq_ignore_ascii_case("initrd") {
+                found.push((place, file.data));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn usb_stick_initramfs_contain_no_shell() {
+    // dev: the UKI boots stage 0, the release partition holds the node's initramfs.
+    let dev = usb_initramfs(&dev_image().join("usb.img"));
+    // metal (no [stage0]): the UKI boots the node directly.
+    let metal = usb_initramfs(&build_dir().join("metal/usb.img"));
+    assert_eq!(
+        dev.len(),
+        2,
+        "{:?}",
+        dev.iter().map(|d| &d.0).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        metal.len(),
+        2,
+        "{:?}",
+        metal.iter().map(|d| &d.0).collect::<Vec<_>>()
+    );
+    for (place, bytes, allowed) in [
+        (&dev[0].0, &dev[0].1, STAGE0_EXECUTABLES),
+        (&dev[1].0, &dev[1].1, NODE_EXECUTABLES),
+        (&metal[0].0, &metal[0].1, NODE_EXECUTABLES),
+        (&metal[1].0, &metal[1].1, NODE_EXECUTABLES),
+    ] {
+        let cpio = decompress_any(bytes, 1 << 30).unwrap_or_else(|e| panic!("{place}: {e}"));
+        let problems = initramfs::audit::shell_problems(&cpio, allowed);
+        assert!(problems.is_empty(), "{place}: {problems:#?}");
+    }
+}
+
 #[test]
 fn dev_release_verifies_and_every_flipped_manifest_byte_is_refused() {
     let dev = dev_image();
