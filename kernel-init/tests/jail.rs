@@ -85,12 +85,7 @@ fn top(path: &Path) -> String {
 }
 
 /// Runs this binary as the probe `what` in a jail (no cgroup) with the descriptors `fds`.
-fn run_probe(
-    what: &str,
-    root: &Path,
-    fds: Vec<OwnedFd>,
-    env: &[(&str, String)],
-) -> Output {
+fn run_probe(what: &str, root: &Path, fds: Vec<OwnedFd>, env: &[(&str, String)]) -> Output {
     let program = std::env::current_exe().unwrap();
     let spec = JailSpec {
         id: jail::jail_ids(&["probe"])[0],
