@@ -86,7 +86,9 @@ restart = "never"
 
 /// Waits for console lines in order: each [`InOrder::wait`] finds a line after the one the
 /// previous wait found (the whole console is searched, so a line printed before the call counts
-/// if it comes after that one).
+/// if it comes after that one). A clone goes on from the same line: one sequence per workload,
+/// each after the node's own steps.
+#[derive(Clone)]
 struct InOrder<'a> {
     vm: &'a Vm,
     /// The index of the line the previous wait found.
@@ -98,28 +100,36 @@ impl<'a> InOrder<'a> {
         InOrder { vm, after: None }
     }
 
+    /// The next line containing `needle`.
     fn wait(&mut self, needle: &str) -> String {
+        self.wait_matching(&format!("containing {needle:?}"), |line| {
+            line.contains(needle)
+        })
+    }
+
+    /// The next line for which `matches` holds (`what` describes it in a failure).
+    fn wait_matching(&mut self, what: &str, matches: impl Fn(&str) -> bool) -> String {
         let after = self.after;
         let mut index = 0usize;
         let mut found = None;
         let line = self
             .vm
             .wait_for_line_matching(
-                &format!("containing {needle:?} after line {after:?}"),
+                &format!("{what} after line {after:?}"),
                 |line| {
                     let i = index;
                     index += 1;
-                    let matches = after.is_none_or(|a| i > a) && line.contains(needle);
-                    if matches {
+                    let hit = after.is_none_or(|a| i > a) && matches(line);
+                    if hit {
                         found = Some(i);
                     }
-                    matches
+                    hit
                 },
                 WORKLOAD_TIMEOUT,
             )
             .unwrap_or_else(|e| {
                 let console = self.vm.serial_text().unwrap_or_default();
-                panic!("waiting for {needle:?} in order: {e}\n--- whole console ---\n{console}")
+                panic!("waiting for a line {what} in order: {e}\n--- whole console ---\n{console}")
             });
         self.after = found;
         line
@@ -327,16 +337,11 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
     let vm = Vm::start(cfg).unwrap_or_else(|e| panic!("starting QEMU: {e}"));
     wait_ready(&vm);
 
-    let wait = |needle: &str| -> String {
-        vm.wait_for_line(needle, WORKLOAD_TIMEOUT)
-            .unwrap_or_else(|e| {
-                let console = vm.serial_text().unwrap_or_default();
-                panic!("waiting for {needle:?}: {e}\n--- whole console ---\n{console}")
-            })
-    };
-
-    // Refusal of the tampered image, naming the artifact and both digests; the node goes on.
-    let refused = wait("nullos: refused workload tampered root.img:");
+    // The node's own steps, in the order it takes them: verify every workload (the tampered
+    // one refused, naming the artifact and both digests; the node goes on), then the data disk
+    // (the foreign one passed over first, in name order), then the workloads start.
+    let mut node = InOrder::new(&vm);
+    let refused = node.wait("nullos: refused workload tampered root.img:");
     assert_eq!(
         refused.trim(),
         format!(
@@ -345,13 +350,15 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
             hex_digest(&signed_root)
         )
     );
-    wait("init: warn: disk /dev/vda holds foreign data; not claimed");
-    wait("init: info: data disk /dev/vdb mounted at /var/lib/nullos");
+    node.wait("init: warn: disk /dev/vda holds foreign data; not claimed");
+    node.wait("init: info: data disk /dev/vdb mounted at /var/lib/nullos");
 
     // Its vmm runs jailed, as the node sees it in /proc: an unprivileged uid of the jails'
     // range, no capabilities, no_new_privs, its seccomp filter, namespaces of its own (the
     // network namespace stays the node's) and the VM's cgroup.
-    let jailed = wait("init: info: workload hello jailed pid=");
+    let mut hello = node.clone();
+    hello.wait("nullos: workload hello started pid=");
+    let jailed = hello.clone().wait("init: info: workload hello jailed pid=");
     let field = |key: &str| -> String {
         jailed
             .split_whitespace()
@@ -375,15 +382,13 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
     system_tests::assert_kvm_module(accel, &vm.serial_text().unwrap_or_default());
 
     // The example: the stock kernel boots our guest init, which runs the entrypoint.
-    let mut hello = InOrder::new(&vm);
-    hello.wait("nullos: workload hello started pid=");
     hello.wait("[hello] init: info: nullos init");
     hello.wait("[hello] hello from a micro-VM");
     hello.wait("[hello] hello: counter=1");
     hello.wait("nullos: workload hello exited code=0");
 
     // Outbound TCP through the VMM's user-mode network to a server on the host.
-    let mut net = InOrder::new(&vm);
+    let mut net = node.clone();
     net.wait("nullos: workload net started pid=");
     net.wait("[net] hello: reply pong hello");
     net.wait("nullos: workload net exited code=0");
@@ -393,7 +398,7 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
     );
 
     // A guest kernel panic: reported as such through pvpanic, and not restarted.
-    let mut panicked = InOrder::new(&vm);
+    let mut panicked = node.clone();
     panicked.wait("nullos: workload panic started pid=");
     panicked.wait("[panic] hello: asking the kernel to panic");
     let line = panicked.wait("Kernel panic - not syncing: sysrq triggered crash");
@@ -402,7 +407,7 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
 
     // Inside a jail set up by the node's code, in a cgroup v2 leaf, a process that fills twice
     // its memory.max is killed by the OOM killer before it gets there.
-    let mut jailed_probe = InOrder::new(&vm);
+    let mut jailed_probe = node.clone();
     jailed_probe.wait("nullos: workload jail started pid=");
     let proof = jailed_probe.wait("[jail] jail-probe: ");
     assert!(
@@ -414,7 +419,7 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
     // A failing workload: each exit code is reported, it is restarted with doubling backoff, its
     // volume keeps the counter file across restarts, and after exactly the crash-loop limit of
     // attempts (5) the node gives up.
-    let mut crash = InOrder::new(&vm);
+    let mut crash = node.clone();
     for attempt in 1..=5u32 {
         let started = crash.wait("nullos: workload crash started pid=");
         assert!(
@@ -466,7 +471,10 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
     println!("{console}");
     vm.qmp("system_powerdown", None)
         .unwrap_or_else(|e| panic!("{e}"));
-    wait("nullos: poweroff");
+    // The node's own last line (a guest's `[<name>] nullos: poweroff` does not count).
+    crash.wait_matching("equal to \"nullos: poweroff\"", |line| {
+        line.trim_end() == "nullos: poweroff"
+    });
     drop(vm);
     assert!(
         std::fs::read(&foreign).unwrap() == foreign_bytes,
