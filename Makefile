@@ -104,8 +104,10 @@ keys: $(DEV_KEY)
 
 # The example workloads, each built into build/workloads/<name>/ (root.img + the signed
 # workload.manifest). Their programs are static: a workload image has no libc unless it brings one.
+# jail-probe is the workload system test's memory.max proof (kernel-init/src/bin/jail_probe.rs).
 workloads: tools keys
 	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) -p hello
+	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) -p kernel-init --bin jail-probe
 	$(BUILDER) workload examples/hello --out build/workloads/hello --key $(DEV_KEY)
 
 image: kernel sysroot init boot vmm tools keys workloads

@@ -10,7 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Cursor, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use fatfs::{FileSystem, FsOptions};
+use fatfs::{FatType, FileSystem, FsOptions};
 
 use crate::verify::Source;
 
@@ -123,12 +123,24 @@ impl Medium {
 
     /// A medium over a volume image already in memory (`device` names it in messages).
     pub fn from_bytes(device: &Path, bytes: Vec<u8>) -> Result<Medium, MediumError> {
-        let fs = FileSystem::new(Cursor::new(bytes), FsOptions::new()).map_err(|source| {
-            MediumError::Fat {
-                device: device.to_owned(),
-                source,
-            }
-        })?;
+        let fat_err = |source| MediumError::Fat {
+            device: device.to_owned(),
+            source,
+        };
+        let root_cluster = fat32_root_cluster(&bytes);
+        let fs = FileSystem::new(Cursor::new(bytes), FsOptions::new()).map_err(fat_err)?;
+        // fatfs 0.3.6 turns a cluster into a sector with an unchecked `cluster - 2`
+        // (`FileSystem::sector_from_cluster`): a FAT32 root directory at cluster 0 or 1 overflows
+        // there on the first read of the root (a panic where overflow checks are on, a read of
+        // other bytes where not). Refused here, before fatfs reads it.
+        if fs.fat_type() == FatType::Fat32 && root_cluster < 2 {
+            return Err(fat_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "FAT32 root directory at cluster {root_cluster} (data clusters start at 2)"
+                ),
+            )));
+        }
         Ok(Medium {
             device: device.to_owned(),
             fs,
@@ -146,8 +158,33 @@ impl Medium {
     }
 }
 
+/// Runs a call into fatfs, turning a panic inside it into a refusal of the volume. fatfs 0.3.6
+/// has unchecked cluster arithmetic (see [`Medium::from_bytes`]): the root directory's case is
+/// refused before fatfs sees it, but a file's first cluster or a FAT entry of 1 cannot be seen
+/// through its API. Release builds (no overflow checks) wrap there and read other bytes of the
+/// in-memory volume, which the release's digests then refuse; builds with overflow checks (tests,
+/// fuzzing) panic, and this keeps that panic out of PID 1's path.
+fn guarded<R>(call: impl FnOnce() -> Result<R, String>) -> Result<R, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call))
+        .unwrap_or_else(|_| Err("the FAT reader failed on a malformed volume".to_owned()))
+}
+
 impl Source for Medium {
     fn len(&mut self, name: &str) -> Result<u64, String> {
+        guarded(|| self.find_len(name))
+    }
+
+    fn read(&mut self, name: &str, max: u64) -> Result<Vec<u8>, String> {
+        let len = self.len(name)?;
+        if len > max {
+            return Err(format!("{len} bytes, more than the {max} accepted"));
+        }
+        guarded(|| self.read_whole(name, len, max))
+    }
+}
+
+impl Medium {
+    fn find_len(&mut self, name: &str) -> Result<u64, String> {
         for entry in self.fs.root_dir().iter() {
             let entry = entry.map_err(|e| format!("cannot list {}: {e}", self.device.display()))?;
             if entry.is_file() && entry.file_name().eq_ignore_ascii_case(name) {
@@ -160,11 +197,7 @@ impl Source for Medium {
         ))
     }
 
-    fn read(&mut self, name: &str, max: u64) -> Result<Vec<u8>, String> {
-        let len = self.len(name)?;
-        if len > max {
-            return Err(format!("{len} bytes, more than the {max} accepted"));
-        }
+    fn read_whole(&mut self, name: &str, len: u64, max: u64) -> Result<Vec<u8>, String> {
         let mut file = self
             .fs
             .root_dir()
@@ -177,6 +210,15 @@ impl Source for Medium {
             .map_err(|e| format!("cannot read: {e}"))?;
         Ok(bytes)
     }
+}
+
+/// The FAT32 boot sector's root directory cluster (`BPB_RootClus`, bytes 44..48); 0 when the
+/// volume is shorter (fatfs refuses such a volume anyway).
+fn fat32_root_cluster(volume: &[u8]) -> u32 {
+    volume
+        .get(44..48)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, u32::from_le_bytes)
 }
 
 /// Writes `text` as the root file `name` of the FAT volume on `device` (through the block
@@ -256,6 +298,47 @@ mod tests {
             }
         }
         disk.into_inner()
+    }
+
+    #[test]
+    fn a_fat32_root_directory_below_cluster_2_is_refused_before_fatfs_reads_it() {
+        let mut disk = Cursor::new(vec![0u8; 40 << 20]);
+        let options = fatfs::FormatVolumeOptions::new()
+            .fat_type(FatType::Fat32)
+            .bytes_per_cluster(512);
+        fatfs::format_volume(&mut disk, options).unwrap();
+        let good = disk.into_inner();
+        assert_eq!(fat32_root_cluster(&good), 2);
+        let mut medium = Medium::from_bytes(Path::new("/dev/good"), good.clone()).unwrap();
+        assert!(medium.len("kernel").unwrap_err().contains("missing"));
+        for cluster in [0u32, 1] {
+            let mut bad = good.clone();
+            bad[44..48].copy_from_slice(&cluster.to_le_bytes());
+            let err = Medium::from_bytes(Path::new("/dev/bad"), bad).unwrap_err();
+            let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+            assert_eq!(
+                chain,
+                format!(
+                    "FAT volume on /dev/bad: FAT32 root directory at cluster {cluster} (data \
+                     clusters start at 2)"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn a_file_at_cluster_1_is_never_read_as_its_content_and_never_panics() {
+        let mut bytes = volume(&[("kernel", b"0123456789")]);
+        let entry = bytes.windows(11).position(|w| w == b"KERNEL     ").unwrap();
+        // DIR_FstClusLO: cluster 1, below the first data cluster.
+        bytes[entry + 26..entry + 28].copy_from_slice(&1u16.to_le_bytes());
+        let mut medium = Medium::from_bytes(Path::new("/dev/bad"), bytes).unwrap();
+        // With overflow checks fatfs panics inside (caught: an error); without, it reads other
+        // bytes. Either way not the file's content, and the caller goes on.
+        match medium.read("kernel", 10) {
+            Ok(read) => assert_ne!(read, b"0123456789"),
+            Err(e) => assert_eq!(e, "the FAT reader failed on a malformed volume"),
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //!   once; written through the [`Writer`], so the same tree gives the same bytes.
 //! - [`read`] — [`Reader`], a bounded reader of (concatenated) newc archives for inspection and
 //!   tests; every failure names its byte offset.
+//! - [`audit`] — [`audit::shell_problems`]: the no-shell rule every image's initramfs passes.
 //! - [`elf`] — [`check_static_executable`]: an x86-64 ELF executable without a program
 //!   interpreter, i.e. one that can run in an initramfs that has no libc.
 //!
@@ -35,6 +36,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod audit;
 pub mod elf;
 pub mod newc;
 pub mod read;

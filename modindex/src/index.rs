@@ -500,6 +500,11 @@ mod tests {
                 &["kvm"],
                 &["cpu:type:x86,ven*fam*mod*:feature:*0081*"],
             ),
+            info(
+                "kvm_intel",
+                &["kvm"],
+                &["cpu:type:x86,ven*fam*mod*:feature:*0085*"],
+            ),
             info("kvm", &[], &[]),
         ];
         let mods: Vec<_> = mods
@@ -544,9 +549,15 @@ mod tests {
             index.modules_for_modalias("virtio:d00000001v00001AF4"),
             ["virtio_net"]
         );
+        // The node loads the KVM module of its CPU, by the CPU's modalias: SVM (feature 0x81)
+        // on AMD and under QEMU's TCG, VMX (0x85) on Intel; never both.
         assert_eq!(
             index.modules_for_modalias("cpu:type:x86,ven0002fam0019mod0001:feature:,0000,0081,"),
             ["kvm_amd"]
+        );
+        assert_eq!(
+            index.modules_for_modalias("cpu:type:x86,ven0000fam0006mod008F:feature:,0000,0085,"),
+            ["kvm_intel"]
         );
         assert!(index
             .modules_for_modalias("pci:v00008086d00001234")

@@ -54,20 +54,48 @@ impl Kmod for SysKmod {
             errno: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
         })?;
         let started = std::time::Instant::now();
-        let mut result = nix::kmod::finit_module(&file, c"", ModuleInitFlags::empty());
-        if result == Err(Errno::EKEYREJECTED) {
-            // The kernel checked the module's signature and it did not match. Under nested
-            // virtualization on emulated SVM this has been seen once in some thirty guest boots
-            // for a module that verifies every other time; a module whose signature is really
-            // wrong fails the second check too, so one more attempt costs no safety.
-            crate::warn!(
-                "finit_module {path}: signature rejected (EKEYREJECTED); checking once more"
-            );
-            result = nix::kmod::finit_module(&file, c"", ModuleInitFlags::empty());
-        }
+        let finit = || nix::kmod::finit_module(&file, c"", ModuleInitFlags::empty());
+        let result = finit_rechecking_rejection(path, finit, |line| crate::warn!("{line}"));
         crate::debug!("finit_module {path}: {} ms", started.elapsed().as_millis());
         result.map_err(LoadError::Finit)
     }
+}
+
+/// Runs `finit` (one `finit_module` of the module at `path`) and, if the kernel rejected the
+/// module's signature (`EKEYREJECTED`), once more; `warn` gets a line for the rejection and one
+/// for the outcome of the second check.
+///
+/// Why a second check: under nested virtualization on emulated SVM (the QEMU system tests), a
+/// module that verifies on every other boot has been rejected once in some thirty guest boots.
+/// The kernel checks the signature over the same bytes of the same open file again, so a module
+/// whose signature is really wrong is rejected again (and then fails like any other module); a
+/// second check cannot make a bad signature pass. A rejection is an integrity event either way,
+/// so both checks are on the console as warnings (docs/CONSOLE.md), never silent.
+pub fn finit_rechecking_rejection(
+    path: &str,
+    mut finit: impl FnMut() -> Result<(), Errno>,
+    mut warn: impl FnMut(String),
+) -> Result<(), Errno> {
+    let first = finit();
+    if first != Err(Errno::EKEYREJECTED) {
+        return first;
+    }
+    warn(format!(
+        "finit_module {path}: signature rejected (EKEYREJECTED); checking once more"
+    ));
+    let second = finit();
+    match second {
+        Ok(()) => warn(format!(
+            "finit_module {path}: signature accepted on the second check"
+        )),
+        Err(Errno::EEXIST) => warn(format!(
+            "finit_module {path}: loaded meanwhile (EEXIST) on the second check"
+        )),
+        Err(e) => warn(format!(
+            "finit_module {path}: second check failed too ({e}); not loaded"
+        )),
+    }
+    second
 }
 
 /// What became of a module.
@@ -253,6 +281,63 @@ pub(crate) mod tests {
             }
             self.loaded.push(path.to_owned());
             Ok(())
+        }
+    }
+
+    /// `finit_rechecking_rejection` with `results` as the kernel's answers, in order; returns
+    /// its result, the number of checks and the warnings.
+    fn recheck(results: &[Result<(), Errno>]) -> (Result<(), Errno>, usize, Vec<String>) {
+        let mut calls = 0;
+        let mut warnings = Vec::new();
+        let result = finit_rechecking_rejection(
+            "/m/virtio.ko",
+            || {
+                calls += 1;
+                results[calls - 1]
+            },
+            |line| warnings.push(line),
+        );
+        (result, calls, warnings)
+    }
+
+    #[test]
+    fn a_rejected_signature_is_checked_once_more_and_both_checks_are_warned() {
+        let rejected =
+            "finit_module /m/virtio.ko: signature rejected (EKEYREJECTED); checking once more";
+        // Accepted on the second check: loaded, and both lines on the console.
+        let (result, calls, warnings) = recheck(&[Err(Errno::EKEYREJECTED), Ok(())]);
+        assert_eq!((result, calls), (Ok(()), 2));
+        assert_eq!(
+            warnings,
+            [
+                rejected,
+                "finit_module /m/virtio.ko: signature accepted on the second check"
+            ]
+        );
+        // Rejected twice: the module fails with EKEYREJECTED, never a third check.
+        let (result, calls, warnings) =
+            recheck(&[Err(Errno::EKEYREJECTED), Err(Errno::EKEYREJECTED)]);
+        assert_eq!((result, calls), (Err(Errno::EKEYREJECTED), 2));
+        assert_eq!(
+            warnings,
+            [
+                rejected,
+                "finit_module /m/virtio.ko: second check failed too (EKEYREJECTED: Key was rejected by service); not loaded"
+            ]
+        );
+    }
+
+    #[test]
+    fn other_outcomes_are_checked_once_and_silently() {
+        for answer in [
+            Ok(()),
+            Err(Errno::EEXIST),
+            Err(Errno::ENOEXEC),
+            Err(Errno::EPERM),
+        ] {
+            let (result, calls, warnings) = recheck(&[answer]);
+            assert_eq!((result, calls), (answer, 1));
+            assert!(warnings.is_empty(), "{warnings:?}");
         }
     }
 

@@ -245,10 +245,7 @@ pub fn assert_dev_node_lifecycle(vm: &Vm) {
         console.contains(needle),
         "no '{needle}' on the console:\n{console}"
     );
-    assert!(
-        kvm_module_loaded(&console),
-        "neither kvm_amd nor kvm_intel loaded:\n{console}"
-    );
+    assert_kvm_module(vm.config().accel, &console);
     assert!(
         console.contains("init: info: dhcp: ") && console.contains("leased 10.0.2.15/24"),
         "no DHCP lease line:\n{console}"
@@ -272,10 +269,54 @@ pub fn assert_dev_node_lifecycle(vm: &Vm) {
     );
 }
 
-/// Whether the node loaded its KVM module: `kvm_amd` under TCG (`-cpu max` emulates SVM) and on
-/// AMD hosts, `kvm_intel` with `-accel kvm -cpu host` on Intel hosts. Either is right.
-pub fn kvm_module_loaded(console: &str) -> bool {
-    ["kvm_amd", "kvm_intel"]
-        .iter()
-        .any(|m| console.contains(&format!("init: info: module loaded: {m}")))
+/// The KVM module a node must load on the CPU QEMU gives it under `accel`, and the one it must
+/// not load (the node picks by its CPU's modalias): under TCG, `-cpu max` emulates AMD's SVM (TCG
+/// has no VMX), so `kvm_amd`; under KVM, `-cpu host` passes the host's own virtualization
+/// extension through: `kvm_intel` on a host with `vmx`, `kvm_amd` on one with `svm`.
+pub fn expected_kvm_module(accel: Accel) -> (&'static str, &'static str) {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    kvm_module_for(accel, &cpuinfo)
+}
+
+/// [`expected_kvm_module`] for the host's `/proc/cpuinfo` text.
+pub fn kvm_module_for(accel: Accel, cpuinfo: &str) -> (&'static str, &'static str) {
+    let has_vmx = cpuinfo
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(key, _)| key.trim() == "flags")
+        .any(|(_, flags)| flags.split_whitespace().any(|f| f == "vmx"));
+    match accel {
+        Accel::Kvm if has_vmx => ("kvm_intel", "kvm_amd"),
+        Accel::Kvm | Accel::Tcg => ("kvm_amd", "kvm_intel"),
+    }
+}
+
+/// Asserts that the node's console shows the KVM module of its CPU ([`expected_kvm_module`])
+/// loaded, and not the other one.
+pub fn assert_kvm_module(accel: Accel, console: &str) {
+    let (expected, other) = expected_kvm_module(accel);
+    assert!(
+        console.contains(&format!("init: info: module loaded: {expected}")),
+        "{expected} not loaded ({accel:?}):\n{console}"
+    );
+    assert!(
+        !console.contains(&format!("init: info: module loaded: {other}")),
+        "{other} loaded on a CPU without it ({accel:?}):\n{console}"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kvm_module_follows_the_cpu_qemu_gives_the_node() {
+        let intel = "processor\t: 0\nflags\t\t: fpu vme vmx lm\n";
+        let amd = "processor\t: 0\nflags\t\t: fpu vme svm lm\n";
+        assert_eq!(kvm_module_for(Accel::Kvm, intel), ("kvm_intel", "kvm_amd"));
+        assert_eq!(kvm_module_for(Accel::Kvm, amd), ("kvm_amd", "kvm_intel"));
+        // TCG emulates SVM whatever the host is.
+        assert_eq!(kvm_module_for(Accel::Tcg, intel), ("kvm_amd", "kvm_intel"));
+        assert_eq!(kvm_module_for(Accel::Tcg, amd), ("kvm_amd", "kvm_intel"));
+    }
 }

@@ -7,48 +7,116 @@ use image_builder::initrd::list_entries;
 use image_builder::{keys, release};
 use system_tests::*;
 
-/// Names of interactive programs and remote-access daemons that must never be in an image.
-const FORBIDDEN: &[&str] = &[
-    "sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "busybox", "toybox",
-    "login", "getty", "agetty", "su", "sudo", "sshd", "dropbear", "telnetd",
-];
-
 /// The executables a node image may hold: PID 1, the micro-VM monitor, and the host tools of
-/// profiles/dev.toml's `[tools]` with their program interpreter (libraries are not executable).
-const EXECUTABLES: &[&str] = &[
+/// the profiles' `[tools]` with their program interpreter (libraries are not executable).
+const NODE_EXECUTABLES: &[&str] = &[
     "init",
     "bin/vmm",
     "sbin/mke2fs",
     "lib64/ld-linux-x86-64.so.2",
 ];
 
+/// Stage 0's boot image holds one program: itself, as `/init`.
+const STAGE0_EXECUTABLES: &[&str] = &["init"];
+
+/// Decompresses the initramfs at `path` (under a built image folder) and checks the no-shell
+/// rule (`initramfs::audit`) with `allowed` executables; `/init` must be there.
+fn assert_shell_free(path: &std::path::Path, allowed: &[&str]) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run `make image PROFILE=dev` and `PROFILE=metal`; make test does)",
+            path.display()
+        )
+    });
+    let cpio = decompress_any(&bytes, 1 << 30).unwrap();
+    let entries = list_entries(&cpio).unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.path == "init" && e.is_executable()),
+        "{}: no executable /init",
+        path.display()
+    );
+    let problems = initramfs::audit::shell_problems(&cpio, allowed);
+    assert!(problems.is_empty(), "{}: {problems:#?}", path.display());
+}
+
 #[test]
 fn dev_initramfs_contains_no_shell_and_only_allowed_executables() {
-    let initrd = std::fs::read(dev_image().join("initrd")).unwrap();
-    let cpio = decompress_any(&initrd, 1 << 30).unwrap();
-    let entries = list_entries(&cpio).unwrap();
-    for wanted in ["init", "bin/vmm"] {
-        assert!(entries.iter().any(|e| e.path == wanted), "no /{wanted}");
-    }
-    for e in &entries {
-        let name = e.path.rsplit('/').next().unwrap_or(&e.path);
-        assert!(
-            !FORBIDDEN.contains(&name),
-            "the initramfs contains /{}",
-            e.path
-        );
-        assert!(
-            !e.magic.starts_with(b"#!"),
-            "the initramfs contains a script: /{}",
-            e.path
-        );
-        if e.is_executable() {
-            assert!(
-                EXECUTABLES.contains(&e.path.as_str()),
-                "unexpected executable /{}",
-                e.path
-            );
+    let dev = dev_image();
+    assert_shell_free(&dev.join("initrd"), NODE_EXECUTABLES);
+    let initrd = std::fs::read(dev.join("initrd")).unwrap();
+    let entries = list_entries(&decompress_any(&initrd, 1 << 30).unwrap()).unwrap();
+    assert!(entries.iter().any(|e| e.path == "bin/vmm"), "no /bin/vmm");
+}
+
+#[test]
+fn metal_initramfs_contains_no_shell_and_only_allowed_executables() {
+    let metal = build_dir().join("metal");
+    assert_shell_free(&metal.join("initrd"), NODE_EXECUTABLES);
+    // Without [stage0], the PXE bundle boots the node directly: its initrd is the node's.
+    assert_shell_free(&metal.join("pxe/initrd"), NODE_EXECUTABLES);
+}
+
+#[test]
+fn stage0_and_pxe_initramfs_hold_only_stage0() {
+    let dev = dev_image();
+    // The boot image (the USB stick's UKI carries the same archive) and the PXE bundle's.
+    assert_shell_free(&dev.join("boot/initrd"), STAGE0_EXECUTABLES);
+    assert_shell_free(&dev.join("pxe/initrd"), STAGE0_EXECUTABLES);
+}
+
+/// The initramfs archives on a USB stick: the UKI's `.initrd` section on the EFI System
+/// Partition and the release partition's `initrd`, as `(where, compressed bytes)`.
+fn usb_initramfs(usb: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    use image_builder::usb::{disk, fat, UKI_PATH};
+    use object::{Object, ObjectSection};
+    let image = std::fs::read(usb).unwrap_or_else(|e| panic!("{}: {e}", usb.display()));
+    let (_, partitions) = disk::read(&image).unwrap();
+    let mut found = Vec::new();
+    for p in partitions {
+        let volume = p.contents(&image).unwrap();
+        for file in fat::read_files(volume, 1 << 30).unwrap() {
+            let place = format!("{} partition {:?} {}", usb.display(), p.name, file.path);
+            if file.path.eq_ignore_ascii_case(UKI_PATH) {
+                let pe = object::read::pe::PeFile64::parse(&*file.data).unwrap();
+                let section = pe.section_by_name(".initrd").expect("a .initrd section");
+                found.push((format!("{place} .initrd"), section.data().unwrap().to_vec()));
+            } else if file.path.eq_ignore_ascii_case("initrd") {
+                found.push((place, file.data));
+            }
         }
+    }
+    found
+}
+
+#[test]
+fn usb_stick_initramfs_contain_no_shell() {
+    // dev: the UKI boots stage 0, the release partition holds the node's initramfs.
+    let dev = usb_initramfs(&dev_image().join("usb.img"));
+    // metal (no [stage0]): the UKI boots the node directly.
+    let metal = usb_initramfs(&build_dir().join("metal/usb.img"));
+    assert_eq!(
+        dev.len(),
+        2,
+        "{:?}",
+        dev.iter().map(|d| &d.0).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        metal.len(),
+        2,
+        "{:?}",
+        metal.iter().map(|d| &d.0).collect::<Vec<_>>()
+    );
+    for (place, bytes, allowed) in [
+        (&dev[0].0, &dev[0].1, STAGE0_EXECUTABLES),
+        (&dev[1].0, &dev[1].1, NODE_EXECUTABLES),
+        (&metal[0].0, &metal[0].1, NODE_EXECUTABLES),
+        (&metal[1].0, &metal[1].1, NODE_EXECUTABLES),
+    ] {
+        let cpio = decompress_any(bytes, 1 << 30).unwrap_or_else(|e| panic!("{place}: {e}"));
+        let problems = initramfs::audit::shell_problems(&cpio, allowed);
+        assert!(problems.is_empty(), "{place}: {problems:#?}");
     }
 }
 

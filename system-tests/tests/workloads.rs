@@ -1,18 +1,26 @@
 //! Micro-VMs end to end (issue 3): a node booted under QEMU (TCG) verifies signed workloads and
-//! runs each in our `vmm` on the nested KVM (`kvm_amd` over QEMU's emulated SVM), booting the
-//! stock Debian cloud kernel the node itself runs.
+//! runs each in our `vmm` on the nested KVM (the node loads `kvm_amd` or `kvm_intel`, whichever
+//! its CPU has: `kvm_amd` over TCG's emulated SVM), booting the stock Debian cloud kernel the
+//! node itself runs.
 //!
-//! The test builds its own node image from the dev profile's parts with five workloads, all the
-//! example program `hello` (built by `make workloads`) with different manifests:
+//! The test builds its own node image from the dev profile's parts with six workloads, five of
+//! them the example program `hello` (built by `make workloads`) with different manifests:
 //! - `hello`: the example as shipped (greeting, counter on its volume, exit 0);
 //! - `net`: connects to a TCP server this test runs on the host and prints the reply;
-//! - `crash`: exits 3, so the node restarts it with backoff; its counter shows the volume kept
-//!   its file across the restart;
+//! - `crash`: exits 3, so the node restarts it with backoff, exactly the crash-loop limit of
+//!   attempts, then gives up; its counter shows the volume kept its file across the restarts;
 //! - `panic`: has its guest kernel panic; the VMM learns it on the pvpanic port and the node
 //!   reports `vm=panic` (and, with `restart = "never"`, does not restart it);
 //! - `tampered`: signed, then one byte of its root image flipped after the image was built
 //!   (appended to the initramfs as a second cpio archive, as an attacker with write access to
-//!   the node image would), so the node must refuse it with both digests.
+//!   the node image would), so the node must refuse it with both digests;
+//! - `jail`: `jail-probe memory-max` (kernel-init's, built by `make workloads`), which puts a
+//!   process through the node's own jail set-up in a cgroup v2 leaf and proves it cannot exceed
+//!   `memory.max` (this host may bind the memory controller to cgroup v1; the Debian kernel under
+//!   QEMU has it on cgroup v2).
+//!
+//! Lines of one workload are awaited in order (each after the line the previous wait found);
+//! lines of different workloads interleave freely.
 //!
 //! The node gets a disk holding foreign data, which it must leave alone, and an empty data disk,
 //! which it claims for the volumes.
@@ -42,6 +50,90 @@ fn hello_binary() -> PathBuf {
         path.display()
     );
     path
+}
+
+fn jail_probe_binary() -> PathBuf {
+    let path = repo_root().join("target/x86_64-unknown-linux-gnu/release/jail-probe");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make workloads` (make test does it first)",
+        path.display()
+    );
+    path
+}
+
+/// The workload running `jail-probe memory-max` (no network, no volume, never restarted).
+fn jail_probe_source(root: &Path) -> PathBuf {
+    let dir = root.join("src").join("jail");
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = format!(
+        r#"name = "jail"
+version = 1
+entrypoint = ["/bin/jail-probe", "memory-max"]
+vcpus = 1
+memory_mib = 128
+network = false
+restart = "never"
+
+[files]
+"/bin/jail-probe" = "{}"
+"#,
+        jail_probe_binary().display()
+    );
+    std::fs::write(dir.join("workload.toml"), toml).unwrap();
+    dir
+}
+
+/// Waits for console lines in order: each [`InOrder::wait`] finds a line after the one the
+/// previous wait found (the whole console is searched, so a line printed before the call counts
+/// if it comes after that one). A clone goes on from the same line: one sequence per workload,
+/// each after the node's own steps.
+#[derive(Clone)]
+struct InOrder<'a> {
+    vm: &'a Vm,
+    /// The index of the line the previous wait found.
+    after: Option<usize>,
+}
+
+impl<'a> InOrder<'a> {
+    fn new(vm: &'a Vm) -> Self {
+        InOrder { vm, after: None }
+    }
+
+    /// The next line containing `needle`.
+    fn wait(&mut self, needle: &str) -> String {
+        self.wait_matching(&format!("containing {needle:?}"), |line| {
+            line.contains(needle)
+        })
+    }
+
+    /// The next line for which `matches` holds (`what` describes it in a failure).
+    fn wait_matching(&mut self, what: &str, matches: impl Fn(&str) -> bool) -> String {
+        let after = self.after;
+        let mut index = 0usize;
+        let mut found = None;
+        let line = self
+            .vm
+            .wait_for_line_matching(
+                &format!("{what} after line {after:?}"),
+                |line| {
+                    let i = index;
+                    index += 1;
+                    let hit = after.is_none_or(|a| i > a) && matches(line);
+                    if hit {
+                        found = Some(i);
+                    }
+                    hit
+                },
+                WORKLOAD_TIMEOUT,
+            )
+            .unwrap_or_else(|e| {
+                let console = self.vm.serial_text().unwrap_or_default();
+                panic!("waiting for a line {what} in order: {e}\n--- whole console ---\n{console}")
+            });
+        self.after = found;
+        line
+    }
 }
 
 /// Writes a workload source folder for `hello` with the given extra manifest lines.
@@ -185,13 +277,14 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
         &workload_source(root.path(), "tampered", "", "never"),
         "tampered",
     );
+    let jail = build_workload(root.path(), &jail_probe_source(root.path()), "jail");
 
-    // The node image with the four good workloads (image-builder refuses a tampered one).
+    // The node image with the five good workloads (image-builder refuses a tampered one).
     // The echo server is on the host, 10.0.2.2 (private) from the node: the node's policy
     // opens exactly its port to the workloads.
     let profile = node_profile(
         root.path(),
-        &[hello, net, crash, panic],
+        &[hello, net, crash, panic, jail],
         &format!("10.0.2.2:{port}"),
     );
     let config = BuildConfig::load(&profile).unwrap_or_else(|e| panic!("{e}"));
@@ -244,16 +337,11 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
     let vm = Vm::start(cfg).unwrap_or_else(|e| panic!("starting QEMU: {e}"));
     wait_ready(&vm);
 
-    let wait = |needle: &str| -> String {
-        vm.wait_for_line(needle, WORKLOAD_TIMEOUT)
-            .unwrap_or_else(|e| {
-                let console = vm.serial_text().unwrap_or_default();
-                panic!("waiting for {needle:?}: {e}\n--- whole console ---\n{console}")
-            })
-    };
-
-    // Refusal of the tampered image, naming the artifact and both digests; the node goes on.
-    let refused = wait("nullos: refused workload tampered root.img:");
+    // The node's own steps, in the order it takes them: verify every workload (the tampered
+    // one refused, naming the artifact and both digests; the node goes on), then the data disk
+    // (the foreign one passed over first, in name order), then the workloads start.
+    let mut node = InOrder::new(&vm);
+    let refused = node.wait("nullos: refused workload tampered root.img:");
     assert_eq!(
         refused.trim(),
         format!(
@@ -262,13 +350,15 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
             hex_digest(&signed_root)
         )
     );
-    wait("init: warn: disk /dev/vda holds foreign data; not claimed");
-    wait("init: info: data disk /dev/vdb mounted at /var/lib/nullos");
+    node.wait("init: warn: disk /dev/vda holds foreign data; not claimed");
+    node.wait("init: info: data disk /dev/vdb mounted at /var/lib/nullos");
 
     // Its vmm runs jailed, as the node sees it in /proc: an unprivileged uid of the jails'
     // range, no capabilities, no_new_privs, its seccomp filter, namespaces of its own (the
     // network namespace stays the node's) and the VM's cgroup.
-    let jailed = wait("init: info: workload hello jailed pid=");
+    let mut hello = node.clone();
+    hello.wait("nullos: workload hello started pid=");
+    let jailed = hello.clone().wait("init: info: workload hello jailed pid=");
     let field = |key: &str| -> String {
         jailed
             .split_whitespace()
@@ -288,45 +378,82 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
     assert_eq!(field("ns"), "mnt,pid,ipc,uts", "{jailed}");
     assert_eq!(field("cgroup"), "/nullos/hello", "{jailed}");
 
+    // The node loaded the KVM module of its CPU, and only that one.
+    system_tests::assert_kvm_module(accel, &vm.serial_text().unwrap_or_default());
+
     // The example: the stock kernel boots our guest init, which runs the entrypoint.
-    wait("[hello] init: info: nullos init");
-    wait("[hello] hello from a micro-VM");
-    wait("[hello] hello: counter=1");
-    wait("nullos: workload hello exited code=0");
+    hello.wait("[hello] init: info: nullos init");
+    hello.wait("[hello] hello from a micro-VM");
+    hello.wait("[hello] hello: counter=1");
+    hello.wait("nullos: workload hello exited code=0");
 
     // Outbound TCP through the VMM's user-mode network to a server on the host.
-    wait("[net] hello: reply pong hello");
-    wait("nullos: workload net exited code=0");
+    let mut net = node.clone();
+    net.wait("nullos: workload net started pid=");
+    net.wait("[net] hello: reply pong hello");
+    net.wait("nullos: workload net exited code=0");
     assert!(
         served.load(Ordering::SeqCst) >= 1,
         "the host server saw no connection"
     );
 
     // A guest kernel panic: reported as such through pvpanic, and not restarted.
-    wait("[panic] hello: asking the kernel to panic");
-    let line = wait("Kernel panic - not syncing: sysrq triggered crash");
+    let mut panicked = node.clone();
+    panicked.wait("nullos: workload panic started pid=");
+    panicked.wait("[panic] hello: asking the kernel to panic");
+    let line = panicked.wait("Kernel panic - not syncing: sysrq triggered crash");
     assert!(line.starts_with("[panic] "), "the guest's line: {line}");
-    wait("nullos: workload panic exited code=12 vm=panic");
+    panicked.wait("nullos: workload panic exited code=12 vm=panic");
 
-    // A failing workload: its exit code is reported, it is restarted with growing backoff, and
-    // its volume still holds the counter file it wrote before the restart.
-    wait("[crash] hello: counter=1");
-    wait("nullos: workload crash exited code=3");
-    wait("nullos: workload crash restarting in 1000 ms (attempt 2)");
-    wait("[crash] hello: counter=2");
-    wait("nullos: workload crash restarting in 2000 ms (attempt 3)");
-    // Attempts 4 and 5 and the crash-loop limit after them are the supervisor's unit tests:
-    // every guest boot under nested emulated SVM is a small chance of a stall (see docs/VMM.md),
-    // so the test waits for no more boots than it needs.
+    // Inside a jail set up by the node's code, in a cgroup v2 leaf, a process that fills twice
+    // its memory.max is killed by the OOM killer before it gets there.
+    let mut jailed_probe = node.clone();
+    jailed_probe.wait("nullos: workload jail started pid=");
+    let proof = jailed_probe.wait("[jail] jail-probe: ");
+    assert!(
+        proof.starts_with("[jail] jail-probe: memory.max=16777216 held: the jailed process was killed by SIGKILL after "),
+        "the memory.max proof: {proof}"
+    );
+    jailed_probe.wait("nullos: workload jail exited code=0");
+
+    // A failing workload: each exit code is reported, it is restarted with doubling backoff, its
+    // volume keeps the counter file across restarts, and after exactly the crash-loop limit of
+    // attempts (5) the node gives up.
+    let mut crash = node.clone();
+    for attempt in 1..=5u32 {
+        let started = crash.wait("nullos: workload crash started pid=");
+        assert!(
+            started.trim_end().ends_with(&format!(" attempt={attempt}")),
+            "attempt {attempt}: {started}"
+        );
+        crash.wait(&format!("[crash] hello: counter={attempt}"));
+        crash.wait("nullos: workload crash exited code=3");
+        if attempt < 5 {
+            let delay_ms = 1000u32 << (attempt - 1);
+            crash.wait(&format!(
+                "nullos: workload crash restarting in {delay_ms} ms (attempt {})",
+                attempt + 1
+            ));
+        }
+    }
+    crash.wait("nullos: workload crash gave up after 5 attempts");
 
     let console = vm.serial_text().unwrap_or_default();
-    let crash_exits = console
-        .lines()
-        .filter(|l| l.contains("nullos: workload crash exited code=3"))
-        .count();
-    assert!(
-        crash_exits >= 2,
-        "two failed runs before attempt 3:\n{console}"
+    let count = |needle: &str| console.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(
+        count("nullos: workload crash started pid="),
+        5,
+        "exactly 5 attempts:\n{console}"
+    );
+    assert_eq!(
+        count("nullos: workload crash exited code=3"),
+        5,
+        "5 failed runs:\n{console}"
+    );
+    assert_eq!(
+        count("nullos: workload crash restarting"),
+        4,
+        "4 restarts:\n{console}"
     );
     assert!(
         !console.contains("workload panic restarting"),
@@ -344,7 +471,10 @@ fn signed_workloads_boot_debian_in_our_vmm_inside_a_qemu_node() {
     println!("{console}");
     vm.qmp("system_powerdown", None)
         .unwrap_or_else(|e| panic!("{e}"));
-    wait("nullos: poweroff");
+    // The node's own last line (a guest's `[<name>] nullos: poweroff` does not count).
+    crash.wait_matching("equal to \"nullos: poweroff\"", |line| {
+        line.trim_end() == "nullos: poweroff"
+    });
     drop(vm);
     assert!(
         std::fs::read(&foreign).unwrap() == foreign_bytes,

@@ -1,8 +1,9 @@
 //! Builds a VM from a [`VmConfig`], runs it to the end and says how it ended.
 //!
 //! [`build`]: guest memory → kernel, initrd and boot data → KVM VM (irqchip, PIT, memory slots) →
-//! devices on the buses → vCPUs (configured here) → seccomp. [`Vm::run`]: the network thread and
-//! one thread per vCPU; the main thread waits for a vCPU to report the guest's end, running the
+//! devices on the buses → vCPUs (configured here) → the threads' seccomp filters compiled.
+//! [`Vm::run`]: the network thread and one thread per vCPU, each installing its own filter before
+//! anything else, then the main thread's filter (`seccomp::StartGate`); the main thread waits for a vCPU to report the guest's end, running the
 //! halt watchdog (see `vstate::vcpu`) between reports. [`Vm::teardown`] (also on drop): stop
 //! flag, kick until every vCPU thread has returned, stop the network thread, flush the console.
 //! [`run_vm`] is the three in a row.
@@ -34,7 +35,7 @@ use crate::devices::power::{
 use crate::devices::serial::{EventFdTrigger, SerialDevice, COM1_BASE, COM1_IRQ, COM1_LEN};
 use crate::devices::virtio::{IrqfdLine, NetThread, SharedNet, UserNetBackend};
 use crate::exit::{CrashReason, GuestExit};
-use crate::seccomp;
+use crate::seccomp::{self, StartGate, ThreadFilters, ThreadRole};
 use crate::vstate::vcpu::{self, Shared, Vcpu, VcpuEvent};
 use crate::vstate::{memory, vm};
 
@@ -145,7 +146,7 @@ pub fn run_vm(cfg: &VmConfig) -> Result<VmOutcome, Error> {
 }
 
 /// A VM built from a [`VmConfig`]: guest memory loaded, devices on their buses, vCPUs configured
-/// and the process under its seccomp filter; no guest code has run yet.
+/// and the threads' seccomp filters compiled; no guest code has run yet.
 ///
 /// [`Vm::run`] starts the vCPU and network threads and waits for the guest's end;
 /// [`Vm::teardown`] (or dropping the `Vm`) stops them and flushes the console.
@@ -157,6 +158,8 @@ pub struct Vm {
     shared: Arc<Shared>,
     serial: Arc<Mutex<SerialDevice<EventFdTrigger>>>,
     exit_code: ExitCodeRegister,
+    /// Each thread's seccomp filter, installed by the thread itself in `run`.
+    filters: Arc<ThreadFilters>,
     /// The threads `run` started, until teardown.
     threads: Vec<JoinHandle<()>>,
     net_thread: Option<NetThread>,
@@ -295,8 +298,8 @@ pub fn build(cfg: &VmConfig) -> Result<Vm, Error> {
     }
 
     vcpu::install_kick_handler().map_err(Error::Vcpu)?;
-    // Everything is open and mapped: from here on, every thread runs under the allow-list.
-    seccomp::install(cfg.seccomp).map_err(Error::Seccomp)?;
+    // Everything is open and mapped: each thread `run` starts installs its allow-list first.
+    let filters = Arc::new(ThreadFilters::compile(cfg.seccomp).map_err(Error::Seccomp)?);
     let shared = Arc::new(Shared::new(cfg.vcpus));
     Ok(Vm {
         vcpus,
@@ -304,6 +307,7 @@ pub fn build(cfg: &VmConfig) -> Result<Vm, Error> {
         shared,
         serial,
         exit_code,
+        filters,
         threads: Vec::new(),
         net_thread: None,
         torn_down: false,
@@ -318,34 +322,52 @@ impl Vm {
     /// until [`Vm::teardown`]. The vCPUs run once: a second call finds none and returns
     /// [`Error::VcpusGone`].
     pub fn run(&mut self) -> Result<GuestExit, Error> {
+        if self.vcpus.is_empty() {
+            return Err(Error::VcpusGone);
+        }
+        let (gate, reports) = StartGate::new(self.filters.clone());
+        let mut started = 0;
         if let Some((transport, wake)) = self.net.take() {
-            self.net_thread = Some(NetThread::spawn(transport, wake).map_err(Error::SpawnNet)?);
+            match NetThread::spawn(transport, wake, gate.clone()) {
+                Ok(thread) => {
+                    self.net_thread = Some(thread);
+                    started += 1;
+                }
+                Err(e) => {
+                    gate.release(false);
+                    return Err(Error::SpawnNet(e));
+                }
+            }
         }
         let vcpus = std::mem::take(&mut self.vcpus);
         let shared = &self.shared;
         let threads = &mut self.threads;
         let (tx, rx) = mpsc::channel();
         threads.reserve(vcpus.len());
-        let mut spawn_error = None;
         for v in vcpus {
-            let (shared, tx) = (shared.clone(), tx.clone());
-            match std::thread::Builder::new()
+            let (shared, tx, entry) = (shared.clone(), tx.clone(), gate.clone());
+            let spawned = std::thread::Builder::new()
                 .name(format!("vcpu{}", v.id))
-                .spawn(move || v.run(&shared, &tx))
-            {
-                Ok(handle) => threads.push(handle),
+                .spawn(move || {
+                    if entry.enter(ThreadRole::Vcpu) {
+                        v.run(&shared, &tx);
+                    }
+                });
+            match spawned {
+                Ok(handle) => {
+                    threads.push(handle);
+                    started += 1;
+                }
                 Err(e) => {
-                    spawn_error = Some(Error::SpawnVcpu(e));
-                    break;
+                    gate.release(false);
+                    return Err(Error::SpawnVcpu(e));
                 }
             }
         }
         drop(tx);
-
-        match spawn_error {
-            Some(e) => Err(e),
-            None => wait_for_exit(&rx, shared, threads, &self.serial),
-        }
+        // Every thread has its filter before any vCPU runs; then the main thread takes its own.
+        gate.open(&reports, started).map_err(Error::Seccomp)?;
+        wait_for_exit(&rx, shared, threads, &self.serial)
     }
 
     /// The byte the guest wrote to the exit-code port, if any (final once torn down).

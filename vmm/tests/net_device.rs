@@ -33,6 +33,7 @@ use virtio_devices::{MmioTransport, VirtioNet};
 use vmm::builder::virtio_slots;
 use vmm::devices::bus::{Bus, WriteOutcome};
 use vmm::devices::virtio::{NetThread, SharedNet, UserNetBackend};
+use vmm::seccomp::{SeccompMode, StartGate, ThreadFilters};
 use vmm_sys_util::eventfd::EventFd;
 
 /// Longest sleep of the smoltcp guest without an interrupt or a timer of its own.
@@ -141,7 +142,15 @@ impl<'m> Driver<'m> {
         });
         // A static guest answers ARP for its address.
         driver.arp_identity = Some(LINK);
-        let thread = NetThread::spawn(driver.bus().net.clone(), wake).expect("network thread");
+        // No seccomp filter in this test process (the vmm's own filters are tested in
+        // `vmm::seccomp` and, in a running vmm, by the KVM and system tests): the gate opens
+        // once the thread has entered it.
+        let filters = ThreadFilters::compile(SeccompMode::Off).expect("no filters");
+        let (gate, reports) = StartGate::new(Arc::new(filters));
+        let thread =
+            NetThread::spawn(driver.bus().net.clone(), wake, gate.clone()).expect("network thread");
+        gate.open(&reports, 1)
+            .expect("the network thread entered the gate");
         Self {
             driver,
             thread: Some(thread),

@@ -287,6 +287,44 @@ mod tests {
     }
 
     #[test]
+    fn the_guest_initramfs_holds_no_shell_and_no_executable_but_init() {
+        // The builder's output for a workload, as the node writes it: base + guest.toml.
+        let dir = tempfile::tempdir().unwrap();
+        let init = dir.path().join("init");
+        std::fs::write(&init, b"\x7fELF-init").unwrap();
+        let mut index_text = "nullos-module-index v1\nkernel k\n".to_owned();
+        for name in GUEST_MODULES {
+            let module = dir.path().join(format!("m/{name}.ko"));
+            std::fs::create_dir_all(module.parent().unwrap()).unwrap();
+            std::fs::write(&module, b"ko bytes").unwrap();
+            index_text.push_str(&format!(
+                "module {name} {} boot=0 depends=-\n",
+                module.display()
+            ));
+        }
+        let index = ModuleIndex::parse(&index_text).unwrap();
+        let base = dir.path().join("initrd.base");
+        write_base(&base, &init, &index).unwrap();
+        let out = dir.path().join("hello.initrd");
+        write_workload(&out, &base, "name = \"hello\"\n").unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        assert_eq!(
+            initramfs::audit::shell_problems(&bytes, &["init"]),
+            Vec::<String>::new()
+        );
+        // And the check bites: the same archive with an executable appended fails it.
+        let mut tree = Tree::new();
+        tree.add_file("/bin/sh", b"\x7fELF".to_vec(), 0o755)
+            .unwrap();
+        let mut with_shell = bytes.clone();
+        with_shell.extend(tree.to_cpio(0).unwrap());
+        assert_eq!(
+            initramfs::audit::shell_problems(&with_shell, &["init"]).len(),
+            2
+        );
+    }
+
+    #[test]
     fn archives_concatenate_into_one_initramfs() {
         let dir = tempfile::tempdir().unwrap();
         let init = dir.path().join("init");
