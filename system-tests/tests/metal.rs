@@ -4,7 +4,7 @@
 //!
 //! The farmer's machine, as QEMU models it: q35, an Intel e1000e NIC (which only the
 //! group-selected `e1000e` driver runs), an empty NVMe disk for data, 2 vCPUs.
-//! - on OVMF from `usb.img`, and over PXE (iPXE → stage 0 → the release over HTTP): stage 0
+//! - on OVMF from `usb.img`, and on OVMF over PXE (iPXE → stage 0 → the release over HTTP): stage 0
 //!   verifies the metal release, the node is ready with an address, claims the NVMe disk, has
 //!   its KVM module loaded;
 //! - DHCP leases kept: the USB boot's NIC is on a tap interface where dnsmasq grants 2-minute
@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use image_builder::compress::Compression;
 use image_builder::config::BuildConfig;
-use qemu::{Accel, Boot, Machine, NicModel, Vm, VmConfig};
+use qemu::{Accel, Boot, Firmware, Machine, NicModel, Vm, VmConfig};
 use system_tests::*;
 
 /// Stage 0 over OVMF, then the node, then a micro-VM under emulated SVM: generous under TCG.
@@ -238,9 +238,18 @@ fn metal_over_pxe_verifies_the_release_over_http_and_claims_nvme() {
     let _server = ReleaseServer::start(&image.join("pxe/release"));
     let scratch = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let boot = qemu::image::pxe_boot(&image).unwrap_or_else(|e| panic!("{e}"));
-    let vm = Vm::start(farmer_machine(boot, &scratch.path().join("nvme.img"), None))
-        .unwrap_or_else(|e| panic!("starting QEMU: {e}"));
+    let mut config = farmer_machine(boot, &scratch.path().join("nvme.img"), None);
+    // A UEFI server: OVMF runs the e1000e's iPXE EFI driver, which chains boot.ipxe.
+    config.firmware = Firmware::Uefi;
+    let vm = Vm::start(config).unwrap_or_else(|e| panic!("starting QEMU: {e}"));
 
+    // iPXE's EFI build (its BIOS build lists PXE and bzImage instead) runs the bundle's script.
+    let features = wait(&vm, "Features: ");
+    assert!(
+        features.contains(" EFI"),
+        "not iPXE's EFI build: {features}"
+    );
+    wait(&vm, "NullOS: loading stage 0");
     let fetched = wait(&vm, "boot: info: release fetched from");
     assert!(fetched.contains(GUEST_RELEASE_URL), "{fetched}");
     // QEMU's user network hands out 10.0.2.15.
