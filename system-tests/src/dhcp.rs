@@ -105,6 +105,14 @@ impl TapDhcp {
                 self.dir.join("dnsmasq.log").display()
             ))
             .stdin(Stdio::null())
+            // Its log file has every line; stderr keeps what it says before it can log.
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.join("dnsmasq.stderr"))
+                    .map_or_else(|_| Stdio::null(), Stdio::from),
+            )
             .spawn()
             .unwrap_or_else(|e| panic!("starting {DNSMASQ}: {e}"));
         self.dnsmasq = Some(child);
@@ -118,9 +126,11 @@ impl TapDhcp {
         }
     }
 
-    /// dnsmasq's log so far (for failure messages).
+    /// dnsmasq's log and stderr so far (for failure messages).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("dnsmasq.log")).unwrap_or_default()
+        ["dnsmasq.stderr", "dnsmasq.log"]
+            .map(|f| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default())
+            .join("")
     }
 }
 
