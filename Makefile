@@ -2,7 +2,8 @@
 #
 #   make deps                 host packages (qemu, iPXE ROMs, OVMF, zstd) via apt-get
 #   make lock                 pin the current Debian kernel and tool packages in debian.lock
-#   make image [PROFILE=dev]  build/$(PROFILE)/: kernel, initrd, cmdline, release.manifest, pxe/
+#   make image [PROFILE=dev]  build/$(PROFILE)/: kernel, initrd, cmdline, release.manifest, pxe/, boot/, usb.img
+#                             (PROFILE=metal: the farmer's image, signed with build/keys/metal.key)
 #   make workloads            build/workloads/<name>/: the example workloads, signed with the dev key
 #   make run                  boot build/dev in QEMU, console on this terminal (RUN_ARGS=--pxe for PXE)
 #   make test                 unit, property and full-system tests (real kernels in real QEMU)
@@ -25,13 +26,17 @@ RUSTUP_HOME_DIR := $(or $(RUSTUP_HOME),$(HOME)/.rustup)
 REMAP_RUSTFLAGS := --remap-path-prefix=$(HOME)=/home --remap-path-prefix=$(RUSTUP_HOME_DIR)=/rustup \
 	--remap-path-prefix=$(CARGO_HOME_DIR)=/cargo --remap-path-prefix=$(CURDIR)=/nullos
 STATIC_RUSTFLAGS := -C target-feature=+crt-static $(REMAP_RUSTFLAGS)
-HOST_PACKAGES := qemu-system-x86 ipxe-qemu ovmf systemd-boot-efi zstd cpio e2fsprogs squashfs-tools postgresql chromium
+# dnsmasq-base and iproute2: the DHCP server with short leases the lease-renewal test runs on a
+# tap (not the dnsmasq package, which would start a system service).
+HOST_PACKAGES := qemu-system-x86 ipxe-qemu ovmf systemd-boot-efi zstd cpio e2fsprogs squashfs-tools postgresql chromium dnsmasq-base iproute2
 
 INIT_BIN := target/$(TARGET)/release/init
 BUILDER := target/release/image-builder
 QEMU_RUNNER := target/release/nullos-qemu
 BENCH := target/release/nullos-bench
 DEV_KEY := build/keys/dev.key
+# Metal's release key: the product's own, so a dev release never verifies on a metal boot image.
+METAL_KEY := build/keys/metal.key
 
 # Profile → kernel folder under build/kernels/ → Debian meta-package `make lock` pins it from.
 KERNEL_DIR_dev := build/kernels/cloud
@@ -100,7 +105,12 @@ tools:
 $(DEV_KEY): | tools
 	$(BUILDER) keygen --out $(DEV_KEY) --comment "NullOS development key (not for production)"
 
-keys: $(DEV_KEY)
+# Metal's release key, generated the same way (build/keys/metal.key + metal.pub, never committed).
+# A farmer's real release key replaces it: keep the .key off the build machine once signed.
+$(METAL_KEY): | tools
+	$(BUILDER) keygen --out $(METAL_KEY) --comment "NullOS metal release key"
+
+keys: $(DEV_KEY) $(METAL_KEY)
 
 # The example workloads, each built into build/workloads/<name>/ (root.img + the signed
 # workload.manifest). Their programs are static: a workload image has no libc unless it brings one.
@@ -110,7 +120,10 @@ workloads: tools keys
 	RUSTFLAGS="$(STATIC_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) -p kernel-init --bin jail-probe
 	$(BUILDER) workload examples/hello --out build/workloads/hello --key $(DEV_KEY)
 
-image: kernel sysroot init boot vmm tools keys workloads
+# Everything a profile's image needs; dev bakes the example workload in, metal bakes none (work
+# arrives as contracts).
+IMAGE_EXTRA_dev := workloads
+image: kernel sysroot init boot vmm tools keys $(IMAGE_EXTRA_$(PROFILE))
 	$(BUILDER) build profiles/$(PROFILE).toml --out build/$(PROFILE)
 
 run: deps

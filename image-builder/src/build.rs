@@ -196,12 +196,12 @@ pub fn build(
     }
     if let Some(vmm) = vmm {
         tree.add_file(VMM_PATH, vmm, 0o755)?;
+        // The guests boot the node's own kernel. A node with a vmm runs workloads whether they
+        // are baked in or arrive later as contracts, so the kernel goes in with the vmm.
+        tree.add_file(GUEST_KERNEL_PATH, kernel.bzimage.clone(), 0o644)?;
     }
     if let Some(policy) = &workload_policy {
         tree.add_file(WORKLOAD_POLICY_PATH, policy.to_text().into_bytes(), 0o644)?;
-    }
-    if !workloads.is_empty() {
-        tree.add_file(GUEST_KERNEL_PATH, kernel.bzimage.clone(), 0o644)?;
     }
     for workload in workloads {
         for (file, bytes) in WORKLOAD_FILES

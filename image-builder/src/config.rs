@@ -97,6 +97,9 @@ pub struct Stage0Section {
     pub policy: PathBuf,
     /// Modules for the medium (dependencies are added), e.g. `xhci_pci`, `usb_storage`.
     pub modules: Vec<String>,
+    /// Whole module folders (`groups = [...]`, as in `[modules]`), e.g. `drivers/net/ethernet`
+    /// for the release over HTTP on whatever NIC a machine has.
+    pub groups: Vec<String>,
     /// Stage 0's own kernel command line.
     pub cmdline: String,
     /// Release folders on HTTP servers (`release_urls = [...]`), baked into the boot initramfs
@@ -220,6 +223,8 @@ struct RawStage0 {
     policy: PathBuf,
     #[serde(default)]
     modules: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
     cmdline: String,
     #[serde(default)]
     release_urls: Vec<String>,
@@ -395,6 +400,7 @@ impl BuildConfig {
             init: base.join(s.init),
             policy: base.join(s.policy),
             modules: s.modules,
+            groups: s.groups,
             cmdline: s.cmdline.trim().to_owned(),
             release_urls: s.release_urls,
             pxe_release: s
@@ -522,7 +528,17 @@ control = "10.0.2.2:7878"
         assert_eq!(s.init, Path::new("/cfg/boot"));
         assert_eq!(s.policy, Path::new("/cfg/dev.pub"));
         assert_eq!(s.modules, ["usb_storage"]);
+        assert!(s.groups.is_empty());
         assert_eq!(s.cmdline, "console=ttyS0");
+        let grouped = with.replace(
+            "[stage0]\n",
+            "[stage0]\ngroups = [\"drivers/net/ethernet\"]\n",
+        );
+        let c = BuildConfig::parse(&grouped, Path::new("/cfg")).unwrap_or_else(|_| panic!("parse"));
+        assert_eq!(
+            c.stage0.map(|s| s.groups),
+            Some(vec!["drivers/net/ethernet".to_owned()])
+        );
         let other = with.replace("[stage0]\n", "[stage0]\nkernel = \"metal\"\n");
         let c = BuildConfig::parse(&other, Path::new("/cfg")).unwrap_or_else(|_| panic!("parse"));
         assert_eq!(

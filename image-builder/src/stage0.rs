@@ -52,7 +52,7 @@ pub fn build(
         kernel,
         &ModulesSection {
             names: section.modules.clone(),
-            groups: Vec::new(),
+            groups: section.groups.clone(),
             boot: Vec::new(),
         },
     )?;

@@ -125,15 +125,24 @@ fn the_node_image_carries_vmm_policy_workloads_guest_kernel_and_tools() {
     assert!(first == std::fs::read(f.path("out2/initrd")).unwrap());
 }
 
+/// The metal image bakes no workload (work arrives as contracts) but must still run them: a vmm
+/// brings the guests' kernel with it.
 #[test]
-fn no_workload_means_no_guest_kernel() {
+fn a_vmm_without_workloads_still_carries_the_guest_kernel() {
     let f = fixture();
     f.write_config(&config(&f, &[], &[]));
     let out = f.builder(&["build", "image.toml", "--out", "out"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let files = initramfs(&f);
     assert!(files.contains_key("/bin/vmm"));
-    assert!(!files.contains_key("/lib/nullos/guest/vmlinuz"));
+    assert!(!files
+        .keys()
+        .any(|p| p.starts_with("/lib/nullos/workloads/")));
+    let kernel = std::fs::read(f.path("out/kernel")).unwrap();
+    assert_eq!(
+        files.get("/lib/nullos/guest/vmlinuz"),
+        Some(&(0o644, kernel))
+    );
 }
 
 #[test]

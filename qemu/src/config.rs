@@ -167,8 +167,22 @@ pub struct VmConfig {
     pub nic: Option<NicModel>,
     /// Appended verbatim after everything else, for one-off experiments.
     pub extra_args: Vec<OsString>,
-    /// UEFI firmware, for boots that need it ([`Boot::UsbDisk`]).
+    /// UEFI firmware, for boots that need it ([`Boot::UsbDisk`]) or ask for it
+    /// ([`VmConfig::firmware`]).
     pub uefi: Uefi,
+    /// The firmware: SeaBIOS (QEMU's default) or [`VmConfig::uefi`]. A USB-stick boot runs UEFI
+    /// whatever this says.
+    pub firmware: Firmware,
+}
+
+/// The machine's firmware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Firmware {
+    /// QEMU's SeaBIOS; PXE runs the NIC's legacy iPXE ROM.
+    #[default]
+    Bios,
+    /// OVMF ([`Uefi`]); PXE runs the NIC's iPXE EFI driver.
+    Uefi,
 }
 
 /// A config that cannot be turned into a QEMU command line.
@@ -202,7 +216,13 @@ impl VmConfig {
             nic: Some(NicModel::default()),
             extra_args: Vec::new(),
             uefi: Uefi::default(),
+            firmware: Firmware::default(),
         }
+    }
+
+    /// Whether this VM runs UEFI, which needs a private variable store ([`Uefi::copy_vars`]).
+    pub fn needs_uefi_vars(&self) -> bool {
+        self.boot.needs_uefi_vars() || self.firmware == Firmware::Uefi
     }
 
     /// QEMU's argv (without the program name).
@@ -249,6 +269,16 @@ impl VmConfig {
             a.push_pair("-qmp", qmp);
         }
 
+        if self.needs_uefi_vars() {
+            let vars = uefi_vars.ok_or(ConfigError::UefiVarsMissing)?;
+            let mut code = OsString::from("if=pflash,format=raw,readonly=on,file=");
+            code.push(escape_option_value(self.uefi.code.as_os_str()));
+            a.push_pair("-drive", code);
+            let mut store = OsString::from("if=pflash,format=raw,file=");
+            store.push(escape_option_value(vars.as_os_str()));
+            a.push_pair("-drive", store);
+        }
+
         let mut netdev = OsString::from(format!("user,id={NETDEV_ID}"));
         match &self.boot {
             Boot::Direct {
@@ -274,13 +304,6 @@ impl VmConfig {
                 a.push_all(["-boot", "n"]);
             }
             Boot::UsbDisk { image } => {
-                let vars = uefi_vars.ok_or(ConfigError::UefiVarsMissing)?;
-                let mut code = OsString::from("if=pflash,format=raw,readonly=on,file=");
-                code.push(escape_option_value(self.uefi.code.as_os_str()));
-                a.push_pair("-drive", code);
-                let mut store = OsString::from("if=pflash,format=raw,file=");
-                store.push(escape_option_value(vars.as_os_str()));
-                a.push_pair("-drive", store);
                 a.push_all(["-device", "qemu-xhci,id=xhci"]);
                 let mut stick = OsString::from("if=none,id=stick,format=raw,snapshot=on,file=");
                 stick.push(escape_option_value(image.as_os_str()));
@@ -503,6 +526,41 @@ mod tests {
         assert_eq!(
             config.args(&Console::Stdio, None, None),
             Err(ConfigError::UefiVarsMissing)
+        );
+    }
+
+    /// PXE on UEFI (a farmer's server): OVMF runs the NIC's iPXE EFI driver.
+    #[test]
+    fn pxe_boot_on_uefi_firmware_maps_ovmf() {
+        let mut config = VmConfig::new(
+            Boot::Pxe {
+                tftp_root: "/img/pxe".into(),
+                bootfile: "boot.ipxe".into(),
+            },
+            Accel::Tcg,
+        );
+        config.nic = Some(NicModel::E1000e);
+        assert!(!config.needs_uefi_vars(), "SeaBIOS by default");
+        config.firmware = Firmware::Uefi;
+        assert!(config.needs_uefi_vars());
+        assert_eq!(
+            config.args(&Console::Stdio, None, None),
+            Err(ConfigError::UefiVarsMissing)
+        );
+        let joined = config
+            .args(&Console::Stdio, None, Some(Path::new("/vm/OVMF_VARS.fd")))
+            .unwrap()
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            joined.ends_with(
+                "-drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd \
+                 -drive if=pflash,format=raw,file=/vm/OVMF_VARS.fd \
+                 -boot n -netdev user,id=n0,tftp=/img/pxe,bootfile=boot.ipxe -device e1000e,netdev=n0"
+            ),
+            "{joined}"
         );
     }
 

@@ -41,8 +41,8 @@ mod vm;
 
 pub use accel::{Accel, ParseAccelError};
 pub use config::{
-    qemu_program, Boot, ConfigError, Console, Machine, NicModel, Uefi, VmConfig, OVMF_CODE,
-    OVMF_VARS,
+    qemu_program, Boot, ConfigError, Console, Firmware, Machine, NicModel, Uefi, VmConfig,
+    OVMF_CODE, OVMF_VARS,
 };
 pub use error::QemuError;
 pub use image::{DirectImage, ImageError};

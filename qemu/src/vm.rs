@@ -50,7 +50,7 @@ impl Vm {
         let serial = dir.path().join("serial.log");
         let qmp_path = dir.path().join("qmp.sock");
         let stderr_log = dir.path().join("qemu.stderr");
-        let uefi_vars = if config.boot.needs_uefi_vars() {
+        let uefi_vars = if config.needs_uefi_vars() {
             Some(
                 config
                     .uefi

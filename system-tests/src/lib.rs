@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use qemu::{Accel, Boot, Vm, VmConfig};
 
+pub mod dhcp;
+
 /// How long a TCG boot may take to reach `nullos: ready`. Generous: the machines are shared,
 /// and two VMs may run at once on two cores.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(240);

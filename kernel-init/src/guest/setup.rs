@@ -33,8 +33,10 @@ pub fn wanted_modules(config: &GuestConfig) -> Vec<&'static str> {
     }
     names.extend(["squashfs", "overlay"]);
     if !config.volumes.is_empty() {
-        // Built into Debian's kernel; loaded when another kernel has it as a module.
-        names.push("ext4");
+        // Built into Debian's cloud kernel; loaded when another kernel (the generic one of
+        // metal nodes) has it as a module, with the crc32c ext4 asks the crypto API for (its
+        // `softdep` names the algorithm, not a module, and a guest has no modprobe).
+        names.extend(["crc32c_generic", "ext4"]);
     }
     names
 }

@@ -33,6 +33,10 @@ pub const GUEST_MODULES: [&str; 6] = [
     "squashfs",
     "overlay",
 ];
+/// Modules a guest loads when they are modules of the node's kernel, and finds built in
+/// otherwise: ext4 and its crc32c for volumes (built into Debian's cloud kernel, modules of the
+/// generic one that metal nodes and their guests run).
+pub const GUEST_MODULES_IF_MODULAR: [&str; 2] = ["crc32c_generic", "ext4"];
 /// The index path inside an initramfs (the same as the node's).
 const INDEX_PATH: &str = interfaces::paths::relative(interfaces::paths::MODULE_INDEX);
 
@@ -74,14 +78,18 @@ pub enum GuestInitrdError {
     Archive(#[source] initramfs::Error),
 }
 
-/// The guest's module index: [`GUEST_MODULES`] and their dependencies, from the node's index,
+/// The guest's module index: [`GUEST_MODULES`] (and those of [`GUEST_MODULES_IF_MODULAR`] the
+/// node's index has) and their dependencies, from the node's index,
 /// with the aliases of those modules and nothing marked for boot-time loading.
 pub fn guest_index(node: &ModuleIndex) -> Result<ModuleIndex, GuestInitrdError> {
     let mut chosen: BTreeMap<String, ModuleEntry> = BTreeMap::new();
-    for name in GUEST_MODULES {
+    let if_modular = GUEST_MODULES_IF_MODULAR
+        .iter()
+        .filter(|name| node.modules.iter().any(|m| m.name == **name));
+    for name in GUEST_MODULES.iter().chain(if_modular) {
         let order = node
             .load_order(name)
-            .map_err(|_| GuestInitrdError::MissingModule(name.to_owned()))?;
+            .map_err(|_| GuestInitrdError::MissingModule((*name).to_owned()))?;
         for entry in order {
             chosen
                 .entry(entry.name.clone())
@@ -246,6 +254,22 @@ mod tests {
         let aliases: Vec<&str> = index.aliases.iter().map(|a| a.module.as_str()).collect();
         assert_eq!(aliases, ["virtio_mmio", "virtio_net"]);
         assert_eq!(index.kernel_release, "6.1.0-test");
+    }
+
+    /// The metal kernel has ext4 as a module: guests with volumes need it in their index.
+    #[test]
+    fn ext4_joins_the_guest_index_when_the_node_has_it_as_a_module() {
+        let text = format!(
+            "{}module ext4 /lib/modules/k/ext4.ko boot=0 depends=jbd2\n\
+             module jbd2 /lib/modules/k/jbd2.ko boot=0 depends=-\n",
+            node_index().to_text()
+        );
+        let index = guest_index(&ModuleIndex::parse(&text).unwrap()).unwrap();
+        let names: Vec<&str> = index.modules.iter().map(|m| m.name.as_str()).collect();
+        assert!(
+            names.contains(&"ext4") && names.contains(&"jbd2"),
+            "{names:?}"
+        );
     }
 
     #[test]

@@ -59,6 +59,9 @@ fn run() {
     let dirs = workload_dirs();
     if dirs.is_empty() {
         crate::debug!("workloads: none in the image");
+        // The data disk is the node's, not one workload's: claim it now (formatted while the
+        // node is idle) so the work that arrives later as contracts finds it ready.
+        disk::set_up_data_root(0, 0);
         return;
     }
     let policy = verify::load_policy(Path::new(POLICY_PATH));

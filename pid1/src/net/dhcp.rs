@@ -1,4 +1,5 @@
-//! The DHCPv4 client state machine (RFC 2131, INIT → SELECTING → REQUESTING → BOUND), pure.
+//! The DHCPv4 client state machine (RFC 2131, INIT → SELECTING → REQUESTING → BOUND), pure;
+//! [`renew`] keeps a bound lease (RENEWING at T1, REBINDING at T2, lost at expiry or NAK).
 //!
 //! No sockets and no clock: the caller passes the current time in milliseconds and the bytes
 //! it received, and sends the bytes [`Client::poll_transmit`] returns (to 255.255.255.255:67).
@@ -7,13 +8,14 @@
 //! deterministic tests), and the whole exchange is bounded by [`Timing::total_ms`]. Message
 //! encoding is `dhcproto`'s.
 //!
-//! Lease renewal (RENEWING/REBINDING) is not implemented yet: the lease time is kept in
-//! [`Lease::lease_secs`] for when it is.
+//! Lease renewal is [`renew::Keeper`]'s: it starts from the [`Lease`] this exchange yields.
 
 use std::net::Ipv4Addr;
 
 use dhcproto::v4::{DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable};
+
+pub mod renew;
 
 /// Why the exchange failed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -97,6 +99,10 @@ pub struct Lease {
     pub server: Ipv4Addr,
     /// Lease time in seconds (`None` = not given; `u32::MAX` = infinite).
     pub lease_secs: Option<u32>,
+    /// Renewal time T1 in seconds (option 58), if the server sent one.
+    pub renewal_secs: Option<u32>,
+    /// Rebinding time T2 in seconds (option 59), if the server sent one.
+    pub rebinding_secs: Option<u32>,
     /// When it was granted (the caller's clock, ms).
     pub acquired_ms: u64,
 }
@@ -136,7 +142,7 @@ pub struct Client {
 }
 
 /// Options we ask the server for.
-const REQUESTED: [OptionCode; 7] = [
+pub(crate) const REQUESTED: [OptionCode; 7] = [
     OptionCode::SubnetMask,
     OptionCode::Router,
     OptionCode::DomainNameServer,
@@ -336,7 +342,8 @@ impl Client {
     }
 }
 
-fn lease_from(msg: &Message, address: Ipv4Addr, server: Ipv4Addr, now_ms: u64) -> Lease {
+/// The lease an ACK grants (`now_ms`: when the lease time starts).
+pub(crate) fn lease_from(msg: &Message, address: Ipv4Addr, server: Ipv4Addr, now_ms: u64) -> Lease {
     let opts = msg.opts();
     let prefix_len = match opts.get(OptionCode::SubnetMask) {
         Some(DhcpOption::SubnetMask(mask)) => mask_to_prefix(*mask),
@@ -359,6 +366,14 @@ fn lease_from(msg: &Message, address: Ipv4Addr, server: Ipv4Addr, now_ms: u64) -
         Some(DhcpOption::AddressLeaseTime(secs)) => Some(*secs),
         _ => None,
     };
+    let renewal_secs = match opts.get(OptionCode::Renewal) {
+        Some(DhcpOption::Renewal(secs)) => Some(*secs),
+        _ => None,
+    };
+    let rebinding_secs = match opts.get(OptionCode::Rebinding) {
+        Some(DhcpOption::Rebinding(secs)) => Some(*secs),
+        _ => None,
+    };
     Lease {
         address,
         prefix_len,
@@ -367,6 +382,8 @@ fn lease_from(msg: &Message, address: Ipv4Addr, server: Ipv4Addr, now_ms: u64) -
         domain,
         server,
         lease_secs,
+        renewal_secs,
+        rebinding_secs,
         acquired_ms: now_ms,
     }
 }

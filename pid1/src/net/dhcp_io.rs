@@ -8,7 +8,6 @@
 use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
-use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -60,8 +59,9 @@ struct Exchange {
 
 /// Runs DHCP on every interface concurrently; one result per interface, in the given order.
 pub fn acquire(ifaces: &[Iface], timing: Timing) -> Vec<Result<Lease, DhcpIoError>> {
-    let epoch = Instant::now();
-    let now_ms = || u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+    // The boot clock: a lease's acquired_ms is on it, and its keeper counts T1, T2 and the
+    // expiry from there.
+    let now_ms = super::keep::clock_ms;
     let mut results: Vec<Option<Result<Lease, DhcpIoError>>> = Vec::new();
     let mut exchanges: Vec<Option<Exchange>> = Vec::new();
     for iface in ifaces {
@@ -196,7 +196,8 @@ fn finish(slot: &mut Option<Exchange>, result: &mut Option<Result<Lease, DhcpIoE
     *slot = None;
 }
 
-fn open_socket(name: &str) -> Result<UdpSocket, DhcpIoError> {
+/// A DHCP client socket on `name`: 0.0.0.0:68, bound to the device, broadcast allowed.
+pub(crate) fn open_socket(name: &str) -> Result<UdpSocket, DhcpIoError> {
     let step = |step| move |source| DhcpIoError::Socket { step, source };
     let fd = socket::socket(
         AddressFamily::Inet,
@@ -215,7 +216,7 @@ fn open_socket(name: &str) -> Result<UdpSocket, DhcpIoError> {
 }
 
 /// A random transaction id; falls back to the MAC and the clock if the kernel has no entropy.
-fn transaction_id(mac: &[u8; 6]) -> u32 {
+pub(crate) fn transaction_id(mac: &[u8; 6]) -> u32 {
     let mut bytes = [0u8; 4];
     if getrandom::getrandom(&mut bytes).is_ok() {
         return u32::from_ne_bytes(bytes);

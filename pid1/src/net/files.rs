@@ -54,6 +54,8 @@ mod tests {
             domain: domain.map(str::to_owned),
             server: Ipv4Addr::new(10, 0, 2, 2),
             lease_secs: Some(86_400),
+            renewal_secs: None,
+            rebinding_secs: None,
             acquired_ms: 0,
         }
     }

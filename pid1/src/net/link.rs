@@ -100,6 +100,24 @@ pub fn add_address(
     )
 }
 
+/// Removes an IPv4 address (the routes through it go with it).
+pub fn remove_address(
+    netlink: &mut Netlink,
+    index: u32,
+    address: Ipv4Addr,
+    prefix_len: u8,
+) -> Result<(), NetlinkError> {
+    let mut message = AddressMessage::default();
+    message.header.family = AddressFamily::Inet;
+    message.header.prefix_len = prefix_len;
+    message.header.index = index;
+    message.attributes = vec![
+        AddressAttribute::Local(IpAddr::V4(address)),
+        AddressAttribute::Address(IpAddr::V4(address)),
+    ];
+    netlink.execute(RouteNetlinkMessage::DelAddress(message), 0)
+}
+
 /// Adds (or replaces) the IPv4 default route via `gateway` on interface `index`.
 pub fn add_default_route(
     netlink: &mut Netlink,

@@ -3,15 +3,18 @@
 //!
 //! - [`netlink`]: the synchronous rtnetlink channel.
 //! - [`link`]: list links, set them up, add addresses and routes.
-//! - [`dhcp`]: the pure DHCP client state machine; [`dhcp_io`] runs it on sockets.
+//! - [`dhcp`]: the pure DHCP client state machine and lease keeper (T1/T2 renewal); [`dhcp_io`]
+//!   runs the exchange on sockets, [`keep`] keeps each lease on a thread of its own.
 //! - [`files`]: resolv.conf, hosts and nsswitch.conf contents.
 //!
-//! Every wait is bounded: carrier for [`CARRIER_WAIT`], DHCP by [`dhcp::Timing::total_ms`].
-//! Lease renewal is not implemented yet; the lease time is kept and logged.
+//! Every wait of the bring-up is bounded: carrier for [`CARRIER_WAIT`], DHCP by
+//! [`dhcp::Timing::total_ms`]. Then each lease is renewed at T1, rebound at T2, and its address
+//! removed if it is lost ([`keep`]).
 
 pub mod dhcp;
 pub mod dhcp_io;
 pub mod files;
+pub mod keep;
 pub mod link;
 pub mod netlink;
 
@@ -83,6 +86,7 @@ pub fn bring_up() -> Result<Vec<Configured>, NetError> {
                 Ok(lease) => {
                     let primary = configured.is_empty();
                     if configure(&mut nl, iface, &lease, primary) {
+                        keep::start(iface.clone(), lease.clone(), primary);
                         configured.push(Configured {
                             iface: iface.name.clone(),
                             lease,
@@ -148,12 +152,15 @@ fn configure(nl: &mut Netlink, iface: &Iface, lease: &Lease, primary: bool) -> b
         return false;
     }
     crate::info!("{}", lease_line(&iface.name, lease));
-    match lease.lease_secs {
-        Some(secs) => crate::info!(
-            "dhcp: {} lease time {secs} s; renewal is not implemented yet",
-            iface.name
+    match dhcp::renew::LeaseTimes::of(lease) {
+        Some(times) => crate::info!(
+            "dhcp: {} lease time {} s: renewing after {} s, rebinding after {} s",
+            iface.name,
+            lease.lease_secs.unwrap_or(0),
+            times.renew_ms.saturating_sub(lease.acquired_ms) / 1000,
+            times.rebind_ms.saturating_sub(lease.acquired_ms) / 1000
         ),
-        None => crate::debug!("dhcp: {} lease has no lease time", iface.name),
+        None => crate::debug!("dhcp: {} lease never ends", iface.name),
     }
     if let Some(router) = lease.router {
         if primary {
@@ -235,6 +242,8 @@ mod tests {
             domain: None,
             server: Ipv4Addr::new(10, 0, 2, 2),
             lease_secs: Some(86_400),
+            renewal_secs: None,
+            rebinding_secs: None,
             acquired_ms: 0,
         };
         assert_eq!(

@@ -107,7 +107,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .prefix("nullos-qemu-")
         .tempdir()
         .context("cannot create a scratch directory")?;
-    let uefi_vars = if config.boot.needs_uefi_vars() {
+    let uefi_vars = if config.needs_uefi_vars() {
         Some(config.uefi.copy_vars(scratch.path())?)
     } else {
         None

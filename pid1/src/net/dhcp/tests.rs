@@ -263,6 +263,8 @@ fn masks_and_defaults() {
         domain: None,
         server: SERVER,
         lease_secs: None,
+        renewal_secs: None,
+        rebinding_secs: None,
         acquired_ms: 0,
     };
     assert_eq!(lease.broadcast(), Ipv4Addr::BROADCAST);
