@@ -83,6 +83,20 @@ pub enum MicrovmError {
     },
 }
 
+impl MicrovmBench {
+    /// How many times the node starts our vmm (each run must show it jailed): a boot run and a
+    /// devices run per round, and a throughput run unless skipped; none with `--only qemu`.
+    pub fn vmm_runs(&self) -> usize {
+        if self.only == Some(Monitor::Qemu) {
+            return 0;
+        }
+        let per_round = if self.tcp { 3 } else { 2 };
+        usize::try_from(self.rounds)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(per_round)
+    }
+}
+
 /// The only kernel release under `<kernel_dir>/lib/modules`.
 pub fn find_kver(kernel_dir: &Path) -> Result<String, MicrovmError> {
     let dir = kernel_dir.join("lib/modules");
@@ -247,6 +261,18 @@ mod tests {
              bench.timeout_s=180 bench.tcp=0 bench.echo=0 bench.only=vmm"
         );
         assert_eq!(bench.inputs.kernel(), Path::new("/k/boot/vmlinuz-6.1"));
+        assert_eq!(bench.vmm_runs(), 6);
+        let both_with_tcp = MicrovmBench {
+            only: None,
+            tcp: true,
+            ..bench.clone()
+        };
+        assert_eq!(both_with_tcp.vmm_runs(), 9);
+        let qemu_only = MicrovmBench {
+            only: Some(Monitor::Qemu),
+            ..bench
+        };
+        assert_eq!(qemu_only.vmm_runs(), 0);
     }
 
     #[test]
