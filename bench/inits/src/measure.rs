@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use kernel_init::workloads::jail::observe;
 
 use crate::memory::{
-    descendants, overhead, parse_ppid, parse_rollup, parse_smaps, pss_overhead, Overhead,
-    PssOverhead, Rollup,
+    descendants, overhead, parse_cpu_stat, parse_ppid, parse_rollup, parse_smaps, pss_overhead,
+    CpuStat, Overhead, PssOverhead, Rollup,
 };
 
 /// A figure that could not be read.
@@ -125,6 +125,11 @@ pub fn pss(pid: u32, guest_mib: u64) -> Result<PssOverhead, MeasureError> {
         guest_mib,
         mappings: mappings.len(),
     })
+}
+
+/// The throttling counters of `cgroup`; `None` when they cannot be read (no cpu controller).
+pub fn cpu_stat(cgroup: &Path) -> Option<CpuStat> {
+    parse_cpu_stat(&std::fs::read_to_string(cgroup.join("cpu.stat")).ok()?)
 }
 
 /// How the node sees the jailed `vmm` (whose waiting parent is `waiter`): with a cgroup, the

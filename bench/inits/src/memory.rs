@@ -1,6 +1,7 @@
 //! A monitor's memory overhead from `/proc` texts, pure: `smaps` (per mapping, to find guest
 //! RAM), `smaps_rollup` (one process's totals), `stat` (its parent, to find the processes a
-//! monitor owns). The node reads the files; everything here is plain text in, figures out.
+//! monitor owns); and, beside it, the CPU throttling of the jail's cgroup (`cpu.stat`). The
+//! node reads the files; everything here is plain text in, figures out.
 //!
 //! Two measures:
 //! - **RSS overhead** ([`overhead`], Firecracker's method): the RSS of every mapping of the
@@ -212,6 +213,44 @@ pub fn pss_overhead(
     })
 }
 
+/// The throttling counters of a cgroup's `cpu.stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuStat {
+    /// `nr_periods`: enforcement periods that had runnable tasks.
+    pub periods: u64,
+    /// `nr_throttled`: periods in which the cgroup ran out of its `cpu.max` quota.
+    pub throttled: u64,
+    /// `throttled_usec`: how long its tasks waited for the next period.
+    pub throttled_usec: u64,
+}
+
+impl CpuStat {
+    /// What happened between `earlier` and `self` (the counters only grow; a reset gives 0).
+    pub fn since(&self, earlier: &CpuStat) -> CpuStat {
+        CpuStat {
+            periods: self.periods.saturating_sub(earlier.periods),
+            throttled: self.throttled.saturating_sub(earlier.throttled),
+            throttled_usec: self.throttled_usec.saturating_sub(earlier.throttled_usec),
+        }
+    }
+}
+
+/// Parses a cgroup v2 `cpu.stat` (`key value` lines); `None` without the throttling counters
+/// (the cpu controller is not enabled there).
+pub fn parse_cpu_stat(text: &str) -> Option<CpuStat> {
+    let value = |key: &str| {
+        text.lines().find_map(|line| {
+            let (k, v) = line.split_once(' ')?;
+            (k == key).then(|| v.trim().parse::<u64>().ok()).flatten()
+        })
+    };
+    Some(CpuStat {
+        periods: value("nr_periods")?,
+        throttled: value("nr_throttled")?,
+        throttled_usec: value("throttled_usec")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,6 +411,39 @@ Locked:                0 kB
         assert_eq!(parse_ppid("7 (a) b (c) R 3 7 1"), Some(3));
         assert_eq!(parse_ppid("7 (vmm) S"), None);
         assert_eq!(parse_ppid("garbage"), None);
+    }
+
+    #[test]
+    fn cpu_throttling_is_read_and_differenced() {
+        let before = "usage_usec 1000\nuser_usec 600\nsystem_usec 400\nnr_periods 10\n\
+                      nr_throttled 2\nthrottled_usec 5000\nnr_bursts 0\nburst_usec 0\n";
+        let after = before
+            .replace("nr_periods 10", "nr_periods 50")
+            .replace("nr_throttled 2", "nr_throttled 12")
+            .replace("throttled_usec 5000", "throttled_usec 905000");
+        let before = parse_cpu_stat(before).unwrap();
+        assert_eq!(
+            before,
+            CpuStat {
+                periods: 10,
+                throttled: 2,
+                throttled_usec: 5000
+            }
+        );
+        assert_eq!(
+            parse_cpu_stat(&after).unwrap().since(&before),
+            CpuStat {
+                periods: 40,
+                throttled: 10,
+                throttled_usec: 900_000
+            }
+        );
+        assert_eq!(
+            before.since(&parse_cpu_stat(&after).unwrap()),
+            CpuStat::default()
+        );
+        // Without the cpu controller, cpu.stat has only the usage lines.
+        assert_eq!(parse_cpu_stat("usage_usec 1000\nuser_usec 600\n"), None);
     }
 
     #[test]

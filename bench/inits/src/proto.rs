@@ -11,13 +11,16 @@
 //! - `bench: jail vmm round=<r> run=<boot|devices|tcp> <what the node sees>`: the vmm of that run
 //!   is jailed, as [`kernel_init::workloads::jail::observe`] describes it (`pid=… uid=… gid=…
 //!   cap_eff=… no_new_privs=… seccomp=… ns=… cgroup=…`);
+//! - `bench: cpu vmm round=<r> run=<boot|devices|tcp> periods=<n> throttled=<n> throttled_ms=<n>`:
+//!   how often the jail's `cpu.max` (one CPU per vCPU, for all the vmm's threads) held the vmm
+//!   back during that run;
 //! - `bench: tcp <vmm|qemu> round=<r> bytes=<n> ms=<n> mib_s=<x.x>`;
 //! - `bench: error <vmm|qemu|node> <what>: <message>`;
 //! - `bench: done` last, before the node powers off.
 
 use std::fmt;
 
-use crate::memory::{Overhead, PssOverhead, Rollup};
+use crate::memory::{CpuStat, Overhead, PssOverhead, Rollup};
 
 pub use crate::summary::{median, summary};
 
@@ -202,6 +205,16 @@ pub fn is_jail_line(line: &str) -> bool {
     line.trim().starts_with(JAIL_PREFIX)
 }
 
+/// `bench: cpu vmm round=1 run=tcp periods=900 throttled=120 throttled_ms=3400`
+pub fn cpu_line(round: u64, run: &str, cpu: &CpuStat) -> String {
+    format!(
+        "bench: cpu vmm round={round} run={run} periods={} throttled={} throttled_ms={}",
+        cpu.periods,
+        cpu.throttled,
+        cpu.throttled_usec / 1000
+    )
+}
+
 /// `bench: tcp vmm round=1 bytes=67108864 ms=800 mib_s=80.0`
 pub fn tcp_line(monitor: Monitor, round: u64, bytes: u64, ms: u64) -> String {
     let rate = mib_per_s(bytes, ms).map_or_else(|| "n/a".to_string(), |r| format!("{r:.1}"));
@@ -346,6 +359,17 @@ mod tests {
         assert!(is_jail_line(&line));
         assert_eq!(parse_result(&line), None);
         assert!(!is_jail_line("bench: error vmm jail: not observed"));
+        let cpu = CpuStat {
+            periods: 900,
+            throttled: 120,
+            throttled_usec: 3_400_999,
+        };
+        let line = cpu_line(1, "tcp", &cpu);
+        assert_eq!(
+            line,
+            "bench: cpu vmm round=1 run=tcp periods=900 throttled=120 throttled_ms=3400"
+        );
+        assert_eq!(parse_result(&line), None);
         assert!(!is_jail_line("[vmm] bench: jail vmm round=1"));
     }
 }

@@ -19,12 +19,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bench_inits::jailed::{cgroup_v2, jailed_vmm, CGROUP_ROOT};
-use bench_inits::measure::{jail_view, pss, rollup, rss, vmm_of};
+use bench_inits::measure::{cpu_stat, jail_view, pss, rollup, rss, vmm_of};
+use bench_inits::memory::CpuStat;
 use bench_inits::monitor::{guest_cmdline, qemu_args, vmm_spec, GuestMode, Run, Running};
 use bench_inits::pid1::{add_local_route, insmod, mount_fs, power_off};
 use bench_inits::proto::{
-    boot_line, jail_line, param, param_u64, pss_line, rss_line, tcp_line, waiter_line, Monitor,
-    DONE_LINE, GUEST_DEVICES, GUEST_MARKER, GUEST_SENT,
+    boot_line, cpu_line, jail_line, param, param_u64, pss_line, rss_line, tcp_line, waiter_line,
+    Monitor, DONE_LINE, GUEST_DEVICES, GUEST_MARKER, GUEST_SENT,
 };
 use bench_inits::{
     node_paths, DEFAULT_HOLD_MS, DEFAULT_MIB, GUEST_MEMORY_MIB, NODE_MODULES, SINK_ADDR, SINK_PORT,
@@ -158,10 +159,11 @@ fn run(config: &Config, sink: &TcpListener) {
     }
 }
 
-/// A started monitor, and for the jailed vmm its cgroup.
+/// A started monitor, and for the jailed vmm its cgroup with its CPU counters at the start.
 struct Started {
     running: Running,
     cgroup: Option<PathBuf>,
+    cpu_before: Option<CpuStat>,
 }
 
 /// Starts the guest of `run` on `monitor`: ours in the node's jail, QEMU as it is.
@@ -169,6 +171,7 @@ fn start(config: &Config, monitor: Monitor, run: Run, cmdline: &str) -> anyhow::
     match monitor {
         Monitor::Vmm => {
             let jailed = jailed_vmm(vmm_spec(run, cmdline), config.cgroup)?;
+            let cpu_before = jailed.cgroup.as_deref().and_then(cpu_stat);
             let running = Running::spawn(
                 node_paths::VMM,
                 &jailed.args,
@@ -179,6 +182,7 @@ fn start(config: &Config, monitor: Monitor, run: Run, cmdline: &str) -> anyhow::
             Ok(Started {
                 running,
                 cgroup: jailed.cgroup,
+                cpu_before,
             })
         }
         Monitor::Qemu => {
@@ -188,6 +192,7 @@ fn start(config: &Config, monitor: Monitor, run: Run, cmdline: &str) -> anyhow::
             Ok(Started {
                 running,
                 cgroup: None,
+                cpu_before: None,
             })
         }
     }
@@ -234,6 +239,20 @@ fn memory(started: &Started, monitor: Monitor, run: Run, round: u64, pid: u32) {
     }
 }
 
+/// Prints how much the jail's `cpu.max` held the vmm back so far in this run.
+fn throttling(started: &Started, run: Run, round: u64) {
+    let (Some(cgroup), Some(before)) = (&started.cgroup, &started.cpu_before) else {
+        return;
+    };
+    match cpu_stat(cgroup) {
+        Some(now) => println!("{}", cpu_line(round, run.name(), &now.since(before))),
+        None => println!(
+            "bench: error vmm cpu: cannot read {}/cpu.stat",
+            cgroup.display()
+        ),
+    }
+}
+
 fn finish(started: Started, monitor: Monitor, what: &str, timeout: Duration) {
     let (status, killed) = started.running.finish(timeout);
     if killed {
@@ -252,6 +271,7 @@ fn boot_run(config: &Config, monitor: Monitor, round: u64) -> anyhow::Result<()>
     println!("{}", boot_line(monitor, round, u64::try_from(ms)?));
     let pid = monitor_pid(&started, monitor, Run::Boot, round)?;
     memory(&started, monitor, Run::Boot, round, pid);
+    throttling(&started, Run::Boot, round);
     let hold = Duration::from_millis(config.hold_ms);
     finish(started, monitor, "boot", hold + EXIT_TIMEOUT);
     Ok(())
@@ -267,6 +287,7 @@ fn devices_run(config: &Config, monitor: Monitor, round: u64) -> anyhow::Result<
     started.running.wait_for(GUEST_DEVICES, config.timeout)?;
     let pid = monitor_pid(&started, monitor, Run::Devices, round)?;
     memory(&started, monitor, Run::Devices, round, pid);
+    throttling(&started, Run::Devices, round);
     let hold = Duration::from_millis(config.hold_ms);
     finish(started, monitor, "devices", hold + EXIT_TIMEOUT);
     Ok(())
@@ -285,24 +306,23 @@ fn tcp_run(
     // The guest connects only after its marker: the jail is observed before the transfer.
     started.running.wait_for(GUEST_MARKER, config.timeout)?;
     monitor_pid(&started, monitor, Run::Tcp, round)?;
-    let mut running = started.running;
     let (mut stream, peer) = loop {
         match sink.accept() {
             Ok(accepted) => break accepted,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if let Some(status) = running.exited() {
+                if let Some(status) = started.running.exited() {
                     // Let the reader threads drain what it wrote last.
                     std::thread::sleep(Duration::from_millis(100));
                     bail!(
                         "monitor exited ({status}) before connecting; last output:\n{}",
-                        running.tail()
+                        started.running.tail()
                     );
                 }
                 if Instant::now() >= deadline {
                     bail!(
                         "no connection to the sink within {:?}; last output:\n{}",
                         config.timeout,
-                        running.tail()
+                        started.running.tail()
                     );
                 }
                 std::thread::sleep(Duration::from_millis(5));
@@ -331,16 +351,12 @@ fn tcp_run(
     }
     let ms = accepted.elapsed().as_millis();
     drop(stream);
+    throttling(&started, Run::Tcp, round);
     println!("{}", tcp_line(monitor, round, bytes, u64::try_from(ms)?));
-    let (_, line) = running.wait_for(GUEST_SENT, config.timeout)?;
+    let (_, line) = started.running.wait_for(GUEST_SENT, config.timeout)?;
     if config.echo {
         println!("bench: {monitor} guest reported: {line}");
     }
-    let (status, killed) = running.finish(EXIT_TIMEOUT);
-    if killed {
-        println!("bench: error {monitor} tcp: the guest did not power off; killed");
-    } else if let Some(status) = status.filter(|s| !s.success()) {
-        println!("bench: error {monitor} tcp: monitor exited {status}");
-    }
+    finish(started, monitor, "tcp", EXIT_TIMEOUT);
     Ok(())
 }
