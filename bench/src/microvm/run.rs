@@ -160,6 +160,13 @@ pub fn node_cmdline(bench: &MicrovmBench) -> String {
     cmdline
 }
 
+/// A node console line without the control characters and blanks a serial console can leave
+/// around it (a `\r` before a line as well as after), so that a result line is shown and
+/// parsed whatever came before it.
+pub fn clean_line(line: &str) -> &str {
+    line.trim_matches(|c: char| c.is_whitespace() || c.is_control())
+}
+
 /// Builds the node image, boots it and returns every result it printed; `on_line` sees each node
 /// console line that starts with `bench: ` (every line with [`MicrovmBench::echo`]) as it comes.
 pub fn run(
@@ -198,7 +205,7 @@ pub fn run(
         let complete = text.rfind('\n').map_or(0, |i| i + 1);
         if complete > consumed {
             for line in text[consumed..complete].lines() {
-                let line = line.trim_end_matches('\r');
+                let line = clean_line(line);
                 if bench.echo || line.starts_with("bench: ") {
                     on_line(line);
                 }
@@ -273,6 +280,16 @@ mod tests {
             ..bench
         };
         assert_eq!(qemu_only.vmm_runs(), 0);
+    }
+
+    #[test]
+    fn console_lines_lose_their_carriage_returns_on_both_sides() {
+        assert_eq!(
+            clean_line("\rbench: cpu vmm round=1\r"),
+            "bench: cpu vmm round=1"
+        );
+        assert_eq!(clean_line("\u{0}\r\nbench: done \r"), "bench: done");
+        assert_eq!(clean_line("[vmm] x"), "[vmm] x");
     }
 
     #[test]
