@@ -161,10 +161,12 @@ pub fn node_cmdline(bench: &MicrovmBench) -> String {
 }
 
 /// A node console line without the control characters and blanks a serial console can leave
-/// around it (a `\r` before a line as well as after), so that a result line is shown and
-/// parsed whatever came before it.
+/// around it (a `\r` before a line as well as after), and from its `bench: ` on when something
+/// else came first on the same line (a kernel message the console printed before it), so that
+/// every `bench-node-init` line is shown and parsed.
 pub fn clean_line(line: &str) -> &str {
-    line.trim_matches(|c: char| c.is_whitespace() || c.is_control())
+    let line = line.trim_matches(|c: char| c.is_whitespace() || c.is_control());
+    line.find("bench: ").map_or(line, |at| &line[at..])
 }
 
 /// Builds the node image, boots it and returns every result it printed; `on_line` sees each node
@@ -290,6 +292,10 @@ mod tests {
         );
         assert_eq!(clean_line("\u{0}\r\nbench: done \r"), "bench: done");
         assert_eq!(clean_line("[vmm] x"), "[vmm] x");
+        assert_eq!(
+            clean_line("[  812.5] rcu: stall bench: cpu vmm round=3\r"),
+            "bench: cpu vmm round=3"
+        );
     }
 
     #[test]
