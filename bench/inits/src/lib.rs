@@ -1,12 +1,13 @@
 //! What runs inside the micro-VM benchmark's bench node and its guests (see `bench::microvm`),
 //! and the boot benchmark's yardstick PID 1, as a package of its own: these PID 1s depend on
-//! the `pid1` crate and nothing of the host's tooling (image builder, QEMU runner, stage 0).
+//! the `pid1` crate, the node's jail (`kernel-init`'s `workloads::jail`, so the vmm is measured
+//! as a node runs it) and nothing of the host's tooling (image builder, QEMU runner, stage 0).
 //!
 //! Binaries (built static; the Makefile's `baseline-init` and `bench-inits` targets):
 //! `baseline-init`, `bench-node-init`, `bench-guest-init`.
 //!
 //! Modules, pure: [`proto`] (lines and parameters; the host parses with it too), [`memory`]
-//! (`smaps`, `smaps_rollup` and `stat` texts into overhead figures), [`summary`] (medians,
+//! (`smaps`, `smaps_rollup`, `stat` and `cpu.stat` texts into figures), [`summary`] (medians,
 //! ratios, goals), the command lines in [`monitor`]. With I/O: [`monitor`]'s running monitor in
 //! the node, [`jailed`] (our vmm in the node's own jail), [`measure`] (a monitor's memory and
 //! jail from `/proc`), [`pid1`] (syscalls of the two micro-VM PID 1s).
