@@ -45,7 +45,8 @@ enum Cmd {
     Verify(VerifyArgs),
     /// Boot-to-ready through usb.img and stage 0 against booting the node image directly.
     Stage0(Stage0Args),
-    /// Our vmm against QEMU microvm in a bench node: boot to guest init, memory overhead, TCP.
+    /// Our vmm, in the node's jail, against QEMU microvm in a bench node: boot to guest init,
+    /// memory overhead without and with virtio-net and a volume, TCP.
     Microvm(MicrovmArgs),
     /// The notary: signed writes/s against ed25519 verify, simulated nodes long-polling, proof size.
     Notary(NotaryArgs),
@@ -338,7 +339,7 @@ fn stage0_bench(args: Stage0Args) -> anyhow::Result<()> {
 
 fn microvm_bench(args: MicrovmArgs) -> anyhow::Result<()> {
     use bench::microvm::image::NodeInputs;
-    use bench::microvm::proto::{summary, Monitor};
+    use bench::microvm::proto::{is_jail_line, summary, Monitor};
     use bench::microvm::run::{find_kver, find_qemu, static_binary, MicrovmBench};
 
     let accel = match args.accel {
@@ -377,22 +378,28 @@ fn microvm_bench(args: MicrovmArgs) -> anyhow::Result<()> {
     };
     println!(
         "microvm bench: {} round(s), node on {accel} with nested KVM, guest {} (1 vCPU, {} MiB), \
-         vmm {} vs {} -M microvm, {} MiB per tcp run",
+         vmm {} in the node's jail vs {} -M microvm, devices run: virtio-net + {} MiB volume, \
+         {} MiB per tcp run",
         bench.rounds,
         bench.inputs.kernel().display(),
         bench::microvm::GUEST_MEMORY_MIB,
         bench.inputs.vmm.display(),
         bench.inputs.qemu.display(),
+        bench::microvm::VOLUME_MIB,
         bench.mib,
     );
     let mut errors = 0usize;
+    let mut jailed = 0usize;
     let samples = bench::microvm::run::run(&bench, |line| {
         if line.starts_with("bench: error") {
             errors += 1;
         }
+        if is_jail_line(line) {
+            jailed += 1;
+        }
         println!("{line}");
     })?;
-    for line in summary(&samples) {
+    for line in summary(&samples, jailed, bench.vmm_runs()) {
         println!("{line}");
     }
     if errors > 0 {

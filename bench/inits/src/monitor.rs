@@ -2,6 +2,7 @@
 //! console (stdout) as timestamped lines, a tail of its output for error messages.
 
 use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Read};
 use std::net::Ipv4Addr;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -9,7 +10,11 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::proto::Monitor;
+use interfaces::egress::Rule;
+use interfaces::vm::{Disk, Serial, VmSpec};
+use kernel_init::workloads::jail::Jail;
+
+use crate::proto::Devices;
 use crate::{
     node_paths, GATEWAY, GUEST_ADDR, GUEST_MEMORY_MIB, GUEST_PREFIX, SINK_ADDR, SINK_PORT,
 };
@@ -25,6 +30,11 @@ pub enum GuestMode {
         /// Milliseconds.
         ms: u64,
     },
+    /// Bring eth0 up, read and write its volume, say so, stay up this many ms, power off.
+    Devices {
+        /// Milliseconds.
+        hold_ms: u64,
+    },
     /// Configure eth0, send this many MiB to the sink, then power off.
     Send {
         /// MiB to send.
@@ -36,91 +46,144 @@ pub enum GuestMode {
 pub fn guest_cmdline(mode: GuestMode) -> String {
     match mode {
         GuestMode::Hold { ms } => format!("{GUEST_CMDLINE_BASE} bench.mode=hold bench.hold_ms={ms}"),
+        GuestMode::Devices { hold_ms } => {
+            format!("{GUEST_CMDLINE_BASE} bench.mode=devices bench.hold_ms={hold_ms}")
+        }
         GuestMode::Send { mib } => format!(
             "{GUEST_CMDLINE_BASE} bench.mode=send bench.sink={SINK_ADDR}:{SINK_PORT} bench.mib={mib}"
         ),
     }
 }
 
-/// The program and argv (without the program) that run the guest on `monitor`, with the
-/// user-mode network when `net`. Both get 1 vCPU, [`GUEST_MEMORY_MIB`] MiB and the guest
-/// console (ttyS0) on stdout.
-pub fn command_line(monitor: Monitor, cmdline: &str, net: bool) -> (&'static str, Vec<String>) {
-    let memory = GUEST_MEMORY_MIB.to_string();
-    match monitor {
-        Monitor::Vmm => {
-            let mut args: Vec<String> = [
-                "--kernel",
-                node_paths::GUEST_KERNEL,
-                "--initrd",
-                node_paths::GUEST_INITRD,
-                "--cmdline",
-                cmdline,
-                "--memory-mib",
-                &memory,
-                "--vcpus",
-                "1",
-            ]
-            .map(String::from)
-            .to_vec();
-            if net {
-                args.push("--net".into());
-            }
-            args.extend(["--serial", "stdout"].map(String::from));
-            (node_paths::VMM, args)
-        }
-        Monitor::Qemu => {
-            // microvm with everything legacy off except the ISA serial port the console needs;
-            // ACPI on, so the guest finds virtio-mmio devices the way it does on our monitor.
-            let mut args: Vec<String> = [
-                "-M",
-                "microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=on,acpi=on",
-                "-accel",
-                "kvm",
-                "-cpu",
-                "host",
-                "-m",
-                &memory,
-                "-smp",
-                "1",
-                "-nodefaults",
-                "-no-user-config",
-                "-no-reboot",
-                "-display",
-                "none",
-                "-serial",
-                "stdio",
-                "-L",
-                node_paths::QEMU_DATA,
-                "-kernel",
-                node_paths::GUEST_KERNEL,
-                "-initrd",
-                node_paths::GUEST_INITRD,
-                "-append",
-                cmdline,
-            ]
-            .map(String::from)
-            .to_vec();
-            if net {
-                let net_addr = Ipv4Addr::from(
-                    u32::from(GUEST_ADDR)
-                        & u32::MAX
-                            .checked_shl(32 - u32::from(GUEST_PREFIX))
-                            .unwrap_or(0),
-                );
-                // slirp refuses dns == host; the benchmark resolves no names.
-                args.extend([
-                    "-netdev".to_string(),
-                    format!(
-                        "user,id=n0,net={net_addr}/{GUEST_PREFIX},host={GATEWAY},dns={QEMU_DNS}"
-                    ),
-                    "-device".to_string(),
-                    "virtio-net-device,netdev=n0".to_string(),
-                ]);
-            }
-            (node_paths::QEMU, args)
+/// The three runs of a round, with what each attaches to the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    /// Boot time and memory, no device.
+    Boot,
+    /// Memory with virtio-net (user-mode network) and a virtio-blk volume.
+    Devices,
+    /// Guest→node throughput over the user-mode network.
+    Tcp,
+}
+
+impl Run {
+    /// The name in `bench: jail` lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Run::Boot => "boot",
+            Run::Devices => "devices",
+            Run::Tcp => "tcp",
         }
     }
+
+    /// The devices of its memory figures; `None` for the throughput run, which has none.
+    pub fn devices(self) -> Option<Devices> {
+        match self {
+            Run::Boot => Some(Devices::None),
+            Run::Devices => Some(Devices::NetVolume),
+            Run::Tcp => None,
+        }
+    }
+
+    fn net(self) -> bool {
+        self != Run::Boot
+    }
+
+    fn volume(self) -> bool {
+        self == Run::Devices
+    }
+}
+
+/// The sink, opened to the guest by the node's egress policy as a node opens a named private
+/// destination (it is in 10/8, which the user-mode network refuses otherwise).
+pub fn sink_rule() -> Rule {
+    Rule {
+        addr: SINK_ADDR,
+        prefix_len: 32,
+        port: Some(SINK_PORT),
+    }
+}
+
+/// What our vmm runs for `run`, its files named by path (the jail hands them over as
+/// descriptors, [`crate::jailed`]): 1 vCPU, [`GUEST_MEMORY_MIB`] MiB, the console on stdout.
+pub fn vmm_spec(run: Run, cmdline: &str) -> VmSpec {
+    let mut spec = VmSpec::new(node_paths::GUEST_KERNEL);
+    spec.initrd = Some(node_paths::GUEST_INITRD.into());
+    spec.cmdline = cmdline.to_owned();
+    spec.memory_mib = GUEST_MEMORY_MIB;
+    spec.vcpus = 1;
+    spec.net = run.net();
+    if run == Run::Tcp {
+        spec.net_allow.push(sink_rule());
+    }
+    if run.volume() {
+        spec.disks.push(Disk {
+            path: node_paths::VOLUME.into(),
+            read_only: false,
+        });
+    }
+    spec.serial = Serial::Stdout;
+    spec
+}
+
+/// QEMU microvm's arguments for `run`: the same guest, size and devices as [`vmm_spec`].
+pub fn qemu_args(run: Run, cmdline: &str) -> Vec<OsString> {
+    let memory = GUEST_MEMORY_MIB.to_string();
+    // microvm with everything legacy off except the ISA serial port the console needs; ACPI on,
+    // so the guest finds virtio-mmio devices the way it does on our monitor.
+    let mut args: Vec<String> = [
+        "-M",
+        "microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=on,acpi=on",
+        "-accel",
+        "kvm",
+        "-cpu",
+        "host",
+        "-m",
+        &memory,
+        "-smp",
+        "1",
+        "-nodefaults",
+        "-no-user-config",
+        "-no-reboot",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-L",
+        node_paths::QEMU_DATA,
+        "-kernel",
+        node_paths::GUEST_KERNEL,
+        "-initrd",
+        node_paths::GUEST_INITRD,
+        "-append",
+        cmdline,
+    ]
+    .map(String::from)
+    .to_vec();
+    if run.net() {
+        let net_addr = Ipv4Addr::from(
+            u32::from(GUEST_ADDR)
+                & u32::MAX
+                    .checked_shl(32 - u32::from(GUEST_PREFIX))
+                    .unwrap_or(0),
+        );
+        // slirp refuses dns == host; the benchmark resolves no names.
+        args.extend([
+            "-netdev".to_string(),
+            format!("user,id=n0,net={net_addr}/{GUEST_PREFIX},host={GATEWAY},dns={QEMU_DNS}"),
+            "-device".to_string(),
+            "virtio-net-device,netdev=n0".to_string(),
+        ]);
+    }
+    if run.volume() {
+        args.extend([
+            "-drive".to_string(),
+            format!("file={},format=raw,if=none,id=d0", node_paths::VOLUME),
+            "-device".to_string(),
+            "virtio-blk-device,drive=d0".to_string(),
+        ]);
+    }
+    args.into_iter().map(OsString::from).collect()
 }
 
 /// QEMU's DNS address on the guest network: slirp wants it distinct from the gateway (ours serves
@@ -174,13 +237,15 @@ pub struct Running {
 }
 
 impl Running {
-    /// Spawns `program args`; the clock starts just before the spawn. With `echo`, every output
+    /// Spawns `program args`, in `jail` if given (`program` must then be the jail's); the clock
+    /// starts just before the spawn, so it includes entering the jail. With `echo`, every output
     /// line is also printed on this process's stdout prefixed with `[<label>] `.
     pub fn spawn(
         program: &str,
-        args: &[String],
+        args: &[impl AsRef<OsStr>],
         label: &'static str,
         echo: bool,
+        jail: Option<Jail>,
     ) -> Result<Running, MonitorError> {
         let mut command = Command::new(program);
         command
@@ -188,11 +253,18 @@ impl Running {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(jail) = jail {
+            // As the node starts a jailed vmm: nothing of this process's environment.
+            command.env_clear();
+            jail.apply(&mut command);
+        }
         let started = Instant::now();
         let mut child = command.spawn().map_err(|source| MonitorError::Spawn {
             program: program.to_string(),
             source,
         })?;
+        // The jail's descriptors are this process's no longer.
+        drop(command);
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let (tx, lines) = mpsc::channel();
         if let Some(stdout) = child.stdout.take() {
@@ -216,7 +288,7 @@ impl Running {
         })
     }
 
-    /// The process id (for `/proc/<pid>/smaps`).
+    /// The process id: the monitor's, or for a jailed one the jail's waiting parent's.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -340,6 +412,13 @@ fn read_lines(
 mod tests {
     use super::*;
 
+    fn joined(args: &[OsString]) -> String {
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     #[test]
     fn both_monitors_get_the_same_guest_and_size() {
         let cmdline = guest_cmdline(GuestMode::Hold { ms: 2000 });
@@ -347,37 +426,61 @@ mod tests {
             cmdline,
             "console=ttyS0 quiet panic=-1 bench.mode=hold bench.hold_ms=2000"
         );
-        let (vmm, vmm_args) = command_line(Monitor::Vmm, &cmdline, false);
-        assert_eq!(vmm, "/bin/vmm");
         assert_eq!(
-            vmm_args.join(" "),
+            joined(&vmm_spec(Run::Boot, &cmdline).to_args()),
             format!("--kernel /guest/vmlinuz --initrd /guest/initrd --cmdline {cmdline} --memory-mib 128 --vcpus 1 --serial stdout")
         );
-        let (qemu, qemu_args) = command_line(Monitor::Qemu, &cmdline, false);
-        assert_eq!(qemu, "/usr/bin/qemu-system-x86_64");
-        let joined = qemu_args.join(" ");
-        assert!(joined.starts_with("-M microvm,"), "{joined}");
+        let qemu = joined(&qemu_args(Run::Boot, &cmdline));
+        assert!(qemu.starts_with("-M microvm,"), "{qemu}");
         assert!(
-            joined.contains("-accel kvm -cpu host -m 128 -smp 1"),
-            "{joined}"
+            qemu.contains("-accel kvm -cpu host -m 128 -smp 1"),
+            "{qemu}"
         );
         assert!(
-            joined.ends_with(&format!(
+            qemu.ends_with(&format!(
                 "-kernel /guest/vmlinuz -initrd /guest/initrd -append {cmdline}"
             )),
-            "{joined}"
+            "{qemu}"
         );
-        assert!(!joined.contains("-netdev"), "{joined}");
+        assert!(!qemu.contains("-netdev"), "{qemu}");
+        assert!(!qemu.contains("-drive"), "{qemu}");
+    }
+
+    #[test]
+    fn the_devices_run_attaches_the_network_and_the_volume_to_both() {
+        let cmdline = guest_cmdline(GuestMode::Devices { hold_ms: 3000 });
+        assert!(cmdline.ends_with("bench.mode=devices bench.hold_ms=3000"));
+        let vmm = joined(&vmm_spec(Run::Devices, &cmdline).to_args());
+        assert!(
+            vmm.ends_with("--disk /tmp/bench-volume.img --net --serial stdout"),
+            "{vmm}"
+        );
+        let qemu = joined(&qemu_args(Run::Devices, &cmdline));
+        assert!(
+            qemu.ends_with(
+                "-device virtio-net-device,netdev=n0 \
+                 -drive file=/tmp/bench-volume.img,format=raw,if=none,id=d0 \
+                 -device virtio-blk-device,drive=d0"
+            ),
+            "{qemu}"
+        );
+        assert_eq!(Run::Devices.devices(), Some(Devices::NetVolume));
+        assert_eq!(Run::Boot.devices(), Some(Devices::None));
+        assert_eq!(Run::Tcp.devices(), None);
     }
 
     #[test]
     fn the_throughput_run_puts_both_guests_on_the_same_addresses() {
         let cmdline = guest_cmdline(GuestMode::Send { mib: 64 });
         assert!(cmdline.ends_with("bench.mode=send bench.sink=10.99.0.1:5001 bench.mib=64"));
-        let (_, vmm_args) = command_line(Monitor::Vmm, &cmdline, true);
-        assert!(vmm_args.join(" ").ends_with("--net --serial stdout"));
-        let (_, qemu_args) = command_line(Monitor::Qemu, &cmdline, true);
-        assert!(qemu_args.join(" ").ends_with(
+        let vmm = joined(&vmm_spec(Run::Tcp, &cmdline).to_args());
+        assert!(
+            vmm.ends_with("--net --net-allow 10.99.0.1/32:5001 --serial stdout"),
+            "{vmm}"
+        );
+        assert!(!vmm.contains("--disk"), "{vmm}");
+        let qemu = joined(&qemu_args(Run::Tcp, &cmdline));
+        assert!(qemu.ends_with(
             "-netdev user,id=n0,net=10.200.0.0/24,host=10.200.0.1,dns=10.200.0.3 \
              -device virtio-net-device,netdev=n0"
         ));

@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 // `::pid1` is the crate; this module is `crate::pid1`.
 use ::pid1::net::link::{add_address, add_default_route, list_links, set_up};
 use ::pid1::net::netlink::{Netlink, NetlinkError};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_REPLACE};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use nix::kmod::{finit_module, ModuleInitFlags};
 use nix::mount::{mount, MsFlags};
 use nix::sys::reboot::{reboot, RebootMode};
@@ -130,6 +135,35 @@ pub fn configure_interface(
     if let Some(gateway) = gateway {
         add_default_route(&mut netlink, index, gateway)?;
     }
+    Ok(())
+}
+
+/// The kernel's `local` routing table (`RT_TABLE_LOCAL` in linux/rtnetlink.h).
+const RT_TABLE_LOCAL: u8 = 255;
+
+/// Brings interface `name` up and makes `address` local to the node through a `local` route on
+/// it (`ip route add local <address>/32 dev <name>`), without giving any interface the address: the node accepts
+/// and binds it, yet it is not among the node's interface addresses (getifaddrs(3)), which the
+/// user-mode network refuses to its guests whatever the policy allows.
+pub fn add_local_route(name: &str, address: Ipv4Addr, timeout: Duration) -> Result<(), Pid1Error> {
+    let mut netlink = Netlink::open()?;
+    let index = wait_for_link(&mut netlink, name, timeout)?;
+    set_up(&mut netlink, index)?;
+    let mut message = RouteMessage::default();
+    message.header.address_family = AddressFamily::Inet;
+    message.header.destination_prefix_length = 32;
+    message.header.table = RT_TABLE_LOCAL;
+    message.header.protocol = RouteProtocol::Static;
+    message.header.scope = RouteScope::Host;
+    message.header.kind = RouteType::Local;
+    message.attributes = vec![
+        RouteAttribute::Destination(RouteAddress::Inet(address)),
+        RouteAttribute::Oif(index),
+    ];
+    netlink.execute(
+        RouteNetlinkMessage::NewRoute(message),
+        NLM_F_CREATE | NLM_F_REPLACE,
+    )?;
     Ok(())
 }
 

@@ -83,6 +83,20 @@ pub enum MicrovmError {
     },
 }
 
+impl MicrovmBench {
+    /// How many times the node starts our vmm (each run must show it jailed): a boot run and a
+    /// devices run per round, and a throughput run unless skipped; none with `--only qemu`.
+    pub fn vmm_runs(&self) -> usize {
+        if self.only == Some(Monitor::Qemu) {
+            return 0;
+        }
+        let per_round = if self.tcp { 3 } else { 2 };
+        usize::try_from(self.rounds)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(per_round)
+    }
+}
+
 /// The only kernel release under `<kernel_dir>/lib/modules`.
 pub fn find_kver(kernel_dir: &Path) -> Result<String, MicrovmError> {
     let dir = kernel_dir.join("lib/modules");
@@ -146,6 +160,15 @@ pub fn node_cmdline(bench: &MicrovmBench) -> String {
     cmdline
 }
 
+/// A node console line without the control characters and blanks a serial console can leave
+/// around it (a `\r` before a line as well as after), and from its `bench: ` on when something
+/// else came first on the same line (a kernel message the console printed before it), so that
+/// every `bench-node-init` line is shown and parsed.
+pub fn clean_line(line: &str) -> &str {
+    let line = line.trim_matches(|c: char| c.is_whitespace() || c.is_control());
+    line.find("bench: ").map_or(line, |at| &line[at..])
+}
+
 /// Builds the node image, boots it and returns every result it printed; `on_line` sees each node
 /// console line that starts with `bench: ` (every line with [`MicrovmBench::echo`]) as it comes.
 pub fn run(
@@ -184,7 +207,7 @@ pub fn run(
         let complete = text.rfind('\n').map_or(0, |i| i + 1);
         if complete > consumed {
             for line in text[consumed..complete].lines() {
-                let line = line.trim_end_matches('\r');
+                let line = clean_line(line);
                 if bench.echo || line.starts_with("bench: ") {
                     on_line(line);
                 }
@@ -247,6 +270,32 @@ mod tests {
              bench.timeout_s=180 bench.tcp=0 bench.echo=0 bench.only=vmm"
         );
         assert_eq!(bench.inputs.kernel(), Path::new("/k/boot/vmlinuz-6.1"));
+        assert_eq!(bench.vmm_runs(), 6);
+        let both_with_tcp = MicrovmBench {
+            only: None,
+            tcp: true,
+            ..bench.clone()
+        };
+        assert_eq!(both_with_tcp.vmm_runs(), 9);
+        let qemu_only = MicrovmBench {
+            only: Some(Monitor::Qemu),
+            ..bench
+        };
+        assert_eq!(qemu_only.vmm_runs(), 0);
+    }
+
+    #[test]
+    fn console_lines_lose_their_carriage_returns_on_both_sides() {
+        assert_eq!(
+            clean_line("\rbench: cpu vmm round=1\r"),
+            "bench: cpu vmm round=1"
+        );
+        assert_eq!(clean_line("\u{0}\r\nbench: done \r"), "bench: done");
+        assert_eq!(clean_line("[vmm] x"), "[vmm] x");
+        assert_eq!(
+            clean_line("[  812.5] rcu: stall bench: cpu vmm round=3\r"),
+            "bench: cpu vmm round=3"
+        );
     }
 
     #[test]
