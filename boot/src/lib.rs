@@ -32,6 +32,7 @@ pub mod drivers;
 pub mod kexec;
 pub mod medium;
 pub mod network;
+pub mod node_params;
 pub mod state;
 pub mod verify;
 
@@ -59,8 +60,8 @@ const POLL: Duration = Duration::from_millis(250);
 /// Runs stage 0. Returns only into the kexec'ed kernel (that is, never).
 pub fn run() -> Infallible {
     let mounted = mounts::mount_all();
-    let cmdline_text = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let cmdline = Cmdline::parse(&cmdline_text);
+    let cmdline_bytes = pid1::cmdline::read();
+    let cmdline = Cmdline::parse(&cmdline_bytes);
     log::set_program("boot");
     log::init(cmdline.loglevel);
     info!(
@@ -75,10 +76,10 @@ pub fn run() -> Infallible {
     let baked = std::fs::read_to_string(network::RELEASE_URLS_PATH).ok();
     let mut stage0 = Stage0 {
         drivers: Drivers::open(),
-        urls: network::release_urls(&cmdline_text, baked.as_deref()),
-        network_boot: !network::release_urls(&cmdline_text, None).is_empty(),
+        urls: network::release_urls(&cmdline_bytes, baked.as_deref()),
+        network_boot: !network::release_urls(&cmdline_bytes, None).is_empty(),
         network_up: false,
-        boot_cmdline: cmdline_text,
+        boot_cmdline: cmdline_bytes,
     };
     if !stage0.urls.is_empty() {
         info!("release URLs: {}", stage0.urls.join(" "));
@@ -117,8 +118,8 @@ struct Stage0 {
     network_boot: bool,
     /// DHCP succeeded once (it is not redone on later tries).
     network_up: bool,
-    /// Stage 0's own command line (its `nullos.*` words go to the node).
-    boot_cmdline: String,
+    /// Stage 0's own command line (the allowed `nullos.*` parameters go to the node).
+    boot_cmdline: Vec<u8>,
 }
 
 /// Where the rollback floor lives: the medium's state file, if there is a medium.
@@ -253,8 +254,13 @@ impl Stage0 {
     fn boot(&self, verified: verify::Verified, floor: &Floor, how: &str) -> Refusal {
         log::interface_line(&verified.line());
         info!("{how}");
-        let cmdline = match verify::node_cmdline(&verified.cmdline, &self.boot_cmdline) {
-            Ok(c) => c,
+        let cmdline = match node_params::node_cmdline(&verified.cmdline, &self.boot_cmdline) {
+            Ok(c) => {
+                for line in c.dropped_lines() {
+                    log::interface_line(&line);
+                }
+                c.line
+            }
             Err(r) => return r,
         };
         if let Some(raised) = state::raised(floor.highest, verified.manifest.version) {

@@ -78,15 +78,17 @@ pub enum HttpError {
     Body(#[source] std::io::Error),
 }
 
-/// The release URLs: every `nullos.release=` of `cmdline` (before `--`), in order; without any,
-/// the lines of `baked` (the boot image's [`RELEASE_URLS_PATH`]).
-pub fn release_urls(cmdline: &str, baked: Option<&str>) -> Vec<String> {
-    let from_cmdline: Vec<String> = cmdline
-        .split_whitespace()
-        .take_while(|w| *w != "--")
-        .filter_map(|w| w.strip_prefix(CMDLINE_KEY)?.strip_prefix('='))
-        .filter(|url| !url.is_empty())
-        .map(str::to_owned)
+/// The release URLs: every `nullos.release=` of `cmdline` (the kernel's parameters, split as
+/// the kernel splits them), in order; without any, the lines of `baked` (the boot image's
+/// [`RELEASE_URLS_PATH`]). Values that are not printable ASCII are skipped.
+pub fn release_urls(cmdline: &[u8], baked: Option<&str>) -> Vec<String> {
+    let from_cmdline: Vec<String> = pid1::cmdline::split::split(cmdline)
+        .params
+        .into_iter()
+        .filter(|p| p.name == CMDLINE_KEY.as_bytes())
+        .filter_map(|p| p.value)
+        .filter(|url| !url.is_empty() && url.iter().all(u8::is_ascii_graphic))
+        .filter_map(|url| String::from_utf8(url.to_vec()).ok())
         .collect();
     if !from_cmdline.is_empty() {
         return from_cmdline;

@@ -148,29 +148,6 @@ pub fn verify(
     })
 }
 
-/// The command line the node kernel gets: the release's (verified) line, then the `nullos.*`
-/// parameters stage 0 itself was given (the node parameters: `nullos.control=`,
-/// `nullos.loglevel=`, ...), which are the machine owner's, not the release's.
-pub fn node_cmdline(release: &[u8], boot_cmdline: &str) -> Result<String, Refusal> {
-    let text =
-        std::str::from_utf8(release).map_err(|_| Refusal::new(CMDLINE_FILE, "not UTF-8 text"))?;
-    if text.trim_end_matches('\n').contains(['\0', '\n']) {
-        return Err(Refusal::new(CMDLINE_FILE, "not a single line"));
-    }
-    let mut line = text.trim().to_owned();
-    for word in boot_cmdline.split_whitespace() {
-        if word == "--" {
-            break;
-        }
-        // `nullos.release=` is stage 0's own: where the release came from, not the node's.
-        if word.starts_with("nullos.") && !word.starts_with("nullos.release=") {
-            line.push(' ');
-            line.push_str(word);
-        }
-    }
-    Ok(line)
-}
-
 /// `policy /etc/nullos/release-policy: threshold 1 of dev`-style summary for refusal lines.
 fn policy_summary(policy: &SignerPolicy) -> String {
     let names: Vec<String> = policy

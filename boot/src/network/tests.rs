@@ -12,22 +12,27 @@ use crate::verify::{self, INITRD_FILE, KERNEL_FILE, MANIFEST_FILE};
 fn the_command_line_wins_over_the_baked_list() {
     let baked = "# mirrors\nhttp://a/release\n\n  http://b/release  \n";
     assert_eq!(
-        release_urls("console=ttyS0 quiet", Some(baked)),
+        release_urls(b"console=ttyS0 quiet", Some(baked)),
         ["http://a/release", "http://b/release"]
     );
     assert_eq!(
         release_urls(
-            "console=ttyS0 nullos.release=http://10.0.2.2:8080/release nullos.release= x",
+            b"console=ttyS0 nullos.release=http://10.0.2.2:8080/release nullos.release= x",
             Some(baked)
         ),
         ["http://10.0.2.2:8080/release"]
     );
     // Words after `--` are init's arguments, not the kernel's.
     assert_eq!(
-        release_urls("quiet -- nullos.release=http://c/", None),
+        release_urls(b"quiet -- nullos.release=http://c/", None),
         Vec::<String>::new()
     );
-    assert!(release_urls("quiet", None).is_empty());
+    assert!(release_urls(b"quiet", None).is_empty());
+    // Split as the kernel splits: 0xa0 ends the URL, quotes are removed.
+    assert_eq!(
+        release_urls(b"nullos.release=\"http://h/r\"\xa0x", None),
+        ["http://h/r"]
+    );
 }
 
 #[test]
