@@ -164,10 +164,7 @@ impl Stage0 {
                     );
                     self.boot(verified, &floor, &how)
                 }
-                Err(r) => Refusal::new(
-                    &r.artifact,
-                    format!("{}: {}", network::artifact_url(&url, &r.artifact), r.reason),
-                ),
+                Err(r) => network::refusal_at(&url, r),
             };
             log::interface_line(&refusal.to_string());
         }

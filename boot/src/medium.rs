@@ -142,12 +142,11 @@ impl Medium {
 
     /// Whether `name` is a file in the root folder.
     pub fn exists(&mut self, name: &str) -> bool {
-        self.len(name).is_ok()
+        self.file_len(name).is_ok()
     }
-}
 
-impl Source for Medium {
-    fn len(&mut self, name: &str) -> Result<u64, String> {
+    /// The length of the root folder's file `name`.
+    pub fn file_len(&mut self, name: &str) -> Result<u64, String> {
         for entry in self.fs.root_dir().iter() {
             let entry = entry.map_err(|e| format!("cannot list {}: {e}", self.device.display()))?;
             if entry.is_file() && entry.file_name().eq_ignore_ascii_case(name) {
@@ -159,9 +158,15 @@ impl Source for Medium {
             self.device.display()
         ))
     }
+}
+
+impl Source for Medium {
+    fn len(&mut self, name: &str, _max: u64) -> Result<u64, String> {
+        self.file_len(name)
+    }
 
     fn read(&mut self, name: &str, max: u64) -> Result<Vec<u8>, String> {
-        let len = self.len(name)?;
+        let len = self.file_len(name)?;
         if len > max {
             return Err(format!("{len} bytes, more than the {max} accepted"));
         }
@@ -263,10 +268,10 @@ mod tests {
         let image = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(image.path(), volume(&[("kernel", b"0123456789")])).unwrap();
         let mut medium = Medium::read(image.path()).unwrap();
-        assert_eq!(medium.len("kernel"), Ok(10));
+        assert_eq!(medium.file_len("kernel"), Ok(10));
         assert_eq!(medium.read("KERNEL", 10).unwrap(), b"0123456789");
         assert!(medium.read("kernel", 9).unwrap_err().contains("more than"));
-        assert!(medium.len("initrd").unwrap_err().contains("missing"));
+        assert!(medium.file_len("initrd").unwrap_err().contains("missing"));
         assert!(!medium.exists("nullos-state"));
 
         write_file(image.path(), "nullos-state", b"highest_version = 4\n").unwrap();

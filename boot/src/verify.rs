@@ -25,8 +25,9 @@ pub const MAX_CMDLINE_BYTES: u64 = 2047;
 
 /// A release medium, read one whole file at a time.
 pub trait Source {
-    /// The length of `name`, or why it cannot be known.
-    fn len(&mut self, name: &str) -> Result<u64, String>;
+    /// The length of `name`, or why it cannot be known. `max` is the most that will then be
+    /// read of it (a network source scales its deadline to it).
+    fn len(&mut self, name: &str, max: u64) -> Result<u64, String>;
     /// The whole of `name`, refusing more than `max` bytes.
     fn read(&mut self, name: &str, max: u64) -> Result<Vec<u8>, String>;
 }
@@ -112,7 +113,9 @@ pub fn verify(
         .filter_map(|key| policy.member(&key).map(|m| m.name.to_string()))
         .collect();
     let mut artifact = |name: &str, expected: &trust::ArtifactRef| -> Result<Vec<u8>, Refusal> {
-        let found = source.len(name).map_err(|e| Refusal::new(name, e))?;
+        let found = source
+            .len(name, expected.size)
+            .map_err(|e| Refusal::new(name, e))?;
         if found != expected.size {
             return Err(Refusal::new(
                 name,

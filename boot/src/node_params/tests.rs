@@ -19,7 +19,10 @@ fn the_release_line_then_the_nodes_parameters() {
     );
     assert!(n.dropped.is_empty());
     assert_eq!(node("a b", b"").line, "a b");
-    assert_eq!(node("", b"nullos.loglevel=warn").line, "nullos.loglevel=warn");
+    assert_eq!(
+        node("", b"nullos.loglevel=warn").line,
+        "nullos.loglevel=warn"
+    );
 }
 
 #[test]

@@ -16,7 +16,7 @@ struct Files {
 }
 
 impl Source for Files {
-    fn len(&mut self, name: &str) -> Result<u64, String> {
+    fn len(&mut self, name: &str, _max: u64) -> Result<u64, String> {
         self.files
             .get(name)
             .map(|f| f.len() as u64)
