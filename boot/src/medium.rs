@@ -211,7 +211,7 @@ pub fn write_file(device: &Path, name: &str, text: &[u8]) -> Result<(), MediumEr
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -247,7 +247,8 @@ mod tests {
         assert_eq!(find_partition(sys.path(), "OTHER"), None);
     }
 
-    fn volume(files: &[(&str, &[u8])]) -> Vec<u8> {
+    /// A FAT volume image holding `files` in its root folder.
+    pub(crate) fn volume(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut disk = Cursor::new(vec![0u8; 4 << 20]);
         fatfs::format_volume(&mut disk, fatfs::FormatVolumeOptions::new()).unwrap();
         {

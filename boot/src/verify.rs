@@ -2,16 +2,18 @@
 //!
 //! [`verify`] reads a release through a [`Source`] (the medium in `boot`, a map of buffers in
 //! the tests) in an order that bounds every read by what is already trusted: first the manifest
-//! (capped at the format's own limit), its signatures against the policy and its version
-//! against the highest accepted; then each artifact, whose size the signed manifest states, so
+//! (capped at the format's own limit), its signatures against the policy, its profile and
+//! target against the boot image's, and its version against the floor (the highest accepted on
+//! this machine, at least the boot image's minimum); then each artifact, whose size the signed manifest states, so
 //! an artifact larger than signed is refused before a byte of it is read. The bytes returned in
 //! [`Verified`] are exactly the ones hashed; the caller boots those and re-reads nothing.
 
 use std::fmt;
 
+use interfaces::BootImageConfig;
 use trust::{
-    check_rollback, limits::MAX_RELEASE_MANIFEST_BYTES, verify_release, ReleaseManifest,
-    SignerPolicy,
+    check_rollback, limits::MAX_RELEASE_MANIFEST_BYTES, verify_document, ReleaseError,
+    ReleaseManifest, SignerPolicy,
 };
 
 // The file names of the release on the medium and at a release URL.
@@ -63,7 +65,7 @@ impl fmt::Display for Refusal {
 pub struct Verified {
     /// The signed manifest.
     pub manifest: ReleaseManifest,
-    /// Names of the policy members whose signatures are on the manifest.
+    /// Names of the policy members whose signatures verified, in policy order.
     pub signers: Vec<String>,
     /// The kernel image, as hashed.
     pub kernel: Vec<u8>,
@@ -90,28 +92,51 @@ impl Verified {
     }
 }
 
-/// Reads and checks one release from `source` against `policy` and the highest version this
-/// machine accepted before.
+/// Reads and checks one release from `source` against `policy`, the boot image's profile,
+/// target and minimum version (`image`), and the highest version this machine accepted before.
 pub fn verify(
     source: &mut dyn Source,
     policy: &SignerPolicy,
+    image: &BootImageConfig,
     highest_seen: u64,
 ) -> Result<Verified, Refusal> {
     let file = source
         .read(MANIFEST_FILE, MAX_RELEASE_MANIFEST_BYTES as u64)
         .map_err(|e| Refusal::new(MANIFEST_FILE, e))?;
-    let (document, manifest) = verify_release(&file, policy).map_err(|e| {
+    let opened = verify_document::<ReleaseManifest>(&file, policy).map_err(|e| {
         Refusal::new(
             MANIFEST_FILE,
-            format!("{} ({})", chain(&e), policy_summary(policy)),
+            format!(
+                "{} ({})",
+                chain(&ReleaseError::from(e)),
+                policy_summary(policy)
+            ),
         )
     })?;
+    let manifest = opened.body;
+    if (manifest.profile.as_str(), manifest.target.as_str())
+        != (image.profile.as_str(), image.target.as_str())
+    {
+        return Err(Refusal::new(
+            MANIFEST_FILE,
+            format!(
+                "a release for profile {} target {}; this boot image boots profile {} target {}",
+                manifest.profile, manifest.target, image.profile, image.target
+            ),
+        ));
+    }
+    if manifest.version < image.min_version {
+        return Err(Refusal::new(
+            MANIFEST_FILE,
+            format!(
+                "version {} is below this boot image's minimum version {} (rollback refused)",
+                manifest.version, image.min_version
+            ),
+        ));
+    }
     check_rollback(manifest.version, highest_seen)
         .map_err(|e| Refusal::new(MANIFEST_FILE, e.to_string()))?;
-    let signers = document
-        .signers()
-        .filter_map(|key| policy.member(&key).map(|m| m.name.to_string()))
-        .collect();
+    let signers = opened.verified.signers;
     let mut artifact = |name: &str, expected: &trust::ArtifactRef| -> Result<Vec<u8>, Refusal> {
         let found = source
             .len(name, expected.size)

@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use trust::{SecretKey, SignerPolicy};
 
 use super::*;
-use crate::verify::tests::{CMDLINE, INITRD, KERNEL};
+use crate::verify::tests::{dev_image, CMDLINE, INITRD, KERNEL};
 use crate::verify::{self, INITRD_FILE, KERNEL_FILE, MANIFEST_FILE};
 
 #[test]
@@ -125,7 +125,7 @@ fn a_release_served_over_http_verifies() {
     let signer = SecretKey::from_seed([1; 32]);
     let url = serve(signed_release(&signer), None);
     let policy = SignerPolicy::single(signer.public());
-    let verified = verify::verify(&mut HttpSource::new(&url), &policy, 0).unwrap();
+    let verified = verify::verify(&mut HttpSource::new(&url), &policy, &dev_image(), 0).unwrap();
     assert_eq!(verified.kernel, KERNEL);
     assert_eq!(verified.initrd, INITRD);
     assert_eq!(verified.cmdline, CMDLINE);
@@ -138,7 +138,7 @@ fn a_tampered_initrd_over_http_is_refused() {
     files.insert(INITRD_FILE.into(), b"an initramfX".to_vec());
     let url = serve(files, None);
     let policy = SignerPolicy::single(signer.public());
-    let refusal = verify::verify(&mut HttpSource::new(&url), &policy, 0).unwrap_err();
+    let refusal = verify::verify(&mut HttpSource::new(&url), &policy, &dev_image(), 0).unwrap_err();
     assert_eq!(refusal.artifact, INITRD_FILE);
     assert!(refusal.reason.contains("expected"), "{refusal}");
 }
@@ -150,7 +150,7 @@ fn a_body_longer_than_signed_is_refused_before_it_is_read() {
     files.insert(KERNEL_FILE.into(), vec![0; 1 << 20]);
     let url = serve(files, None);
     let policy = SignerPolicy::single(signer.public());
-    let refusal = verify::verify(&mut HttpSource::new(&url), &policy, 0).unwrap_err();
+    let refusal = verify::verify(&mut HttpSource::new(&url), &policy, &dev_image(), 0).unwrap_err();
     assert_eq!(refusal.artifact, KERNEL_FILE);
     assert!(refusal.reason.contains("not read"), "{refusal}");
 }
@@ -259,7 +259,7 @@ fn a_slow_drip_source_is_abandoned_at_the_deadline() {
         min_bytes_per_sec: 1 << 30,
     };
     let mut source = HttpSource::with_deadline(&url, short);
-    let refusal = verify::verify(&mut source, &policy, 0).unwrap_err();
+    let refusal = verify::verify(&mut source, &policy, &dev_image(), 0).unwrap_err();
     let line = refusal_at(&url, refusal).to_string();
     assert_eq!(
         line,
@@ -276,7 +276,7 @@ fn host_names_in_release_urls_are_resolved() {
     let signer = SecretKey::from_seed([1; 32]);
     let url = serve(signed_release(&signer), None).replace("127.0.0.1", "localhost");
     let policy = SignerPolicy::single(signer.public());
-    let verified = verify::verify(&mut HttpSource::new(&url), &policy, 0).unwrap();
+    let verified = verify::verify(&mut HttpSource::new(&url), &policy, &dev_image(), 0).unwrap();
     assert_eq!(verified.kernel, KERNEL);
 }
 
