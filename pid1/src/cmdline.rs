@@ -240,7 +240,10 @@ mod tests {
         // is a parameter of its own, as the kernel sees it.
         let c = Cmdline::parse(b"nullos.role=\xc3\xa0nullos.loglevel=debug");
         assert_eq!(c.loglevel, LogLevel::Debug);
-        assert_eq!(c.warnings, ["parameter nullos.role=\\xc3 is not UTF-8 text; ignored"]);
+        assert_eq!(
+            c.warnings,
+            ["parameter nullos.role=\\xc3 is not UTF-8 text; ignored"]
+        );
         // U+2003 (em space) is whitespace to Rust, not to the kernel: one word.
         let c = Cmdline::parse("nullos.control=a:1\u{2003}nullos.loglevel=debug");
         assert_eq!(c.loglevel, LogLevel::Info);

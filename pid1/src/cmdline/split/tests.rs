@@ -24,7 +24,10 @@ fn spaces_are_the_kernels() {
         let expected = matches!(byte, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ' | 0xa0);
         assert_eq!(is_kernel_space(byte), expected, "byte {byte:#04x}");
     }
-    assert_eq!(names(b"a\xa0b\x0bc"), [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    assert_eq!(
+        names(b"a\xa0b\x0bc"),
+        [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+    );
     // The finding of issue 14: `nullos.x=à` then `init=/bin/sh` is two parameters.
     let args = split("nullos.x=à init=/bin/sh".as_bytes());
     assert_eq!(args.params.len(), 2);
