@@ -90,8 +90,12 @@ impl FloorStore for Folder {
     }
 
     fn read(&mut self) -> Result<u64, Refusal> {
-        state::read_in(&self.dir)
-            .map_err(|e| Refusal::new(state::STATE_FILE, pid1::error_chain(&e)))
+        state::read_in(&self.dir).map_err(|e| {
+            Refusal::new(
+                state::STATE_FILE,
+                format!("{}: {}", self.name, pid1::error_chain(&e)),
+            )
+        })
     }
 
     fn raise(&mut self, accepted: u64) -> Result<Option<u64>, String> {

@@ -1,5 +1,6 @@
 //! The boot image: the kernel and initramfs stage 0 runs from: `/init` = the `boot` binary,
-//! the drivers that reach the release (storage for the USB stick, NICs for HTTP), the release
+//! the drivers that reach the release (storage for the USB stick, NICs for HTTP) and ext4 (the
+//! data disk's filesystem, where stage 0 keeps the version floor on the machine), the release
 //! signer policy at `/etc/nullos/release-policy`, what the image boots (the release's profile
 //! and target, the lowest version accepted) at `/etc/nullos/boot-image` and, when `[stage0]
 //! release_urls` names any, the release URLs at `/etc/nullos/release-urls`. Written to `boot/kernel`, `boot/initrd`,
@@ -59,7 +60,7 @@ pub fn build(
     let selected = modules::select(
         kernel,
         &ModulesSection {
-            names: section.modules.clone(),
+            names: module_names(section, kernel),
             groups: Vec::new(),
             boot: Vec::new(),
         },
@@ -86,6 +87,23 @@ pub fn build(
         cmdline: section.cmdline.clone().into_bytes(),
         module_count,
     })
+}
+
+/// The filesystem of the node's data disk, where stage 0 reads and raises the version floor:
+/// always in the boot image when the kernel has it as a module.
+pub const DATA_DISK_MODULE: &str = "ext4";
+
+/// The section's modules, and [`DATA_DISK_MODULE`] if the kernel has it as a module.
+fn module_names(section: &Stage0Section, kernel: &KernelSource) -> Vec<String> {
+    let mut names = section.modules.clone();
+    let is_module = kernel
+        .modules
+        .keys()
+        .any(|rel| rel.rsplit('/').next() == Some("ext4.ko"));
+    if is_module && !names.iter().any(|n| n == DATA_DISK_MODULE) {
+        names.push(DATA_DISK_MODULE.to_owned());
+    }
+    names
 }
 
 /// What the boot image boots: `release`'s profile and target, versions from
