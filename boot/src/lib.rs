@@ -234,7 +234,9 @@ impl Stage0 {
         let disks = data_disk::find(Path::new(data_disk::SYS_BLOCK))
             .map_err(|e| Refusal::new(floor::DATA_DISK_ARTIFACT, pid1::error_chain(&e)))?;
         if !disks.is_empty() {
-            self.drivers.load("ext4");
+            for module in interfaces::labels::DATA_FILESYSTEM_MODULES {
+                self.drivers.load(module);
+            }
         }
         let stores = disks
             .into_iter()

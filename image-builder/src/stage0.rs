@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use interfaces::labels::DATA_FILESYSTEM_MODULES;
 use interfaces::BootImageConfig;
 
 use crate::build::{pid1_tree, BuildError};
@@ -89,19 +90,19 @@ pub fn build(
     })
 }
 
-/// The filesystem of the node's data disk, where stage 0 reads and raises the version floor:
-/// always in the boot image when the kernel has it as a module.
-pub const DATA_DISK_MODULE: &str = "ext4";
-
-/// The section's modules, and [`DATA_DISK_MODULE`] if the kernel has it as a module.
+/// The section's modules, and those of the data disk's filesystem (where stage 0 reads and
+/// raises the version floor) that the kernel has as modules.
 fn module_names(section: &Stage0Section, kernel: &KernelSource) -> Vec<String> {
     let mut names = section.modules.clone();
-    let is_module = kernel
-        .modules
-        .keys()
-        .any(|rel| rel.rsplit('/').next() == Some("ext4.ko"));
-    if is_module && !names.iter().any(|n| n == DATA_DISK_MODULE) {
-        names.push(DATA_DISK_MODULE.to_owned());
+    for wanted in DATA_FILESYSTEM_MODULES {
+        let file = format!("{wanted}.ko");
+        let is_module = kernel
+            .modules
+            .keys()
+            .any(|rel| rel.rsplit('/').next() == Some(file.as_str()));
+        if is_module && !names.iter().any(|n| n == wanted) {
+            names.push(wanted.to_owned());
+        }
     }
     names
 }
