@@ -75,6 +75,16 @@ fn quotes_and_foreign_values_are_dropped() {
 }
 
 #[test]
+fn values_with_quotes_equals_or_backslashes_are_dropped() {
+    let n = node(
+        "q",
+        br#"nullos.loglevel=a"" nullos.control=a=b nullos.control=a\b nullos.control=a:1"#,
+    );
+    assert_eq!(n.line, "q nullos.control=a:1");
+    assert_eq!(n.dropped.len(), 3, "{:?}", n.dropped);
+}
+
+#[test]
 fn release_lines_that_would_swallow_the_parameters_are_refused() {
     for bad in [&b"a=\"b"[..], b"a -- b", b"a\nb", b"a\0", &[0xff]] {
         let r = node_cmdline(bad, b"nullos.loglevel=debug").unwrap_err();
@@ -96,17 +106,35 @@ fn byte() -> impl Strategy<Value = u8> {
     ]
 }
 
-/// Stage 0 command lines: a mix of the words an attacker would try and arbitrary bytes.
+/// Values that are nearly allowed: allowed bytes with a few that are not.
+fn near_value() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(
+        prop::sample::select(vec![
+            b'a', b'1', b':', b'.', b'[', b'-', b'"', b'=', b'\\', 0xe9,
+        ]),
+        0..8,
+    )
+}
+
+/// Stage 0 command lines: a mix of the words an attacker would try and arbitrary bytes, run
+/// together or apart.
 fn boot_cmdline() -> impl Strategy<Value = Vec<u8>> {
     let word = prop_oneof![
-        Just(b"nullos.control=".to_vec()),
-        Just(b"nullos.loglevel=".to_vec()),
+        near_value().prop_map(|v| [b"nullos.control=".to_vec(), v].concat()),
+        near_value().prop_map(|v| [b"nullos.loglevel=".to_vec(), v].concat()),
         Just(b"nullos.x=".to_vec()),
         Just(b"init=/bin/sh".to_vec()),
         Just(b"--".to_vec()),
         prop::collection::vec(byte(), 0..12),
     ];
-    prop::collection::vec(word, 0..8).prop_map(|words| words.concat())
+    let separator = prop::sample::select(vec![&b" "[..], b"", b"\xa0", b"\t"]);
+    prop::collection::vec((word, separator), 0..8).prop_map(|words| {
+        words
+            .into_iter()
+            .flat_map(|(w, s)| [w, s.to_vec()])
+            .collect::<Vec<_>>()
+            .concat()
+    })
 }
 
 /// Release lines: printable text with spaces, quotes and `à`.
