@@ -18,6 +18,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use boot::verify::{Refusal, Source, CMDLINE_FILE, INITRD_FILE, KERNEL_FILE, MANIFEST_FILE};
+use interfaces::BootImageConfig;
 use trust::{PublicKey, SignerPolicy};
 
 use crate::stats;
@@ -80,6 +81,8 @@ pub struct Release {
     dir: PathBuf,
     files: BTreeMap<&'static str, Vec<u8>>,
     policy: SignerPolicy,
+    /// A boot image for this release's profile and target (read once, not measured).
+    image: BootImageConfig,
 }
 
 impl Release {
@@ -104,10 +107,18 @@ impl Release {
                     reason: e.to_string(),
                 })?,
         };
+        let (_, manifest) = trust::verify_release(&files[MANIFEST_FILE], &policy)
+            .map_err(|e| VerifyBenchError::Refused(Refusal::new(MANIFEST_FILE, e.to_string())))?;
+        let image = BootImageConfig {
+            profile: manifest.profile,
+            target: manifest.target,
+            min_version: 0,
+        };
         Ok(Release {
             dir: image_dir.to_owned(),
             files,
             policy,
+            image,
         })
     }
 
@@ -118,7 +129,7 @@ impl Release {
 
     /// One verification through stage 0's code path; returns the verified release.
     pub fn verify_once(&self) -> Result<boot::verify::Verified, VerifyBenchError> {
-        boot::verify::verify(&mut MemorySource(&self.files), &self.policy, 0)
+        boot::verify::verify(&mut MemorySource(&self.files), &self.policy, &self.image, 0)
             .map_err(VerifyBenchError::Refused)
     }
 
@@ -144,7 +155,7 @@ impl Release {
 struct MemorySource<'a>(&'a BTreeMap<&'static str, Vec<u8>>);
 
 impl Source for MemorySource<'_> {
-    fn len(&mut self, name: &str) -> Result<u64, String> {
+    fn len(&mut self, name: &str, _max: u64) -> Result<u64, String> {
         self.0
             .get(name)
             .map(|f| f.len() as u64)

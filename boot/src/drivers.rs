@@ -31,6 +31,15 @@ impl Drivers {
         }
     }
 
+    /// Loads the module `name` and its dependencies (a filesystem, which no device asks for).
+    /// What failed is logged; a module not in the index may be built into the kernel.
+    pub fn load(&mut self, name: &str) {
+        let Some(index) = &self.index else { return };
+        for event in self.loader.load(index, &mut modules::SysKmod, name) {
+            modules::log_event(&event);
+        }
+    }
+
     /// Loads what the devices present now need, and what the devices they add need. The
     /// first run listens for uevents; later ones re-walk `/sys`.
     pub fn coldplug(&mut self) {

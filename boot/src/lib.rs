@@ -6,18 +6,23 @@
 //! and coldplug), a cache on a data disk (not implemented yet), then the release URLs
 //! (`nullos.release=` on its command line, the PXE case, or the list baked into the boot
 //! image; the network comes up with `pid1`'s DHCP). Whichever source, the release is
-//! read into memory, verified (signer policy baked into the boot image at [`POLICY_PATH`],
-//! version at least the highest accepted on this machine, BLAKE3 of kernel, initramfs and
-//! command line), the persisted version floor is raised (on the medium, if there is one), and
-//! exactly the verified bytes are `kexec_file_load`ed. Each source that fails is one
-//! `nullos: refused <artifact>: <reason>` console line; when none booted, a wait and another
-//! round: it never boots anything unverified and never offers a shell.
+//! read into memory and verified: signer policy baked into the boot image at [`POLICY_PATH`],
+//! profile and target those of the boot image and version at least its baked minimum
+//! ([`BOOT_IMAGE_PATH`]), version at least the highest accepted on this machine (the floor kept
+//! on the stick and on the data disk, [`floor`]), BLAKE3 of kernel, initramfs and command line.
+//! Then the floor is raised everywhere it is kept, and exactly the verified bytes are
+//! `kexec_file_load`ed with the node's command line ([`node_params`]). Each source that fails
+//! is one `nullos: refused <artifact>: <reason>` console line; a floor or a medium that is
+//! present but unreadable refuses every source (fail closed); when none booted, a wait and
+//! another round: it never boots anything unverified and never offers a shell.
 //!
 //! - [`verify`]: the pure decision (what to boot, which refusal line), unit-tested with buffers.
-//! - [`state`]: the persisted highest version.
+//! - [`node_params`]: the node kernel's command line and the allow-list of passed parameters.
+//! - [`state`]: the persisted highest version; [`floor`]: where it is kept on this machine.
 //! - [`medium`]: finding and reading the release partition (sysfs, `fatfs`).
-//! - [`network`]: release URLs and the HTTP source (`ureq`, bounded reads, retries).
-//! - [`drivers`]: module loading for the medium and the NICs.
+//! - [`data_disk`]: finding and mounting the node's data disk.
+//! - [`network`]: release URLs and the HTTP source (`ureq`, bounded reads, deadlines, retries).
+//! - [`drivers`]: module loading for the medium, the disks and the NICs.
 //! - [`kexec`]: sealed memfds, `kexec_file_load`, `reboot(RB_KEXEC)`.
 //!
 //! Outside tests, `unwrap`, `expect` and `panic!` are denied: stage 0 is PID 1 and reads
@@ -28,10 +33,13 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod data_disk;
 pub mod drivers;
+pub mod floor;
 pub mod kexec;
 pub mod medium;
 pub mod network;
+pub mod node_params;
 pub mod state;
 pub mod verify;
 
@@ -39,28 +47,35 @@ use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use interfaces::BootImageConfig;
 use pid1::cmdline::Cmdline;
 use pid1::{info, log, mounts, warn};
 use trust::SignerPolicy;
 
 use crate::drivers::Drivers;
+use crate::floor::Floors;
 use crate::medium::{Medium, RELEASE_PARTITION};
 use crate::verify::Refusal;
 
-// The release signer policy in the boot image (a policy file or a single public key file).
-pub use interfaces::paths::RELEASE_POLICY as POLICY_PATH;
+// The release signer policy in the boot image (a policy file or a single public key file), and
+// what the boot image boots (profile, target, lowest version).
+pub use interfaces::paths::{BOOT_IMAGE_CONFIG as BOOT_IMAGE_PATH, RELEASE_POLICY as POLICY_PATH};
 /// How long one attempt waits for the release partition to appear.
 pub const MEDIUM_WAIT: Duration = Duration::from_secs(20);
 /// The pause between a refusal and the next attempt.
 pub const RETRY_DELAY: Duration = Duration::from_secs(10);
 /// How often the partition is looked for while waiting.
 const POLL: Duration = Duration::from_millis(250);
+/// Disks are looked for once the list of block devices has not changed for this long...
+const DISKS_QUIET: Duration = Duration::from_secs(1);
+/// ... or after this long at most (NVMe namespaces appear a moment after their driver loads).
+const DISKS_SETTLE_MAX: Duration = Duration::from_secs(5);
 
 /// Runs stage 0. Returns only into the kexec'ed kernel (that is, never).
 pub fn run() -> Infallible {
     let mounted = mounts::mount_all();
-    let cmdline_text = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let cmdline = Cmdline::parse(&cmdline_text);
+    let cmdline_bytes = pid1::cmdline::read();
+    let cmdline = Cmdline::parse(&cmdline_bytes);
     log::set_program("boot");
     log::init(cmdline.loglevel);
     info!(
@@ -75,17 +90,18 @@ pub fn run() -> Infallible {
     let baked = std::fs::read_to_string(network::RELEASE_URLS_PATH).ok();
     let mut stage0 = Stage0 {
         drivers: Drivers::open(),
-        urls: network::release_urls(&cmdline_text, baked.as_deref()),
-        network_boot: !network::release_urls(&cmdline_text, None).is_empty(),
+        urls: network::release_urls(&cmdline_bytes, baked.as_deref()),
+        network_boot: !network::release_urls(&cmdline_bytes, None).is_empty(),
         network_up: false,
-        boot_cmdline: cmdline_text,
+        disks_settled: false,
+        boot_cmdline: cmdline_bytes,
     };
     if !stage0.urls.is_empty() {
         info!("release URLs: {}", stage0.urls.join(" "));
     }
     loop {
-        match load_policy() {
-            Ok(policy) => stage0.attempt(&policy),
+        match load_boot_image() {
+            Ok((policy, image)) => stage0.attempt(&policy, &image),
             Err(refusal) => log::interface_line(&refusal.to_string()),
         }
         info!(
@@ -96,16 +112,23 @@ pub fn run() -> Infallible {
     }
 }
 
-/// The signer policy baked into the boot image.
-fn load_policy() -> Result<SignerPolicy, Refusal> {
-    let refuse = |why: String| Refusal::new("policy", format!("{POLICY_PATH}: {why}"));
-    let text = std::fs::read_to_string(POLICY_PATH).map_err(|e| refuse(e.to_string()))?;
-    if let Ok(policy) = SignerPolicy::from_text(&text) {
-        return Ok(policy);
-    }
-    trust::PublicKey::from_text(&text)
-        .map(SignerPolicy::single)
-        .map_err(|e| refuse(pid1::error_chain(&e)))
+/// The signer policy and the boot image's config, baked into the boot image.
+fn load_boot_image() -> Result<(SignerPolicy, BootImageConfig), Refusal> {
+    let refuse =
+        |artifact: &str, path: &str, why: String| Refusal::new(artifact, format!("{path}: {why}"));
+    let text = std::fs::read_to_string(POLICY_PATH)
+        .map_err(|e| refuse("policy", POLICY_PATH, e.to_string()))?;
+    let policy = match SignerPolicy::from_text(&text) {
+        Ok(policy) => policy,
+        Err(_) => trust::PublicKey::from_text(&text)
+            .map(SignerPolicy::single)
+            .map_err(|e| refuse("policy", POLICY_PATH, pid1::error_chain(&e)))?,
+    };
+    let text = std::fs::read_to_string(BOOT_IMAGE_PATH)
+        .map_err(|e| refuse("boot-image", BOOT_IMAGE_PATH, e.to_string()))?;
+    let image = BootImageConfig::parse(&text)
+        .map_err(|e| refuse("boot-image", BOOT_IMAGE_PATH, e.to_string()))?;
+    Ok((policy, image))
 }
 
 /// Stage 0's state across tries.
@@ -117,31 +140,34 @@ struct Stage0 {
     network_boot: bool,
     /// DHCP succeeded once (it is not redone on later tries).
     network_up: bool,
-    /// Stage 0's own command line (its `nullos.*` words go to the node).
-    boot_cmdline: String,
-}
-
-/// Where the rollback floor lives: the medium's state file, if there is a medium.
-struct Floor {
-    /// The release partition, where the raised floor is written.
-    device: Option<PathBuf>,
-    /// The highest version accepted before.
-    highest: u64,
+    /// The disks were given their time to appear once.
+    disks_settled: bool,
+    /// Stage 0's own command line (the allowed `nullos.*` parameters go to the node).
+    boot_cmdline: Vec<u8>,
 }
 
 impl Stage0 {
     /// One try of every source in order: the boot medium, (a data-disk cache: not implemented
     /// yet), the release URLs. Prints one refusal line per source that failed; returns only if
     /// nothing was booted.
-    fn attempt(&mut self, policy: &SignerPolicy) {
-        let floor = match self.try_medium(policy) {
-            Ok(floor) => floor,
-            Err(refusal) => {
-                // A medium whose rollback floor cannot be read: fail closed, no other source.
-                log::interface_line(&refusal.to_string());
-                return;
-            }
+    fn attempt(&mut self, policy: &SignerPolicy, image: &BootImageConfig) {
+        // A medium, or a floor, that is present but unreadable: fail closed, no other source.
+        let medium = match self.find_medium() {
+            Ok(medium) => medium,
+            Err(refusal) => return log::interface_line(&refusal.to_string()),
         };
+        let mut floors = match self.data_disk_floors(image) {
+            Ok(floors) => floors,
+            Err(refusal) => return log::interface_line(&refusal.to_string()),
+        };
+        if let Some((device, medium, read_ms)) = medium {
+            let found = (device.as_path(), medium, read_ms);
+            if let Err(refusal) = self.try_medium(found, policy, image, &mut floors) {
+                return log::interface_line(&refusal.to_string());
+            }
+        } else {
+            info!("{}", floors.summary());
+        }
         if self.urls.is_empty() {
             return;
         }
@@ -154,38 +180,29 @@ impl Stage0 {
         for url in self.urls.clone() {
             let mut source = network::HttpSource::new(&url);
             let start = Instant::now();
-            let refusal = match verify::verify(&mut source, policy, floor.highest) {
+            let highest = floors.highest();
+            let refusal = match verify::verify(&mut source, policy, image, highest) {
                 Ok(verified) => {
                     let how = format!(
-                        "release fetched from {url} and verified in {} ms (highest version accepted before: {})",
+                        "release fetched from {url} and verified in {} ms (highest version accepted before: {highest})",
                         start.elapsed().as_millis(),
-                        floor.highest
                     );
-                    self.boot(verified, &floor, &how)
+                    self.boot(verified, &mut floors, &how)
                 }
-                Err(r) => Refusal::new(
-                    &r.artifact,
-                    format!("{}: {}", network::artifact_url(&url, &r.artifact), r.reason),
-                ),
+                Err(r) => network::refusal_at(&url, r),
             };
             log::interface_line(&refusal.to_string());
         }
     }
 
-    /// The boot medium: boots its release if it verifies (never returns then). `Ok` carries
-    /// the rollback floor for the next sources (the medium's, or 0 without a medium), after
-    /// printing why the medium's release was not booted; `Err` is a medium whose floor cannot
-    /// be read.
-    fn try_medium(&mut self, policy: &SignerPolicy) -> Result<Floor, Refusal> {
+    /// The release partition read into memory, with the milliseconds that took; `None`
+    /// without one (after printing so). `Err` is a partition that is there but cannot be read.
+    fn find_medium(&mut self) -> Result<Option<(PathBuf, Medium, u128)>, Refusal> {
         // Over PXE there is no medium to wait for: one look after the drivers settle.
         let wait = if self.network_boot {
             Duration::ZERO
         } else {
             MEDIUM_WAIT
-        };
-        let no_floor = Floor {
-            device: None,
-            highest: 0,
         };
         let Some(device) = wait_for_medium(&mut self.drivers, wait) else {
             let missing = format!(
@@ -198,38 +215,66 @@ impl Stage0 {
                 info!("{missing}; the release comes from the network");
                 info!("release cache on a data disk: not implemented yet; skipped");
             }
-            return Ok(no_floor);
+            return Ok(None);
         };
         let start = Instant::now();
-        let mut medium = match Medium::read(&device) {
-            Ok(m) => m,
-            Err(e) => {
-                log::interface_line(&Refusal::new("medium", pid1::error_chain(&e)).to_string());
-                return Ok(no_floor);
-            }
-        };
+        let medium = read_medium(&device)?;
         let read_ms = start.elapsed().as_millis();
-        let highest = highest_seen(&mut medium)?;
-        let floor = Floor {
-            device: Some(device),
-            highest,
-        };
+        Ok(Some((device, medium, read_ms)))
+    }
+
+    /// The floors kept on this machine's data disks (none without one). `Err` is a data disk
+    /// that is there but whose floor cannot be read.
+    fn data_disk_floors(&mut self, image: &BootImageConfig) -> Result<Floors, Refusal> {
+        if !self.disks_settled {
+            self.drivers.coldplug();
+            settle_disks();
+            self.disks_settled = true;
+        }
+        let disks = data_disk::find(Path::new(data_disk::SYS_BLOCK))
+            .map_err(|e| Refusal::new(floor::DATA_DISK_ARTIFACT, pid1::error_chain(&e)))?;
+        if !disks.is_empty() {
+            for module in interfaces::labels::DATA_FILESYSTEM_MODULES {
+                self.drivers.load(module);
+            }
+        }
+        let stores = disks
+            .into_iter()
+            .map(|device| Box::new(floor::DataDisk { device }) as Box<dyn floor::FloorStore>)
+            .collect();
+        Floors::read(image.min_version, stores)
+    }
+
+    /// The boot medium: boots its release if it verifies (never returns then). `Ok` after
+    /// printing why its release was not booted, with the stick's floor added to `floors`;
+    /// `Err` is a stick whose floor cannot be read.
+    fn try_medium(
+        &mut self,
+        (device, mut medium, read_ms): (&Path, Medium, u128),
+        policy: &SignerPolicy,
+        image: &BootImageConfig,
+        floors: &mut Floors,
+    ) -> Result<(), Refusal> {
+        let stick = floor::Stick::read(device, &mut medium)?;
+        floors.add(Box::new(stick))?;
+        info!("{}", floors.summary());
+        let highest = floors.highest();
         let start = Instant::now();
-        let refusal = match verify::verify(&mut medium, policy, highest) {
+        let refusal = match verify::verify(&mut medium, policy, image, highest) {
             Ok(verified) => {
                 drop(medium);
                 // The bench parses this line (bench/src/stage0.rs TIMING_LINE).
                 let how = format!(
                     "release read from {} in {read_ms} ms, verified in {} ms (highest version accepted before: {highest})",
-                    floor.device.as_deref().unwrap_or(Path::new("?")).display(),
+                    device.display(),
                     start.elapsed().as_millis()
                 );
-                self.boot(verified, &floor, &how)
+                self.boot(verified, floors, &how)
             }
             Err(r) => r,
         };
         log::interface_line(&refusal.to_string());
-        Ok(floor)
+        Ok(())
     }
 
     /// DHCP on every interface with carrier, once; the NIC drivers are loaded by coldplug.
@@ -247,33 +292,25 @@ impl Stage0 {
     }
 
     /// Boots a verified release, whichever source it came from: the success line, the node's
-    /// command line, the raised rollback floor, `kexec_file_load` of the verified bytes.
+    /// command line, the raised version floors, `kexec_file_load` of the verified bytes.
     /// Returns why it did not happen.
     /// `how` is the log line saying where it came from and how long it took.
-    fn boot(&self, verified: verify::Verified, floor: &Floor, how: &str) -> Refusal {
+    fn boot(&self, verified: verify::Verified, floors: &mut Floors, how: &str) -> Refusal {
         log::interface_line(&verified.line());
         info!("{how}");
-        let cmdline = match verify::node_cmdline(&verified.cmdline, &self.boot_cmdline) {
-            Ok(c) => c,
+        let cmdline = match node_params::node_cmdline(&verified.cmdline, &self.boot_cmdline) {
+            Ok(c) => {
+                for line in c.dropped_lines() {
+                    log::interface_line(&line);
+                }
+                c.line
+            }
             Err(r) => return r,
         };
-        if let Some(raised) = state::raised(floor.highest, verified.manifest.version) {
-            match &floor.device {
-                Some(device) => match medium::write_file(
-                    device,
-                    state::STATE_FILE,
-                    state::format(raised).as_bytes(),
-                ) {
-                    Ok(()) => info!("highest accepted version is now {raised}"),
-                    Err(e) => warn!(
-                        "cannot record version {raised} in {}: {}",
-                        state::STATE_FILE,
-                        pid1::error_chain(&e)
-                    ),
-                },
-                None => warn!(
-                    "no writable medium: the rollback floor (version {raised}) is not persisted"
-                ),
+        for message in floors.raise(verified.manifest.version) {
+            match message {
+                Ok(done) => info!("{done}"),
+                Err(failed) => warn!("{failed}"),
             }
         }
         if let Err(e) = kexec::load(&verified.kernel, &verified.initrd, &cmdline) {
@@ -288,18 +325,37 @@ impl Stage0 {
     }
 }
 
-/// The highest version accepted before, from the medium's state file (0 when there is none).
-fn highest_seen(medium: &mut Medium) -> Result<u64, Refusal> {
-    use verify::Source;
-    if !medium.exists(state::STATE_FILE) {
-        return Ok(0);
+/// The release partition `device` read into memory; a partition that is there but cannot be
+/// read is a refusal (and [`Stage0::attempt`] then tries no other source: without the stick's
+/// floor, a network source could serve an older release).
+pub fn read_medium(device: &Path) -> Result<Medium, Refusal> {
+    Medium::read(device).map_err(|e| Refusal::new("medium", pid1::error_chain(&e)))
+}
+
+/// Waits until the block devices stop changing (bounded), so a data disk whose driver just
+/// loaded is there before the floors are read.
+fn settle_disks() {
+    let list = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(data_disk::SYS_BLOCK)
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let start = Instant::now();
+    let mut seen = list();
+    let mut quiet_since = Instant::now();
+    while start.elapsed() < DISKS_SETTLE_MAX && quiet_since.elapsed() < DISKS_QUIET {
+        std::thread::sleep(POLL);
+        let now = list();
+        if now != seen {
+            seen = now;
+            quiet_since = Instant::now();
+        }
     }
-    let bytes = medium
-        .read(state::STATE_FILE, state::MAX_STATE_BYTES)
-        .map_err(|e| Refusal::new(state::STATE_FILE, e))?;
-    let text =
-        String::from_utf8(bytes).map_err(|_| Refusal::new(state::STATE_FILE, "not UTF-8 text"))?;
-    state::parse(&text).map_err(|e| Refusal::new(state::STATE_FILE, e))
 }
 
 /// Waits (up to `wait`) for the release partition, loading drivers as devices appear.

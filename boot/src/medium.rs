@@ -154,7 +154,12 @@ impl Medium {
 
     /// Whether `name` is a file in the root folder.
     pub fn exists(&mut self, name: &str) -> bool {
-        self.len(name).is_ok()
+        self.file_len(name).is_ok()
+    }
+
+    /// The length of the root folder's file `name`.
+    pub fn file_len(&mut self, name: &str) -> Result<u64, String> {
+        guarded(|| self.find_len(name))
     }
 }
 
@@ -170,12 +175,12 @@ fn guarded<R>(call: impl FnOnce() -> Result<R, String>) -> Result<R, String> {
 }
 
 impl Source for Medium {
-    fn len(&mut self, name: &str) -> Result<u64, String> {
-        guarded(|| self.find_len(name))
+    fn len(&mut self, name: &str, _max: u64) -> Result<u64, String> {
+        self.file_len(name)
     }
 
     fn read(&mut self, name: &str, max: u64) -> Result<Vec<u8>, String> {
-        let len = self.len(name)?;
+        let len = self.file_len(name)?;
         if len > max {
             return Err(format!("{len} bytes, more than the {max} accepted"));
         }
@@ -248,7 +253,7 @@ pub fn write_file(device: &Path, name: &str, text: &[u8]) -> Result<(), MediumEr
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -284,7 +289,8 @@ mod tests {
         assert_eq!(find_partition(sys.path(), "OTHER"), None);
     }
 
-    fn volume(files: &[(&str, &[u8])]) -> Vec<u8> {
+    /// A FAT volume image holding `files` in its root folder.
+    pub(crate) fn volume(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut disk = Cursor::new(vec![0u8; 4 << 20]);
         fatfs::format_volume(&mut disk, fatfs::FormatVolumeOptions::new()).unwrap();
         {
@@ -310,7 +316,7 @@ mod tests {
         let good = disk.into_inner();
         assert_eq!(fat32_root_cluster(&good), 2);
         let mut medium = Medium::from_bytes(Path::new("/dev/good"), good.clone()).unwrap();
-        assert!(medium.len("kernel").unwrap_err().contains("missing"));
+        assert!(medium.file_len("kernel").unwrap_err().contains("missing"));
         for cluster in [0u32, 1] {
             let mut bad = good.clone();
             bad[44..48].copy_from_slice(&cluster.to_le_bytes());
@@ -346,10 +352,10 @@ mod tests {
         let image = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(image.path(), volume(&[("kernel", b"0123456789")])).unwrap();
         let mut medium = Medium::read(image.path()).unwrap();
-        assert_eq!(medium.len("kernel"), Ok(10));
+        assert_eq!(medium.file_len("kernel"), Ok(10));
         assert_eq!(medium.read("KERNEL", 10).unwrap(), b"0123456789");
         assert!(medium.read("kernel", 9).unwrap_err().contains("more than"));
-        assert!(medium.len("initrd").unwrap_err().contains("missing"));
+        assert!(medium.file_len("initrd").unwrap_err().contains("missing"));
         assert!(!medium.exists("nullos-state"));
 
         write_file(image.path(), "nullos-state", b"highest_version = 4\n").unwrap();

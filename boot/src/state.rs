@@ -1,5 +1,6 @@
 //! The highest release version this machine accepted, kept in `nullos-state` on the release
-//! partition so a replayed older (validly signed) release is refused after a newer one booted.
+//! partition and at the root of the machine's data disk, so a replayed older (validly signed)
+//! release is refused after a newer one booted, even from a fresh stick.
 //!
 //! Text format, one key:
 //!
@@ -8,8 +9,19 @@
 //! highest_version = 5
 //! ```
 //!
-//! A missing file means 0 (a fresh stick). A file that is there but unreadable is refused
-//! rather than read as 0: failing closed is the only safe reading of a damaged rollback floor.
+//! A missing file means 0 (a fresh stick, a data disk stage 0 has not written yet). A file that
+//! is there but unreadable is refused rather than read as 0: failing closed is the only safe
+//! reading of a damaged rollback floor.
+//!
+//! On the data disk (an ext4 filesystem, [`read_in`] and [`raise_in`] on its mounted root) the
+//! file is replaced atomically: the new text goes to a temporary file that is synced, renamed
+//! over the old one, and the folder synced; symbolic links are never followed. [`raise_in`]
+//! reads the file again first and never writes a lower version.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 /// The state file's name on the release partition.
 pub const STATE_FILE: &str = "nullos-state";
@@ -55,6 +67,107 @@ pub fn raised(highest_seen: u64, accepted: u64) -> Option<u64> {
     (accepted > highest_seen).then_some(accepted)
 }
 
+/// The temporary file [`raise_in`] writes before renaming it over [`STATE_FILE`].
+const TEMP_FILE: &str = "nullos-state.new";
+
+/// Why the state file in a folder could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Opening, reading, writing, syncing or renaming failed.
+    #[error("{}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is there but is not a state file.
+    #[error("{}: {reason}", path.display())]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The highest version recorded in `dir`'s state file; 0 without one.
+pub fn read_in(dir: &Path) -> Result<u64, StateError> {
+    let path = dir.join(STATE_FILE);
+    let io = |source| StateError::Io {
+        path: path.clone(),
+        source,
+    };
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io(e)),
+    };
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(damaged(&path, "not a regular file".into()));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_STATE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_STATE_BYTES {
+        return Err(damaged(
+            &path,
+            format!("longer than {MAX_STATE_BYTES} bytes"),
+        ));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| damaged(&path, "not UTF-8 text".into()))?;
+    parse(&text).map_err(|reason| damaged(&path, reason))
+}
+
+fn damaged(path: &Path, reason: String) -> StateError {
+    StateError::Damaged {
+        path: path.to_owned(),
+        reason,
+    }
+}
+
+/// Raises the floor recorded in `dir` to `accepted`, atomically, if it is higher than what the
+/// file says now. Returns the new floor if it was written.
+pub fn raise_in(dir: &Path, accepted: u64) -> Result<Option<u64>, StateError> {
+    let Some(raised) = raised(read_in(dir)?, accepted) else {
+        return Ok(None);
+    };
+    let temp = dir.join(TEMP_FILE);
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| StateError::Io { path, source }
+    };
+    // A leftover of an interrupted write: never followed, replaced.
+    match std::fs::remove_file(&temp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&temp)(e)),
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o644)
+        .open(&temp)
+        .map_err(io(&temp))?;
+    file.write_all(format(raised).as_bytes())
+        .map_err(io(&temp))?;
+    file.sync_all().map_err(io(&temp))?;
+    drop(file);
+    let path = dir.join(STATE_FILE);
+    std::fs::rename(&temp, &path).map_err(io(&path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
+    Ok(Some(raised))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +186,44 @@ mod tests {
         assert!(parse("highest_version = 1\nhighest_version = 2").is_err());
         assert!(parse("lowest_version = 1").is_err());
         assert!(parse("highest_version = 99999999999999999999999").is_err());
+    }
+
+    #[test]
+    fn the_data_disk_file_is_replaced_atomically_and_never_lowered() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_in(dir.path()).unwrap(), 0, "no file: a fresh disk");
+        assert_eq!(raise_in(dir.path(), 3).unwrap(), Some(3));
+        assert_eq!(raise_in(dir.path(), 2).unwrap(), None, "never lowered");
+        assert_eq!(raise_in(dir.path(), 3).unwrap(), None);
+        assert_eq!(read_in(dir.path()).unwrap(), 3);
+        // An interrupted earlier write left its temporary file: replaced, not in the way.
+        std::fs::write(dir.path().join(TEMP_FILE), "junk").unwrap();
+        assert_eq!(raise_in(dir.path(), 4).unwrap(), Some(4));
+        assert!(!dir.path().join(TEMP_FILE).exists());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(STATE_FILE)).unwrap(),
+            format(4)
+        );
+    }
+
+    #[test]
+    fn a_damaged_or_planted_data_disk_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(STATE_FILE), "highest_version = x\n").unwrap();
+        let e = read_in(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.ends_with("nullos-state: highest_version 'x' is not a version number"),
+            "{e}"
+        );
+        assert!(
+            raise_in(dir.path(), 9).is_err(),
+            "a damaged floor is not overwritten"
+        );
+        std::fs::remove_file(dir.path().join(STATE_FILE)).unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, format(1)).unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join(STATE_FILE)).unwrap();
+        assert!(read_in(dir.path()).is_err(), "a symlink is not followed");
     }
 
     #[test]

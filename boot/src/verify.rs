@@ -2,16 +2,18 @@
 //!
 //! [`verify`] reads a release through a [`Source`] (the medium in `boot`, a map of buffers in
 //! the tests) in an order that bounds every read by what is already trusted: first the manifest
-//! (capped at the format's own limit), its signatures against the policy and its version
-//! against the highest accepted; then each artifact, whose size the signed manifest states, so
+//! (capped at the format's own limit), its signatures against the policy, its profile and
+//! target against the boot image's, and its version against the floor (the highest accepted on
+//! this machine, at least the boot image's minimum); then each artifact, whose size the signed manifest states, so
 //! an artifact larger than signed is refused before a byte of it is read. The bytes returned in
 //! [`Verified`] are exactly the ones hashed; the caller boots those and re-reads nothing.
 
 use std::fmt;
 
+use interfaces::BootImageConfig;
 use trust::{
-    check_rollback, limits::MAX_RELEASE_MANIFEST_BYTES, verify_release, ReleaseManifest,
-    SignerPolicy,
+    check_rollback, limits::MAX_RELEASE_MANIFEST_BYTES, verify_document, ReleaseError,
+    ReleaseManifest, SignerPolicy,
 };
 
 // The file names of the release on the medium and at a release URL.
@@ -25,8 +27,9 @@ pub const MAX_CMDLINE_BYTES: u64 = 2047;
 
 /// A release medium, read one whole file at a time.
 pub trait Source {
-    /// The length of `name`, or why it cannot be known.
-    fn len(&mut self, name: &str) -> Result<u64, String>;
+    /// The length of `name`, or why it cannot be known. `max` is the most that will then be
+    /// read of it (a network source scales its deadline to it).
+    fn len(&mut self, name: &str, max: u64) -> Result<u64, String>;
     /// The whole of `name`, refusing more than `max` bytes.
     fn read(&mut self, name: &str, max: u64) -> Result<Vec<u8>, String>;
 }
@@ -62,7 +65,7 @@ impl fmt::Display for Refusal {
 pub struct Verified {
     /// The signed manifest.
     pub manifest: ReleaseManifest,
-    /// Names of the policy members whose signatures are on the manifest.
+    /// Names of the policy members whose signatures verified, in policy order.
     pub signers: Vec<String>,
     /// The kernel image, as hashed.
     pub kernel: Vec<u8>,
@@ -89,30 +92,55 @@ impl Verified {
     }
 }
 
-/// Reads and checks one release from `source` against `policy` and the highest version this
-/// machine accepted before.
+/// Reads and checks one release from `source` against `policy`, the boot image's profile,
+/// target and minimum version (`image`), and the highest version this machine accepted before.
 pub fn verify(
     source: &mut dyn Source,
     policy: &SignerPolicy,
+    image: &BootImageConfig,
     highest_seen: u64,
 ) -> Result<Verified, Refusal> {
     let file = source
         .read(MANIFEST_FILE, MAX_RELEASE_MANIFEST_BYTES as u64)
         .map_err(|e| Refusal::new(MANIFEST_FILE, e))?;
-    let (document, manifest) = verify_release(&file, policy).map_err(|e| {
+    let opened = verify_document::<ReleaseManifest>(&file, policy).map_err(|e| {
         Refusal::new(
             MANIFEST_FILE,
-            format!("{} ({})", chain(&e), policy_summary(policy)),
+            format!(
+                "{} ({})",
+                chain(&ReleaseError::from(e)),
+                policy_summary(policy)
+            ),
         )
     })?;
+    let manifest = opened.body;
+    if (manifest.profile.as_str(), manifest.target.as_str())
+        != (image.profile.as_str(), image.target.as_str())
+    {
+        return Err(Refusal::new(
+            MANIFEST_FILE,
+            format!(
+                "a release for profile {} target {}; this boot image boots profile {} target {}",
+                manifest.profile, manifest.target, image.profile, image.target
+            ),
+        ));
+    }
+    if manifest.version < image.min_version {
+        return Err(Refusal::new(
+            MANIFEST_FILE,
+            format!(
+                "version {} is below this boot image's minimum version {} (rollback refused)",
+                manifest.version, image.min_version
+            ),
+        ));
+    }
     check_rollback(manifest.version, highest_seen)
         .map_err(|e| Refusal::new(MANIFEST_FILE, e.to_string()))?;
-    let signers = document
-        .signers()
-        .filter_map(|key| policy.member(&key).map(|m| m.name.to_string()))
-        .collect();
+    let signers = opened.verified.signers;
     let mut artifact = |name: &str, expected: &trust::ArtifactRef| -> Result<Vec<u8>, Refusal> {
-        let found = source.len(name).map_err(|e| Refusal::new(name, e))?;
+        let found = source
+            .len(name, expected.size)
+            .map_err(|e| Refusal::new(name, e))?;
         if found != expected.size {
             return Err(Refusal::new(
                 name,
@@ -146,29 +174,6 @@ pub fn verify(
         initrd,
         cmdline,
     })
-}
-
-/// The command line the node kernel gets: the release's (verified) line, then the `nullos.*`
-/// parameters stage 0 itself was given (the node parameters: `nullos.control=`,
-/// `nullos.loglevel=`, ...), which are the machine owner's, not the release's.
-pub fn node_cmdline(release: &[u8], boot_cmdline: &str) -> Result<String, Refusal> {
-    let text =
-        std::str::from_utf8(release).map_err(|_| Refusal::new(CMDLINE_FILE, "not UTF-8 text"))?;
-    if text.trim_end_matches('\n').contains(['\0', '\n']) {
-        return Err(Refusal::new(CMDLINE_FILE, "not a single line"));
-    }
-    let mut line = text.trim().to_owned();
-    for word in boot_cmdline.split_whitespace() {
-        if word == "--" {
-            break;
-        }
-        // `nullos.release=` is stage 0's own: where the release came from, not the node's.
-        if word.starts_with("nullos.") && !word.starts_with("nullos.release=") {
-            line.push(' ');
-            line.push_str(word);
-        }
-    }
-    Ok(line)
 }
 
 /// `policy /etc/nullos/release-policy: threshold 1 of dev`-style summary for refusal lines.

@@ -258,6 +258,7 @@ pub fn build(
             progress.step("assembling the boot image (stage 0)");
             Some(stage0::build(
                 section,
+                &config.release,
                 (&config.kernel, &kernel),
                 &config.compression,
                 mtime,

@@ -109,6 +109,10 @@ pub struct Stage0Section {
     /// The release URL the PXE script passes as `nullos.release=` (`pxe_release = "..."`,
     /// default [`crate::pxe::DEFAULT_RELEASE_URL`]); iPXE expands its `${...}` settings.
     pub pxe_release: String,
+    /// The lowest release version the boot image accepts (`min_version = N`, default the
+    /// `[release] version` built with it; never above it), baked in with the release's profile
+    /// and target at `/etc/nullos/boot-image`.
+    pub min_version: u64,
 }
 
 /// `[usb]`: build `usb.img`.
@@ -229,6 +233,7 @@ struct RawStage0 {
     #[serde(default)]
     release_urls: Vec<String>,
     pxe_release: Option<String>,
+    min_version: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -370,6 +375,12 @@ impl BuildConfig {
             if stage0.cmdline.contains('\n') {
                 return invalid("stage0.cmdline must be one line".into());
             }
+            if let Some(min) = stage0.min_version.filter(|m| *m > raw.release.version) {
+                return invalid(format!(
+                    "stage0.min_version {min} is above release.version {}: the boot image would refuse its own release",
+                    raw.release.version
+                ));
+            }
             for url in stage0.release_urls.iter().chain(&stage0.pxe_release) {
                 if !is_release_url(url) {
                     return invalid(format!(
@@ -406,6 +417,7 @@ impl BuildConfig {
             pxe_release: s
                 .pxe_release
                 .unwrap_or_else(|| crate::pxe::DEFAULT_RELEASE_URL.to_owned()),
+            min_version: s.min_version.unwrap_or(raw.release.version),
         });
         Ok(BuildConfig {
             release: raw.release,
@@ -538,6 +550,16 @@ control = "10.0.2.2:7878"
         assert_eq!(
             c.stage0.map(|s| s.groups),
             Some(vec!["drivers/net/ethernet".to_owned()])
+        );
+        assert_eq!(s.min_version, 3, "defaults to the release's version");
+        let lower = with.replace("[stage0]\n", "[stage0]\nmin_version = 2\n");
+        let c = BuildConfig::parse(&lower, Path::new("/cfg")).unwrap_or_else(|_| panic!("parse"));
+        assert_eq!(c.stage0.map(|s| s.min_version), Some(2));
+        let above = with.replace("[stage0]\n", "[stage0]\nmin_version = 4\n");
+        assert!(
+            problem(&above).contains("stage0.min_version 4 is above release.version 3"),
+            "{}",
+            problem(&above)
         );
         let other = with.replace("[stage0]\n", "[stage0]\nkernel = \"metal\"\n");
         let c = BuildConfig::parse(&other, Path::new("/cfg")).unwrap_or_else(|_| panic!("parse"));

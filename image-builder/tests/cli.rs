@@ -402,6 +402,7 @@ fn the_boot_image_holds_boot_the_medium_drivers_and_the_signer_policy() {
     for needle in [
         "/init",
         "/etc/nullos/release-policy",
+        "/etc/nullos/boot-image",
         "/lib/modules/nullos.index",
         "e1000e.ko",
     ] {

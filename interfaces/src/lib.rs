@@ -8,6 +8,8 @@
 //!
 //! - [`paths`]: where things are in the node image, the boot image, a release folder and the
 //!   guest initramfs, and the file names of a release and of a workload folder.
+//! - [`boot_image`]: [`BootImageConfig`], what a boot image was built for (profile, target,
+//!   lowest release version), written by image-builder, read by `boot`.
 //! - [`labels`]: the partition and filesystem labels our programs look for.
 //! - [`node`]: [`NodeConfig`], `/etc/nullos/node.toml` (written by image-builder, read by
 //!   `init`).
@@ -26,6 +28,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(missing_docs, clippy::unwrap_used))]
 
+pub mod boot_image;
 pub mod egress;
 pub mod guest;
 pub mod labels;
@@ -34,6 +37,7 @@ pub mod node;
 pub mod paths;
 pub mod vm;
 
+pub use boot_image::BootImageConfig;
 pub use guest::GuestConfig;
 pub use node::NodeConfig;
 pub use vm::{VmSpec, VmmExit};

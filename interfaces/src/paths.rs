@@ -30,6 +30,9 @@ pub const WORKLOAD_ROOT_FILE: &str = "root.img";
 
 /// The release signer policy in the boot image (policy text or one public key, read by `boot`).
 pub const RELEASE_POLICY: &str = "/etc/nullos/release-policy";
+/// What the boot image was built for (profile, target, lowest release version), written by
+/// image-builder, read by `boot` ([`crate::BootImageConfig`]).
+pub const BOOT_IMAGE_CONFIG: &str = "/etc/nullos/boot-image";
 /// The release URLs baked into the boot image, one a line (`#` comments allowed).
 pub const RELEASE_URLS: &str = "/etc/nullos/release-urls";
 /// The kernel command-line parameter naming a release URL (`nullos.release=<url>`, written by

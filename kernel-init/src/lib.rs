@@ -53,7 +53,7 @@ pub enum InitError {
 /// Runs PID 1: mounts, logging, signals, then the role. Returns only on a fatal error.
 pub fn run() -> Result<Infallible, InitError> {
     let mounted = mounts::mount_all();
-    let cmdline = Cmdline::parse(&cmdline::read());
+    let cmdline = Cmdline::parse(cmdline::read());
     log::init(cmdline.loglevel);
     info!(
         "nullos init {} starting (role {}, loglevel {})",

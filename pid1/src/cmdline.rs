@@ -1,17 +1,30 @@
 //! What a PID 1 of ours is told on the kernel command line: the `nullos.*` words (stage 0
 //! passes its own on to the node, so every PID 1 reads the same vocabulary).
 //!
-//! The parser is pure (text in, values out); [`read`] reads `/proc/cmdline`.
+//! The parser is pure (bytes in, values out) and splits the line exactly as the kernel does
+//! ([`split`]); [`read`] reads `/proc/cmdline`.
 
 use std::fmt;
+
+#[cfg(any(test, feature = "cmdline-reference"))]
+pub mod reference;
+pub mod split;
+
+pub use split::{is_kernel_space, KernelArgs, Param};
 
 /// Where the kernel shows its command line (once `/proc` is mounted).
 pub const PROC_CMDLINE: &str = "/proc/cmdline";
 
-/// The kernel command line's text; empty if `/proc/cmdline` cannot be read (then every
-/// parameter keeps its default, and logging is still set up).
-pub fn read() -> String {
-    std::fs::read_to_string(PROC_CMDLINE).unwrap_or_default()
+/// The kernel command line as the kernel holds it: the bytes of `/proc/cmdline` without the
+/// newline the kernel adds when showing it; empty if it cannot be read (then every parameter
+/// keeps its default, and logging is still set up). Bytes, not text: the line may hold any
+/// byte, and the kernel splits on some (0xa0) that are not UTF-8 on their own.
+pub fn read() -> Vec<u8> {
+    let mut line = std::fs::read(PROC_CMDLINE).unwrap_or_default();
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    line
 }
 
 /// Which system this `init` is PID 1 of, chosen by `nullos.role=` on the kernel command line.
@@ -101,32 +114,42 @@ pub struct Cmdline {
 }
 
 impl Cmdline {
-    /// Parses `/proc/cmdline` text. Unknown parameters are ignored (they belong to the kernel);
-    /// bad values of ours are reported in [`Cmdline::warnings`] and the default is kept.
-    pub fn parse(text: &str) -> Cmdline {
+    /// Parses the kernel command line, split as the kernel splits it (everything after a
+    /// bare `--` is init's argv, not parameters). Unknown parameters are ignored (they belong
+    /// to the kernel); bad values of ours are reported in [`Cmdline::warnings`] and the
+    /// default is kept.
+    pub fn parse(line: impl AsRef<[u8]>) -> Cmdline {
         let mut out = Cmdline::default();
-        for word in split_cmdline(text) {
-            // Everything after a bare `--` is for init's argv, not parameters.
-            if word == "--" {
-                break;
+        for param in split::split(line.as_ref()).params {
+            if !param.name.starts_with(b"nullos.") {
+                continue;
             }
-            let (key, value) = match word.split_once('=') {
-                Some((k, v)) => (k, Some(v)),
-                None => (word.as_str(), None),
+            // The parameter as a log line may show it.
+            let word = match param.value {
+                Some(v) => format!("{}={}", escape(param.name), escape(v)),
+                None => escape(param.name),
+            };
+            let (Ok(key), Ok(value)) = (
+                std::str::from_utf8(param.name),
+                param.value.map(std::str::from_utf8).transpose(),
+            ) else {
+                out.warnings
+                    .push(format!("parameter {word} is not UTF-8 text; ignored"));
+                continue;
             };
             match (key, value) {
                 ("nullos.loglevel", Some(v)) => match LogLevel::parse(v) {
                     Some(level) => out.loglevel = level,
                     None => out
                         .warnings
-                        .push(format!("nullos.loglevel={v} is not debug|info|warn|error")),
+                        .push(format!("{word} is not debug|info|warn|error")),
                 },
                 ("nullos.role", Some(v)) => match v {
                     "node" => out.role = Role::Node,
                     "guest" => out.role = Role::Guest,
                     _ => out
                         .warnings
-                        .push(format!("nullos.role={v} is not node|guest; using node")),
+                        .push(format!("{word} is not node|guest; using node")),
                 },
                 ("nullos.control", Some(v)) if !v.is_empty() => out.control = Some(v.to_owned()),
                 (k, _) if k.starts_with("nullos.") => {
@@ -140,35 +163,17 @@ impl Cmdline {
     }
 }
 
-/// Splits a kernel command line into words the way the kernel does: whitespace separates,
-/// double quotes group (and are removed).
-fn split_cmdline(text: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut current = String::new();
-    let mut in_quotes = false;
-    let mut has_word = false;
-    for c in text.chars() {
-        match c {
-            '"' => {
-                in_quotes = !in_quotes;
-                has_word = true;
-            }
-            c if c.is_whitespace() && !in_quotes => {
-                if has_word {
-                    words.push(std::mem::take(&mut current));
-                    has_word = false;
-                }
-            }
-            c => {
-                current.push(c);
-                has_word = true;
-            }
+/// `bytes` with everything outside printable ASCII (and the backslash) as `\xNN`, for a
+/// log line that cannot be forged or garbled by what the command line held.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for byte in bytes {
+        match byte {
+            b' '..=b'~' if *byte != b'\\' => out.push(char::from(*byte)),
+            _ => out.push_str(&format!("\\x{byte:02x}")),
         }
     }
-    if has_word {
-        words.push(current);
-    }
-    words
+    out
 }
 
 #[cfg(test)]
@@ -213,7 +218,45 @@ mod tests {
             LogLevel::Info,
             "parameters after -- belong to init's argv"
         );
-        assert_eq!(split_cmdline(r#"a="x y"  b"#), vec!["a=x y", "b"]);
+        let split = split::split(br#"a="x y"  b"#);
+        assert_eq!(
+            split.params,
+            [
+                Param {
+                    name: b"a",
+                    value: Some(b"x y")
+                },
+                Param {
+                    name: b"b",
+                    value: None
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn cmdline_splits_on_the_kernels_spaces_not_rusts() {
+        // `à` in UTF-8 is c3 a0: the kernel ends the word at a0, so `nullos.loglevel=debug`
+        // is a parameter of its own, as the kernel sees it.
+        let c = Cmdline::parse(b"nullos.role=\xc3\xa0nullos.loglevel=debug");
+        assert_eq!(c.loglevel, LogLevel::Debug);
+        assert_eq!(
+            c.warnings,
+            ["parameter nullos.role=\\xc3 is not UTF-8 text; ignored"]
+        );
+        // U+2003 (em space) is whitespace to Rust, not to the kernel: one word.
+        let c = Cmdline::parse("nullos.control=a:1\u{2003}nullos.loglevel=debug");
+        assert_eq!(c.loglevel, LogLevel::Info);
+        assert_eq!(
+            c.control.as_deref(),
+            Some("a:1\u{2003}nullos.loglevel=debug")
+        );
+    }
+
+    #[test]
+    fn escape_keeps_printable_ascii_only() {
+        assert_eq!(escape(b"a=b \"c\""), "a=b \"c\"");
+        assert_eq!(escape(b"x\xa0\n\\"), "x\\xa0\\x0a\\x5c");
     }
 
     #[test]

@@ -135,10 +135,7 @@ fn assert_metal_node(vm: &Vm, address: &str) -> String {
         console.contains("init: info: module loaded: e1000e"),
         "e1000e not loaded by the node:\n{console}"
     );
-    assert!(
-        kvm_module_loaded(&console),
-        "neither kvm_amd nor kvm_intel loaded:\n{console}"
-    );
+    assert_kvm_module(vm.config().accel, &console);
     wait(
         vm,
         "init: info: disk /dev/nvme0n1 is empty; making an ext4 filesystem",

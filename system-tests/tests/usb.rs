@@ -7,14 +7,16 @@
 //! kernel, the initramfs, the command line, the manifest body or its signature; a higher
 //! version floor; a manifest signed by a key outside the policy; a boot image whose policy
 //! wants two signers) are each refused with a line naming what failed, and nothing boots.
+//! The version floor on the machine: a data disk (the node's ext4 `NULLOS-DATA`) whose floor is
+//! above the release refuses it from a fresh stick, and stage 0 raises the floor on an empty one.
 //! Every case is a VM of its own; cargo's test threads run two at a time.
 
 use std::io::{Cursor, Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use image_builder::usb::{self, disk, RELEASE_NAME};
-use qemu::{Boot, Vm};
+use qemu::{Accel, Boot, Vm, VmConfig};
 use system_tests::*;
 use trust::{PublicKey, ReleaseManifest, SecretKey, SignedDocument};
 
@@ -372,4 +374,91 @@ fn assert_nothing_booted(vm: &Vm) {
             "{never:?} after a refusal:\n{console}"
         );
     }
+}
+
+/// A data disk as the node makes it (ext4 labelled `NULLOS-DATA`, by mke2fs as the node runs it)
+/// holding `files` at its root, written to `dir`.
+fn data_disk(dir: &Path, files: &[(&str, &[u8])]) -> PathBuf {
+    let root = dir.join("data-root");
+    std::fs::create_dir_all(&root).unwrap();
+    for (name, bytes) in files {
+        std::fs::write(root.join(name), bytes).unwrap();
+    }
+    let image = dir.join("data.img");
+    std::fs::File::create(&image)
+        .and_then(|f| f.set_len(64 << 20))
+        .unwrap();
+    let out = std::process::Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-L", "NULLOS-DATA", "-d"])
+        .arg(&root)
+        .arg(&image)
+        .output()
+        .unwrap_or_else(|e| panic!("mke2fs (e2fsprogs, make deps) is needed: {e}"));
+    assert!(out.status.success(), "mke2fs: {out:?}");
+    image
+}
+
+/// Starts the unmodified dev stick (a fresh copy: no `nullos-state` on it) with `disk` as a
+/// virtio disk.
+fn fresh_stick_with_disk(disk: &Path) -> (tempfile::TempDir, Vm) {
+    let (dir, boot) = stick(release_file("usb.img"));
+    let accel = Accel::detect().unwrap_or_else(|e| panic!("{e}"));
+    let mut config = VmConfig::new(boot, accel);
+    config.extra_args.push("-drive".into());
+    config
+        .extra_args
+        .push(format!("file={},if=virtio,format=raw", disk.display()).into());
+    let vm = Vm::start(config).unwrap_or_else(|e| panic!("starting QEMU: {e}"));
+    (dir, vm)
+}
+
+/// Issue 14: the floor lives on the machine. The stick has never seen version 2, the machine's
+/// data disk says 2: version 1 is refused.
+#[test]
+fn a_data_disk_floor_above_the_release_refuses_it_even_from_a_fresh_stick() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = data_disk(
+        dir.path(),
+        &[("nullos-state", b"highest_version = 2\n".as_slice())],
+    );
+    let (_stick, vm) = fresh_stick_with_disk(&disk);
+    let line = assert_refused(&vm, "nullos: refused release.manifest: ");
+    assert_eq!(
+        line,
+        "nullos: refused release.manifest: version 1 is older than version 2 already accepted (rollback refused)"
+    );
+    let console = vm.serial_text().unwrap_or_default();
+    assert!(
+        console.contains(
+            "version floor 2 (boot image minimum 1, data disk /dev/vda 2, stick /dev/sda2 0)"
+        ),
+        "{console}"
+    );
+}
+
+/// Stage 0 writes the floor to the data disk before it boots the release.
+#[test]
+fn stage0_raises_the_floor_on_the_data_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = data_disk(dir.path(), &[]);
+    let (_stick, vm) = fresh_stick_with_disk(&disk);
+    firmware_boots_the_stick(&vm);
+    vm.wait_for_line("nullos: booting release version=1", VERDICT_TIMEOUT)
+        .unwrap_or_else(|e| {
+            let console = vm.serial_text().unwrap_or_default();
+            panic!("{e}\n{console}")
+        });
+    let console = vm.serial_text().unwrap_or_default();
+    assert!(
+        console.contains("highest accepted version is now 1 on the data disk /dev/vda"),
+        "{console}"
+    );
+    drop(vm);
+    let out = std::process::Command::new("debugfs")
+        .args(["-R", "cat /nullos-state"])
+        .arg(&disk)
+        .output()
+        .unwrap_or_else(|e| panic!("debugfs (e2fsprogs) is needed: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("highest_version = 1\n"), "{text}");
 }

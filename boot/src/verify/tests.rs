@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use trust::{ArtifactRef, BuildInputs, SecretKey};
+use trust::{ArtifactRef, BuildInputs, SecretKey, SignedDocument};
 
 use super::*;
 
@@ -16,7 +16,7 @@ struct Files {
 }
 
 impl Source for Files {
-    fn len(&mut self, name: &str) -> Result<u64, String> {
+    fn len(&mut self, name: &str, _max: u64) -> Result<u64, String> {
         self.files
             .get(name)
             .map(|f| f.len() as u64)
@@ -38,10 +38,19 @@ fn key(seed: u8) -> SecretKey {
 
 /// The files of a release signed by `signer`, by name (shared with the network tests).
 pub(crate) fn signed_release_files(version: u64, signer: &SecretKey) -> BTreeMap<String, Vec<u8>> {
+    signed_profile_release_files(version, "dev", &[signer])
+}
+
+/// The files of a release of `profile` signed by each of `signers`.
+pub(crate) fn signed_profile_release_files(
+    version: u64,
+    profile: &str,
+    signers: &[&SecretKey],
+) -> BTreeMap<String, Vec<u8>> {
     let manifest = ReleaseManifest {
         format: ReleaseManifest::FORMAT,
         version,
-        profile: "dev".into(),
+        profile: profile.into(),
         target: "x86_64".into(),
         kernel: ArtifactRef::of(KERNEL),
         initrd: ArtifactRef::of(INITRD),
@@ -53,7 +62,9 @@ pub(crate) fn signed_release_files(version: u64, signer: &SecretKey) -> BTreeMap
         },
     };
     let mut document = manifest.to_document();
-    document.sign(signer).unwrap();
+    for signer in signers {
+        document.sign(signer).unwrap();
+    }
     [
         (MANIFEST_FILE, document.encode()),
         (KERNEL_FILE, KERNEL.to_vec()),
@@ -78,8 +89,17 @@ fn policy() -> SignerPolicy {
     policy
 }
 
+/// A dev boot image accepting versions from 1 on.
+pub(crate) fn dev_image() -> BootImageConfig {
+    BootImageConfig {
+        profile: "dev".into(),
+        target: "x86_64".into(),
+        min_version: 1,
+    }
+}
+
 fn refusal(files: &mut Files, highest: u64) -> Refusal {
-    match verify(files, &policy(), highest) {
+    match verify(files, &policy(), &dev_image(), highest) {
         Ok(v) => panic!("accepted: {}", v.line()),
         Err(r) => r,
     }
@@ -88,7 +108,7 @@ fn refusal(files: &mut Files, highest: u64) -> Refusal {
 #[test]
 fn a_good_release_verifies_with_exactly_its_bytes() {
     let mut files = release(3, &key(1));
-    let v = verify(&mut files, &policy(), 3).unwrap();
+    let v = verify(&mut files, &policy(), &dev_image(), 3).unwrap();
     assert_eq!(v.manifest.version, 3);
     assert_eq!(v.signers, ["dev"]);
     assert_eq!(
@@ -187,40 +207,77 @@ fn missing_files_are_refused_by_name() {
     }
 }
 
+/// Issue 14: dev and metal releases are signed by the same kind of key with one version
+/// counter; without this check they were interchangeable.
 #[test]
-fn node_cmdline_is_the_release_line_plus_nullos_parameters() {
+fn a_dev_release_on_a_metal_boot_image_is_refused() {
+    let mut files = Files {
+        files: signed_profile_release_files(5, "dev", &[&key(1)]),
+        reads: Vec::new(),
+    };
+    let metal = BootImageConfig {
+        profile: "metal".into(),
+        ..dev_image()
+    };
+    let r = verify(&mut files, &policy(), &metal, 0).unwrap_err();
     assert_eq!(
-        node_cmdline(
-            b"console=ttyS0 quiet\n",
-            "console=ttyS0 quiet usb-storage.delay_use=0 nullos.control=10.0.2.2:7878 nullos.loglevel=debug -- nullos.x=1"
-        )
-        .unwrap(),
-        "console=ttyS0 quiet nullos.control=10.0.2.2:7878 nullos.loglevel=debug"
+        r.to_string(),
+        "nullos: refused release.manifest: a release for profile dev target x86_64; \
+         this boot image boots profile metal target x86_64"
     );
-    assert_eq!(node_cmdline(b"a b", "").unwrap(), "a b");
+    assert_eq!(files.reads, [MANIFEST_FILE], "no artifact is read");
+    let other_target = BootImageConfig {
+        target: "aarch64".into(),
+        ..dev_image()
+    };
+    let r = verify(&mut files, &policy(), &other_target, 0).unwrap_err();
+    assert!(r.reason.contains("boots profile dev target aarch64"), "{r}");
 }
 
 #[test]
-fn the_release_url_stays_with_stage_0() {
+fn a_version_below_the_boot_images_minimum_is_refused_without_any_state() {
+    let mut files = release(2, &key(1));
+    let image = BootImageConfig {
+        min_version: 3,
+        ..dev_image()
+    };
+    let r = verify(&mut files, &policy(), &image, 0).unwrap_err();
     assert_eq!(
-        node_cmdline(
-            b"console=ttyS0\n",
-            "quiet nullos.release=http://10.0.2.2:8080/release nullos.loglevel=debug"
-        )
-        .unwrap(),
-        "console=ttyS0 nullos.loglevel=debug"
+        r.to_string(),
+        "nullos: refused release.manifest: version 2 is below this boot image's minimum version 3 (rollback refused)"
     );
+    let mut files = release(3, &key(1));
+    assert!(verify(&mut files, &policy(), &image, 0).is_ok());
 }
 
+/// Issue 14: the verified line named every signature entry, verified or not.
 #[test]
-fn node_cmdline_refuses_what_is_not_one_line() {
-    assert_eq!(
-        node_cmdline(b"a\nb", "").unwrap_err().artifact,
-        CMDLINE_FILE
-    );
-    assert_eq!(node_cmdline(b"a\0", "").unwrap_err().artifact, CMDLINE_FILE);
-    assert_eq!(
-        node_cmdline(&[0xff], "").unwrap_err().artifact,
-        CMDLINE_FILE
-    );
+fn the_verified_line_names_only_the_signers_that_verified() {
+    // Policy: `dev` (required) and `ci`, threshold 1. The file carries dev's good signature
+    // and an entry by ci's key whose signature is over another body.
+    let mut policy = policy();
+    policy.members.push(trust::PolicyMember {
+        name: "ci".into(),
+        key: key(3).public(),
+        weight: 1,
+        required: false,
+    });
+    let mut files = release(1, &key(1));
+    let good = SignedDocument::decode(&files.files[MANIFEST_FILE]).unwrap();
+    let mut forged_ci = SignedDocument::new(good.kind(), b"another body".to_vec());
+    forged_ci.sign(&key(3)).unwrap();
+    let mut spliced = good.encode();
+    // The envelope ends with the signature count and the entries (docs/TRUST-FORMATS.md):
+    // append ci's entry (its 96 bytes: key, signature) and bump the count.
+    let ci_entry = &forged_ci.encode()[forged_ci.encode().len() - 96..];
+    let count_at = spliced.len() - 96 - 1;
+    assert_eq!(spliced[count_at], 1);
+    spliced[count_at] = 2;
+    spliced.extend_from_slice(ci_entry);
+    let decoded = SignedDocument::decode(&spliced).unwrap();
+    assert_eq!(decoded.signers().count(), 2, "both entries are in the file");
+    files.files.insert(MANIFEST_FILE.into(), spliced);
+    let v = verify(&mut files, &policy, &dev_image(), 0).unwrap();
+    assert_eq!(v.signers, ["dev"]);
+    assert!(v.line().contains(" signers=dev "), "{}", v.line());
 }

@@ -53,6 +53,7 @@ targets!(
     guest_config,
     ip_param,
     disk_probe,
+    kernel_cmdline,
 );
 
 /// The target called `name`.

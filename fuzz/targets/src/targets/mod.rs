@@ -9,6 +9,7 @@ pub mod grid_documents;
 pub mod guest_config;
 pub mod initramfs_reader;
 pub mod ip_param;
+pub mod kernel_cmdline;
 pub mod key_text;
 pub mod modinfo_elf;
 pub mod module_index_parse;
