@@ -17,7 +17,7 @@ use trust::{Digest, Hasher};
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
     /// The notary did not give it (down, refused, or bytes that do not match the digest).
-    #[error("blob {digest}")]
+    #[error("fetch from the notary's blob store")]
     Fetch {
         /// The blob.
         digest: Digest,

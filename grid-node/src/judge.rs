@@ -23,9 +23,9 @@ pub enum Verdict {
     /// Run this version (a first start, or a newer version to replace the running one).
     Run {
         /// The version to run.
-        contract: Contract,
+        contract: Box<Contract>,
         /// The placement that says so.
-        placement: Placement,
+        placement: Box<Placement>,
     },
     /// The placement names this node but may not run; `reason` is one line.
     Refuse {
@@ -91,8 +91,8 @@ pub fn judge(view: &ContractView, facts: &NodeFacts<'_>) -> Verdict {
         return refuse(e.to_string());
     }
     Verdict::Run {
-        contract: contract.clone(),
-        placement: placement.clone(),
+        contract: Box::new(contract.clone()),
+        placement: Box::new(placement.clone()),
     }
 }
 

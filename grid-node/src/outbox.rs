@@ -219,7 +219,7 @@ impl Outbox {
     }
 
     fn sequence(&mut self) -> u64 {
-        match self.sequencer.next() {
+        match self.sequencer.next_sequence() {
             Ok(n) => n,
             Err(e) => {
                 self.console.debug(&format!(

@@ -199,11 +199,12 @@ impl PullLoop {
             Ok(fetched) => fetched,
             Err(e @ ClientError::Transport { .. }) => return Err(RoundError::Notary(e)),
             Err(e) => {
-                let line = format!(
-                    "nullos: notary checkpoint refused: {} (kept size {}); nothing new is acted on",
-                    error_line(&e),
-                    self.checkpoint.as_ref().map_or(0, |c| c.size)
-                );
+                let why = match &e {
+                    ClientError::Checkpoint(inner) => error_line(inner),
+                    other => error_line(other),
+                };
+                let line =
+                    format!("nullos: notary checkpoint refused: {why}; nothing new is acted on");
                 if self.checkpoint_said.as_deref() != Some(line.as_str()) {
                     self.console.line(&line);
                     self.checkpoint_said = Some(line);
@@ -318,7 +319,7 @@ impl PullLoop {
                     Some((v, _)) if *v == contract.version => Want::Keep,
                     _ => {
                         let version = contract.version;
-                        to_run.insert(id, contract);
+                        to_run.insert(id, *contract);
                         Want::Run(version)
                     }
                 },

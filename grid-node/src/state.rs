@@ -151,7 +151,7 @@ impl Sequencer {
     }
 
     /// The next number.
-    pub fn next(&mut self) -> Result<u64, StateError> {
+    pub fn next_sequence(&mut self) -> Result<u64, StateError> {
         if self.next > self.reserved_to {
             let to = self.next.saturating_add(RESERVE);
             if let Some(state) = &self.state {
@@ -174,19 +174,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::new(dir.path()).unwrap();
         let mut s = Sequencer::open(Some(state.clone()), 0).unwrap();
-        let a = s.next().unwrap();
-        let b = s.next().unwrap();
+        let a = s.next_sequence().unwrap();
+        let b = s.next_sequence().unwrap();
         assert!(b > a && a >= 1);
         let mut s = Sequencer::open(Some(state.clone()), 0).unwrap();
-        assert!(s.next().unwrap() > b);
+        assert!(s.next_sequence().unwrap() > b);
         let mut s = Sequencer::open(Some(state.clone()), 1_000_000).unwrap();
-        assert!(s.next().unwrap() > 1_000_000);
+        assert!(s.next_sequence().unwrap() > 1_000_000);
         std::fs::write(dir.path().join(SEQUENCE_FILE), "x").unwrap();
         assert!(matches!(
             Sequencer::open(Some(state), 0),
             Err(StateError::Damaged { .. })
         ));
         let mut ephemeral = Sequencer::open(None, 5).unwrap();
-        assert_eq!(ephemeral.next().unwrap(), 6);
+        assert_eq!(ephemeral.next_sequence().unwrap(), 6);
     }
 }
