@@ -2,8 +2,9 @@
 //!
 //! Boot sequence (each step bounded in time, none fatal): node.toml, kernel modules (boot
 //! modules, then coldplug), power button, network (DHCP), control endpoint check, open socket
-//! count, the ready line. Pending power-off signals are honoured between steps. Then the main
-//! loop: signals (reap children, power off) and power-button events.
+//! count, the grid identity (when a notary is configured), the ready line. Pending power-off
+//! signals are honoured between steps. Then the workloads of the image, the grid's pull loop,
+//! and the main loop: signals (reap children, power off) and power-button events.
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,12 @@ pub fn run(cmdline: &Cmdline, signals: &Signals) -> Result<Infallible, InitError
     handle_signals(signals);
     phase_done("control check");
 
+    // The node's grid identity (on the data disk) and its outbox, before the ready line that
+    // names the node; nothing here waits for the notary.
+    let grid = crate::grid::prepare(node.as_ref());
+    handle_signals(signals);
+    phase_done("grid identity");
+
     let listening = match sockets::open_sockets() {
         Ok(open) => {
             for socket in &open {
@@ -98,10 +105,16 @@ pub fn run(cmdline: &Cmdline, signals: &Signals) -> Result<Infallible, InitError
         uptime_ms: crate::ready::uptime_ms(),
         control,
         listening,
+        node: grid
+            .as_ref()
+            .map(|joined| hex::encode(joined.node.as_bytes())),
     };
     crate::log::interface_line(&ready.to_string());
     // Workloads verify, set up and run on threads of their own; the main loop reaps for them.
     crate::workloads::start();
+    if let Some(joined) = grid {
+        crate::grid::start(joined);
+    }
     main_loop(signals, buttons)
 }
 
