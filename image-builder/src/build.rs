@@ -200,7 +200,9 @@ pub fn build(
     if let Some(policy) = &workload_policy {
         tree.add_file(WORKLOAD_POLICY_PATH, policy.to_text().into_bytes(), 0o644)?;
     }
-    if !workloads.is_empty() {
+    // The guest kernel for the micro-VMs: for the image's workloads, and for the grid's
+    // contracts on a node that names a notary and has the vmm.
+    if !workloads.is_empty() || (config.grid.is_some() && config.vmm.is_some()) {
         tree.add_file(GUEST_KERNEL_PATH, kernel.bzimage.clone(), 0o644)?;
     }
     for workload in workloads {

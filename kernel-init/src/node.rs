@@ -72,8 +72,10 @@ pub fn run(cmdline: &Cmdline, signals: &Signals) -> Result<Infallible, InitError
 
     // The node's grid identity (on the data disk) and its outbox, before the ready line that
     // names the node; nothing here waits for the notary.
-    let grid = crate::grid::prepare(node.as_ref());
-    handle_signals(signals);
+    // Claiming an empty data disk runs mke2fs, whose exit the reaper delivers: the boot thread
+    // reaps while the grid is prepared on a thread of its own.
+    let grid_config = node.clone();
+    let grid = while_reaping(signals, move || crate::grid::prepare(grid_config.as_ref()));
     phase_done("grid identity");
 
     let listening = match sockets::open_sockets() {
@@ -170,6 +172,27 @@ fn load_cpu_modules(index: &ModuleIndex) {
         loader.loaded().count(),
         start.elapsed().as_millis()
     );
+}
+
+/// Runs `work` on a thread of its own while this thread handles signals (reaping the children
+/// `work` waits for); returns its result (`None` when the thread could not start or panicked).
+fn while_reaping<T: Send + 'static>(
+    signals: &Signals,
+    work: impl FnOnce() -> Option<T> + Send + 'static,
+) -> Option<T> {
+    let handle = match std::thread::Builder::new().name("grid-prepare".into()).spawn(work) {
+        Ok(handle) => handle,
+        Err(e) => {
+            crate::error!("grid: cannot start a thread: {e}");
+            return None;
+        }
+    };
+    while !handle.is_finished() {
+        let mut fds = [PollFd::new(signals.fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(100u8));
+        handle_signals(signals);
+    }
+    handle.join().ok().flatten()
 }
 
 /// A debug line with the boot clock, for timing the boot.
