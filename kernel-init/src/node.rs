@@ -180,7 +180,10 @@ fn while_reaping<T: Send + 'static>(
     signals: &Signals,
     work: impl FnOnce() -> Option<T> + Send + 'static,
 ) -> Option<T> {
-    let handle = match std::thread::Builder::new().name("grid-prepare".into()).spawn(work) {
+    let handle = match std::thread::Builder::new()
+        .name("grid-prepare".into())
+        .spawn(work)
+    {
         Ok(handle) => handle,
         Err(e) => {
             crate::error!("grid: cannot start a thread: {e}");
