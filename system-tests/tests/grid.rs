@@ -3,12 +3,15 @@
 //! (`http://10.0.2.2:<port>`, QEMU's user network), its pinned key and a farm. The test plays
 //! the farmer and the contract's owner with `trust::grid` documents and `notary-client`.
 //!
-//! One boot, shared by the assertions in order (TCG boots are slow):
+//! Two boots (the second a reboot), shared by the assertions in order (TCG boots are slow):
 //! 1. the node is ready with `node=<id>` and no listening socket, registers with the capacity it
 //!    was given (`-smp 2`, `-m 2048`, a 256 MiB data disk) and is live in `/v1/nodes`;
 //! 2. a placed hello contract is pulled, verified, run in a micro-VM; the report says exited 0;
 //! 3. a contract whose root image blob no longer matches its digest in the notary's store is
 //!    refused, with its console line and report, and nothing of it runs;
+//!    a new version replaces it and its volume's counter goes on; the notary goes down and comes
+//!    back (one console line each way) and the node re-syncs;
+//! 3b. the node reboots with its data disk: same id, the placed version runs again unasked;
 //! 4. cancelling the first stops it and removes its volumes;
 //! 5. a notary restarted with the same key but another log (the kept checkpoint cannot be
 //!    extended) is refused with one console line.
@@ -30,7 +33,7 @@ use serde_json::Value;
 use system_tests::{build_dir, fields, repo_root, wait_ready};
 use trust::grid::{
     Approval, Cancellation, Constraints, Contract, ContractId, ContractWorkload, Egress,
-    Enrollment, Farm, Placement, VolumeClaim,
+    Enrollment, Farm, Placement, Previous, VolumeClaim,
 };
 use trust::{Digest, NamedSigner, PublicKey, SecretKey, SignerPolicy};
 
@@ -214,7 +217,7 @@ fn contract(manifest: Digest, tag: &str) -> Contract {
     }
 }
 
-fn deploy(client: &Client, c: &Contract, node: PublicKey) {
+fn deploy(client: &Client, c: &Contract, sequence: u64, node: PublicKey) {
     client.submit(&signed(c, OWNER)).unwrap();
     let approval = Approval {
         version: c.version,
@@ -224,7 +227,7 @@ fn deploy(client: &Client, c: &Contract, node: PublicKey) {
     };
     client.submit(&signed(&approval, OWNER)).unwrap();
     let placement = Placement {
-        sequence: 1,
+        sequence,
         contract: c.id(),
         version: c.version,
         node,
@@ -248,6 +251,36 @@ fn report(client: &Client, id: &ContractId) -> Option<(String, Option<i64>, Stri
         w["exit_code"].as_i64(),
         w["reason"].as_str().unwrap_or("").to_owned(),
     ))
+}
+
+/// Boots the node image with 2 CPUs, 2 GiB and the data disk.
+fn boot_node(image: &Path, disk: &Path) -> Vm {
+    let accel = Accel::detect().unwrap_or_else(|e| panic!("{e}"));
+    let boot: Boot = qemu::image::direct_boot(image).unwrap_or_else(|e| panic!("{e}"));
+    let mut cfg = VmConfig::new(boot, accel);
+    cfg.memory_mib = 2048;
+    cfg.cpus = 2;
+    cfg.extra_args.push("-drive".into());
+    cfg.extra_args
+        .push(format!("file={},if=virtio,format=raw", disk.display()).into());
+    Vm::start(cfg).unwrap_or_else(|e| panic!("starting QEMU: {e}"))
+}
+
+/// Waits for a console line containing `needle`; fails with the whole console.
+fn wait_line(vm: &Vm, needle: &str) -> String {
+    vm.wait_for_line(needle, TIMEOUT).unwrap_or_else(|e| {
+        let console = vm.serial_text().unwrap_or_default();
+        panic!("waiting for {needle:?}: {e}\n--- console ---\n{console}")
+    })
+}
+
+/// How many console lines contain `needle`.
+fn count_lines(vm: &Vm, needle: &str) -> usize {
+    vm.serial_text()
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
 }
 
 /// Asks until `check` is true: the node reports on its own time (bounded by tries, not timed).
@@ -297,21 +330,8 @@ fn a_node_registers_pulls_verifies_runs_refuses_and_stops_contracts() {
         .set_len(256 << 20)
         .unwrap();
 
-    let accel = Accel::detect().unwrap_or_else(|e| panic!("{e}"));
-    let boot: Boot = qemu::image::direct_boot(&image).unwrap_or_else(|e| panic!("{e}"));
-    let mut cfg = VmConfig::new(boot, accel);
-    cfg.memory_mib = 2048;
-    cfg.cpus = 2;
-    cfg.extra_args.push("-drive".into());
-    cfg.extra_args
-        .push(format!("file={},if=virtio,format=raw", disk.display()).into());
-    let vm = Vm::start(cfg).unwrap_or_else(|e| panic!("starting QEMU: {e}"));
-    let wait = |needle: &str| -> String {
-        vm.wait_for_line(needle, TIMEOUT).unwrap_or_else(|e| {
-            let console = vm.serial_text().unwrap_or_default();
-            panic!("waiting for {needle:?}: {e}\n--- console ---\n{console}")
-        })
-    };
+    let vm = boot_node(&image, &disk);
+    let wait = |needle: &str| wait_line(&vm, needle);
 
     // 1. Ready, named, not listening; registered with its real capacity; live.
     let ready = wait_ready(&vm);
@@ -368,7 +388,7 @@ fn a_node_registers_pulls_verifies_runs_refuses_and_stops_contracts() {
     let c = contract(manifest, "one");
     let id = c.id();
     let id_hex = id.0.to_hex();
-    deploy(&client, &c, node);
+    deploy(&client, &c, 1, node);
     wait(&format!("nullos: contract {id_hex} version 1 accepted"));
     wait(&format!(
         "nullos: workload hello exited code=0 contract={id_hex}"
@@ -376,6 +396,44 @@ fn a_node_registers_pulls_verifies_runs_refuses_and_stops_contracts() {
     eventually("the report says exited 0", &vm, || {
         report(&client, &id).is_some_and(|(s, code, _)| s == "exited" && code == Some(0))
     });
+    wait("[hello] hello: counter=1");
+
+    // 2b. A new version replaces it and keeps its volume: the counter goes on.
+    let c2 = Contract {
+        version: 2,
+        supersedes: Some(Previous {
+            contract: id,
+            body: c.body_digest(),
+        }),
+        ..contract(manifest, "two")
+    };
+    deploy(&client, &c2, 2, node);
+    wait(&format!("nullos: contract {id_hex} version 2 accepted"));
+    wait("[hello] hello: counter=2");
+    eventually("version 2 exited 0 and is reported", &vm, || {
+        count_lines(
+            &vm,
+            &format!("nullos: workload hello exited code=0 contract={id_hex}"),
+        ) == 2
+            && report(&client, &id).is_some_and(|(s, code, _)| s == "exited" && code == Some(0))
+    });
+
+    // 2c. The notary goes down and comes back: one line each way, and the node re-syncs (the
+    // steps below go through the restarted notary).
+    let port = notary.port();
+    drop(notary);
+    wait(&format!(
+        "nullos: notary http://10.0.2.2:{port} unreachable"
+    ));
+    notary = Notary::start(&data, &format!("127.0.0.1:{port}"));
+    wait(&format!(
+        "nullos: notary http://10.0.2.2:{port} reachable again"
+    ));
+    assert_eq!(
+        count_lines(&vm, "nullos: notary http://10.0.2.2:"),
+        2,
+        "one line per change of state, not per try"
+    );
 
     // 3. An artifact whose bytes in the blob store no longer match its digest.
     let bad_dir = root.path().join("bad");
@@ -408,7 +466,7 @@ fn a_node_registers_pulls_verifies_runs_refuses_and_stops_contracts() {
     let bad = contract(bad_manifest, "bad");
     let bad_id = bad.id();
     let bad_hex = bad_id.0.to_hex();
-    deploy(&client, &bad, node);
+    deploy(&client, &bad, 1, node);
     let refused = wait(&format!("nullos: contract {bad_hex} version 1 refused "));
     assert!(
         refused.contains(&format!(
@@ -430,11 +488,35 @@ fn a_node_registers_pulls_verifies_runs_refuses_and_stops_contracts() {
         "nothing of the refused contract ran"
     );
 
+    // 3b. The node reboots with its data disk: the same id, and what is still placed here runs
+    // again without being re-told (its volume's counter goes on).
+    vm.powerdown().unwrap();
+    vm.wait_exit(TIMEOUT).unwrap();
+    drop(vm);
+    let vm = boot_node(&image, &disk);
+    let wait = |needle: &str| wait_line(&vm, needle);
+    let again = wait_ready(&vm);
+    assert_eq!(
+        again.get("node"),
+        Some(&node_hex),
+        "the key on the data disk is reused"
+    );
+    wait(&format!("nullos: contract {id_hex} version 2 accepted"));
+    wait("[hello] hello: counter=3");
+    assert_eq!(
+        count_lines(
+            &vm,
+            &format!("nullos: contract {bad_hex} version 1 refused")
+        ),
+        1,
+        "the refused contract is refused again, not run"
+    );
+
     // 4. Cancel: stopped, volumes removed, reported.
     client
         .submit(&signed(
             &Cancellation {
-                version: 1,
+                version: 2,
                 contract: id,
                 owner: c.owner,
                 reason: "system test done".into(),
@@ -442,13 +524,12 @@ fn a_node_registers_pulls_verifies_runs_refuses_and_stops_contracts() {
             OWNER,
         ))
         .unwrap();
-    wait(&format!("nullos: contract {id_hex} version 1 stopped"));
+    wait(&format!("nullos: contract {id_hex} version 2 stopped"));
     eventually("the stop is reported", &vm, || {
         report(&client, &id).is_some_and(|(s, _, _)| s == "stopped")
     });
 
     // 5. The same key, another log: the node keeps its checkpoint and refuses the new one.
-    let port = notary.port();
     drop(notary);
     let other = root.path().join("notary2");
     std::fs::create_dir_all(&other).unwrap();
