@@ -7,11 +7,11 @@
 //! 1. the node is ready with `node=<id>` and no listening socket, registers with the capacity it
 //!    was given (`-smp 2`, `-m 2048`, a 256 MiB data disk) and is live in `/v1/nodes`;
 //! 2. a placed hello contract is pulled, verified, run in a micro-VM; the report says exited 0;
-//! 3. a contract whose root image blob no longer matches its digest in the notary's store is
-//!    refused, with its console line and report, and nothing of it runs;
 //!    a new version replaces it and its volume's counter goes on; the notary goes down and comes
 //!    back (one console line each way) and the node re-syncs;
-//! 3b. the node reboots with its data disk: same id, the placed version runs again unasked;
+//! 3. a contract whose root image blob no longer matches its digest in the notary's store is
+//!    refused, with its console line and report, and nothing of it runs; then the node reboots
+//!    with its data disk: same id, the placed version runs again unasked;
 //! 4. cancelling the first stops it and removes its volumes;
 //! 5. a notary restarted with the same key but another log (the kept checkpoint cannot be
 //!    extended) is refused with one console line.
