@@ -297,38 +297,171 @@ fn eventually(what: &str, vm: &Vm, mut check: impl FnMut() -> bool) {
     );
 }
 
-#[test]
-fn a_node_registers_pulls_verifies_runs_refuses_and_stops_contracts() {
+/// The tests of this file one at a time: each boots QEMU (two at once for self-healing).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A notary with the farm registered and hello's blobs pushed, and the node image naming it.
+struct Grid {
+    root: tempfile::TempDir,
+    data: PathBuf,
+    notary: Notary,
+    client: Client,
+    hello: PathBuf,
+    manifest: Digest,
+    image: PathBuf,
+}
+
+fn grid() -> Grid {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("notary");
     std::fs::create_dir_all(&data).unwrap();
-    let mut notary = Notary::start(&data, "127.0.0.1:0");
+    let notary = Notary::start(&data, "127.0.0.1:0");
     let client = Client::new(&notary.url, &notary.key).unwrap();
-    let farmer = sk(FARMER).public();
     client
         .submit(&signed(
             &Farm {
                 version: 1,
-                farmer,
+                farmer: sk(FARMER).public(),
                 name: "system test farm".into(),
             },
             FARMER,
         ))
         .unwrap();
-
     let hello = hello_workload(root.path());
     let manifest = push(&client, &hello.join("workload.manifest"));
     push(&client, &hello.join("root.img"));
-
     let profile = node_profile(root.path(), &notary);
     let config = BuildConfig::load(&profile).unwrap_or_else(|e| panic!("{e}"));
     let image = root.path().join("image");
     build(&config, &image, 0, &Quiet).unwrap_or_else(|e| panic!("{e}"));
-    let disk = root.path().join("data.img");
+    Grid {
+        root,
+        data,
+        notary,
+        client,
+        hello,
+        manifest,
+        image,
+    }
+}
+
+/// An empty 256 MiB data disk.
+fn data_disk(root: &Path, name: &str) -> PathBuf {
+    let disk = root.join(name);
     std::fs::File::create(&disk)
         .unwrap()
         .set_len(256 << 20)
         .unwrap();
+    disk
+}
+
+/// Waits for the node's ready line, enrolls it with the farm, waits until it is live.
+fn enroll(client: &Client, vm: &Vm) -> (PublicKey, String) {
+    let ready = wait_ready(vm);
+    let node_hex = ready.get("node").cloned().unwrap_or_default();
+    let node = PublicKey::from_text(&format!("nullos-ed25519 {node_hex}"))
+        .unwrap_or_else(|_| panic!("ready line without node=<id>: {ready:?}"));
+    wait_line(vm, &format!("nullos: registered node={node_hex} "));
+    client
+        .submit(&signed(
+            &Enrollment {
+                sequence: 1,
+                farmer: sk(FARMER).public(),
+                node,
+                enrolled: true,
+            },
+            FARMER,
+        ))
+        .unwrap();
+    eventually("the node is live", vm, || {
+        live(client, &node_hex) == Some(true)
+    });
+    (node, node_hex)
+}
+
+/// Whether the notary's directory calls the node live.
+fn live(client: &Client, node_hex: &str) -> Option<bool> {
+    let nodes = client.nodes().ok()?;
+    let node = nodes["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["key"].as_str().is_some_and(|k| k.contains(node_hex)))?
+        .clone();
+    node["live"].as_bool()
+}
+
+#[test]
+fn a_contract_whose_node_died_runs_on_the_node_it_is_placed_on_next() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let g = grid();
+    let a = boot_node(&g.image, &data_disk(g.root.path(), "a.img"));
+    let b = boot_node(&g.image, &data_disk(g.root.path(), "b.img"));
+    let (node_a, a_hex) = enroll(&g.client, &a);
+    let (node_b, b_hex) = enroll(&g.client, &b);
+    assert_ne!(a_hex, b_hex);
+
+    let c = contract(g.manifest, "heal");
+    let id = c.id();
+    let id_hex = id.0.to_hex();
+    deploy(&g.client, &c, 1, node_a);
+    wait_line(
+        &a,
+        &format!("nullos: workload hello exited code=0 contract={id_hex}"),
+    );
+
+    // Node A loses power; its lease lapses.
+    a.kill().unwrap();
+    eventually("node A's lease lapses", &b, || {
+        live(&g.client, &a_hex) == Some(false)
+    });
+    // What the owner's agent does then (`nullos agent`): a newer placement on a live node.
+    let heal = Placement {
+        sequence: 2,
+        contract: id,
+        version: 1,
+        node: node_b,
+        owner: c.owner,
+        reason: format!("node {a_hex} stopped renewing its lease"),
+    };
+    g.client
+        .submit(&signed(&heal, OWNER))
+        .unwrap_or_else(|e| panic!("re-placement refused: {e}"));
+    wait_line(&b, &format!("nullos: contract {id_hex} version 1 accepted"));
+    wait_line(
+        &b,
+        &format!("nullos: workload hello exited code=0 contract={id_hex}"),
+    );
+    eventually("B reports exited 0", &b, || {
+        let v: Value = match g.client.contract(&id) {
+            Ok(v) => v,
+            Err(_) => return false,
+        };
+        v["reports"].as_array().is_some_and(|reports| {
+            reports.iter().any(|r| {
+                r["node"].as_str().is_some_and(|n| n.contains(&b_hex))
+                    && r["workloads"][0]["state"] == "exited"
+                    && r["workloads"][0]["exit_code"] == 0
+            })
+        })
+    });
+    drop(g.notary);
+    let _ = b.kill();
+}
+
+#[test]
+fn a_node_registers_pulls_verifies_runs_refuses_and_stops_contracts() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Grid {
+        root,
+        data,
+        mut notary,
+        client,
+        hello,
+        manifest,
+        image,
+    } = grid();
+    let farmer = sk(FARMER).public();
+    let disk = data_disk(root.path(), "data.img");
 
     let vm = boot_node(&image, &disk);
     let wait = |needle: &str| wait_line(&vm, needle);
