@@ -263,19 +263,19 @@ impl Outbox {
             .map(|(id, _)| *id)
             .collect();
         for contract in dirty {
-            let Some(report) = self.reports.get(&contract) else {
+            let Some((version, workloads)) = self
+                .reports
+                .get(&contract)
+                .map(|r| (r.version, r.workloads.values().cloned().collect()))
+            else {
                 continue;
             };
             let body = StatusReport {
-                sequence: 0,
+                sequence: self.sequence(),
                 node: self.identity.public,
                 contract,
-                version: report.version,
-                workloads: report.workloads.values().cloned().collect(),
-            };
-            let body = StatusReport {
-                sequence: self.sequence(),
-                ..body
+                version,
+                workloads,
             };
             if let Some(bytes) = self.sign(&body) {
                 match self.client.submit(&bytes) {
