@@ -5,7 +5,8 @@
 #   make image [PROFILE=dev]  build/$(PROFILE)/: kernel, initrd, cmdline, release.manifest, pxe/, boot/, usb.img
 #                             (PROFILE=metal: the farmer's image, signed with build/keys/metal.key)
 #   make workloads            build/workloads/<name>/: the example workloads, signed with the dev key
-#   make run                  boot build/dev in QEMU, console on this terminal (RUN_ARGS=--pxe for PXE)
+#   make run                  start the dev notary (127.0.0.1:7878) unless one listens, then boot
+#                             build/dev in QEMU, console on this terminal (RUN_ARGS=--pxe for PXE)
 #   make test                 unit, property and full-system tests (real kernels in real QEMU)
 #   make bench                benchmarks, printed as ratios against their baselines
 #   make fuzz [FUZZ_SECONDS=60]  every fuzz target for FUZZ_SECONDS each, on stable (docs/FUZZING.md)
@@ -37,6 +38,9 @@ BENCH := target/release/nullos-bench
 DEV_KEY := build/keys/dev.key
 # Metal's release key: the product's own, so a dev release never verifies on a metal boot image.
 METAL_KEY := build/keys/metal.key
+# The dev notary's checkpoint key (pinned by the dev image) and the dev farm's farmer key.
+NOTARY_KEY := build/keys/notary.key
+FARMER_KEY := build/keys/farmer.key
 
 # Profile → kernel folder under build/kernels/ → Debian meta-package `make lock` pins it from.
 KERNEL_DIR_dev := build/kernels/cloud
@@ -110,7 +114,13 @@ $(DEV_KEY): | tools
 $(METAL_KEY): | tools
 	$(BUILDER) keygen --out $(METAL_KEY) --comment "NullOS metal release key"
 
-keys: $(DEV_KEY) $(METAL_KEY)
+$(NOTARY_KEY): | tools
+	$(BUILDER) keygen --out $(NOTARY_KEY) --comment "NullOS development notary key (not for production)"
+
+$(FARMER_KEY): | tools
+	$(BUILDER) keygen --out $(FARMER_KEY) --comment "NullOS development farmer key (not for production)"
+
+keys: $(DEV_KEY) $(METAL_KEY) $(NOTARY_KEY) $(FARMER_KEY)
 
 # The example workloads, each built into build/workloads/<name>/ (root.img + the signed
 # workload.manifest). Their programs are static: a workload image has no libc unless it brings one.
@@ -128,6 +138,8 @@ image: kernel sysroot init boot vmm tools keys $(IMAGE_EXTRA_$(PROFILE))
 
 run: deps
 	@$(MAKE) --no-print-directory image PROFILE=dev
+	$(CARGO) build --release --locked -p notary
+	scripts/notary-up.sh
 	$(QEMU_RUNNER) run build/dev $(RUN_ARGS)
 
 test: deps

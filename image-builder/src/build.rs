@@ -380,11 +380,34 @@ pub(crate) fn pid1_tree(
 
 /// `/etc/nullos/node.toml`: what `init` knows about the release it belongs to.
 fn node_config(config: &BuildConfig) -> Result<String, interfaces::node::NodeConfigError> {
+    let key_line = |path: &Path| {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            interfaces::node::NodeConfigError::Invalid(format!("read {}: {e}", path.display()))
+        })?;
+        let key = trust::PublicKey::from_text(text.trim()).map_err(|e| {
+            interfaces::node::NodeConfigError::Invalid(format!(
+                "{} is not a public key file: {e}",
+                path.display()
+            ))
+        })?;
+        Ok::<String, interfaces::node::NodeConfigError>(key.to_text())
+    };
+    let (notary, notary_key, farm) = match &config.grid {
+        Some(grid) => (
+            Some(grid.notary.clone()),
+            Some(key_line(&grid.notary_key)?),
+            Some(key_line(&grid.farm)?),
+        ),
+        None => (None, None, None),
+    };
     interfaces::NodeConfig {
         version: config.release.version,
         profile: config.release.profile.clone(),
         control: config.control.clone(),
         egress_allow: config.egress_allow.clone(),
+        notary,
+        notary_key,
+        farm,
     }
     .to_toml()
 }

@@ -64,6 +64,9 @@ pub struct BuildConfig {
     /// Non-public destinations the node's workloads may reach (`[node] egress_allow`,
     /// `A.B.C.D[/N][:PORT]` each), written into `/etc/nullos/node.toml`.
     pub egress_allow: Vec<String>,
+    /// The grid: the notary's URL (`[node] notary`), the file of its public key
+    /// (`notary_key`, pinned by the node) and of the farmer's (`farm`); all three or none.
+    pub grid: Option<GridSection>,
     /// The USB stick image, written only when the config has a `[usb]` section.
     pub usb: Option<UsbSection>,
     /// The boot image (stage 0), built only when the config has a `[stage0]` section.
@@ -292,6 +295,20 @@ struct RawNode {
     control: Option<String>,
     #[serde(default)]
     egress_allow: Vec<String>,
+    notary: Option<String>,
+    notary_key: Option<PathBuf>,
+    farm: Option<PathBuf>,
+}
+
+/// `[node]`'s grid settings: the notary's URL and the public key files, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GridSection {
+    /// `http://host[:port]`.
+    pub notary: String,
+    /// The notary's public key file (`nullos-ed25519 <hex>`).
+    pub notary_key: PathBuf,
+    /// The farmer's public key file.
+    pub farm: PathBuf,
 }
 
 impl BuildConfig {
@@ -366,6 +383,26 @@ impl BuildConfig {
                 return invalid(format!("node.control '{control}' is not host:port"));
             }
         }
+        let grid = match (&raw.node.notary, &raw.node.notary_key, &raw.node.farm) {
+            (None, None, None) => None,
+            (Some(notary), Some(key), Some(farm)) => {
+                if !notary.starts_with("http://") || notary.contains(char::is_whitespace) {
+                    return invalid(format!(
+                        "node.notary '{notary}' is not an http:// URL (the node speaks plain HTTP to its notary)"
+                    ));
+                }
+                Some(GridSection {
+                    notary: notary.clone(),
+                    notary_key: base.join(key),
+                    farm: base.join(farm),
+                })
+            }
+            _ => {
+                return invalid(
+                    "[node] notary, notary_key and farm go together: all three or none".into(),
+                )
+            }
+        };
         for rule in &raw.node.egress_allow {
             if let Err(e) = rule.parse::<interfaces::egress::Rule>() {
                 return invalid(format!("node.egress_allow: {e}"));
@@ -431,6 +468,7 @@ impl BuildConfig {
             signing_keys: raw.signing.keys.into_iter().map(|k| base.join(k)).collect(),
             control: raw.node.control,
             egress_allow: raw.node.egress_allow,
+            grid,
             vmm: raw.vmm.map(|v| base.join(v.path)),
             workload_policy: raw.workloads.map(|w| base.join(w.policy)),
             workloads: raw
@@ -517,6 +555,20 @@ control = "10.0.2.2:7878"
         );
         let c = BuildConfig::parse(&allow, Path::new("/p")).unwrap_or_else(|_| panic!("refused"));
         assert_eq!(c.egress_allow, ["10.0.2.2:8000"]);
+        assert_eq!(c.grid, None);
+        let grid = GOOD.replace(
+            "control = \"10.0.2.2:7878\"",
+            "notary = \"http://10.0.2.2:7878\"\nnotary_key = \"keys/notary.pub\"\nfarm = \"keys/farmer.pub\"",
+        );
+        let c = BuildConfig::parse(&grid, Path::new("/p")).unwrap_or_else(|_| panic!("refused"));
+        assert_eq!(
+            c.grid,
+            Some(GridSection {
+                notary: "http://10.0.2.2:7878".into(),
+                notary_key: "/p/keys/notary.pub".into(),
+                farm: "/p/keys/farmer.pub".into(),
+            })
+        );
         let c = BuildConfig::parse(GOOD, Path::new("/cfg")).unwrap_or_else(|_| panic!("parse"));
         assert_eq!(c.release.version, 3);
         assert_eq!(c.release.target, "x86_64");
@@ -680,6 +732,23 @@ control = "10.0.2.2:7878"
         assert_eq!(
             problem(&badrule),
             "node.egress_allow: \"10.0.2.2:0\" is not A.B.C.D[/N][:PORT]"
+        );
+        let half = GOOD.replace(
+            "control = \"10.0.2.2:7878\"",
+            "notary = \"http://10.0.2.2:7878\"",
+        );
+        assert_eq!(
+            problem(&half),
+            "[node] notary, notary_key and farm go together: all three or none"
+        );
+        let tls = GOOD.replace(
+            "control = \"10.0.2.2:7878\"",
+            "notary = \"https://n\"\nnotary_key = \"k\"\nfarm = \"f\"",
+        );
+        assert!(
+            problem(&tls).contains("is not an http:// URL"),
+            "{}",
+            problem(&tls)
         );
         let mode = GOOD.replace(
             "dest = \"/etc/motd\"",

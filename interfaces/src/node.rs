@@ -46,6 +46,27 @@ pub struct NodeConfig {
     /// internet only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub egress_allow: Vec<String>,
+    /// The grid's notary the node registers with and pulls contracts from, `http://host:port`
+    /// (the node's build speaks plain HTTP; everything it is handed is verified anyway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notary: Option<String>,
+    /// The notary's checkpoint key, pinned: `nullos-ed25519 <64 hex>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notary_key: Option<String>,
+    /// The farm the node belongs to: its farmer's key, `nullos-ed25519 <64 hex>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub farm: Option<String>,
+}
+
+/// The grid settings of a node, checked: where the notary is, its pinned key, the farm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GridSettings {
+    /// `http://host:port`, without a trailing slash.
+    pub notary: String,
+    /// The notary's checkpoint key.
+    pub notary_key: trust::PublicKey,
+    /// The farmer's key.
+    pub farm: trust::PublicKey,
 }
 
 impl NodeConfig {
@@ -59,12 +80,65 @@ impl NodeConfig {
         for (what, value) in [
             ("profile", Some(&self.profile)),
             ("control", self.control.as_ref()),
+            ("notary", self.notary.as_ref()),
+            ("notary_key", self.notary_key.as_ref()),
+            ("farm", self.farm.as_ref()),
         ] {
             if value.is_some_and(|v| v.contains('\0')) {
                 return invalid(format!("{what} contains a NUL byte"));
             }
         }
+        self.grid()?;
         self.egress_allow_rules().map(|_| ())
+    }
+
+    /// The grid settings: `None` when the node is not configured for a grid (no `notary`);
+    /// an error when they are incomplete or malformed.
+    pub fn grid(&self) -> Result<Option<GridSettings>, NodeConfigError> {
+        let invalid = |why: String| NodeConfigError::Invalid(why);
+        let Some(notary) = &self.notary else {
+            if self.notary_key.is_some() || self.farm.is_some() {
+                return Err(invalid("notary_key and farm need notary".into()));
+            }
+            return Ok(None);
+        };
+        let authority = notary
+            .strip_prefix("http://")
+            .map(|rest| rest.trim_end_matches('/'))
+            .filter(|rest| {
+                !rest.is_empty()
+                    && !rest.contains('/')
+                    && !rest.chars().any(|c| c.is_whitespace() || c.is_control())
+            })
+            .ok_or_else(|| invalid(format!("notary '{notary}' is not http://host[:port]")))?;
+        let key = |what: &str, value: &Option<String>| {
+            let text = value
+                .as_deref()
+                .ok_or_else(|| invalid(format!("notary needs {what}")))?;
+            trust::PublicKey::from_text(text)
+                .map_err(|e| invalid(format!("{what} is not a public key line: {e}")))
+        };
+        Ok(Some(GridSettings {
+            notary: format!("http://{authority}"),
+            notary_key: key("notary_key", &self.notary_key)?,
+            farm: key("farm", &self.farm)?,
+        }))
+    }
+
+    /// The notary's endpoint as a rule for `--net-deny` (workloads never reach the notary),
+    /// when it is an IPv4 `address:port` (port 80 when none is given).
+    pub fn notary_rule(&self) -> Option<crate::egress::Rule> {
+        let authority = self.notary.as_deref()?.strip_prefix("http://")?;
+        let authority = authority.trim_end_matches('/');
+        let addr: std::net::SocketAddrV4 = authority
+            .parse()
+            .or_else(|_| format!("{authority}:80").parse())
+            .ok()?;
+        Some(crate::egress::Rule {
+            addr: *addr.ip(),
+            prefix_len: 32,
+            port: Some(addr.port()),
+        })
     }
 
     /// [`NodeConfig::egress_allow`], parsed.
@@ -123,6 +197,9 @@ mod tests {
             profile: "dev".into(),
             control: control.map(str::to_owned),
             egress_allow: Vec::new(),
+            notary: None,
+            notary_key: None,
+            farm: None,
         }
     }
 
@@ -150,6 +227,9 @@ mod tests {
                 profile: "a \"quoted\" \\ 'profile' é\n".into(),
                 control: Some("host\twith = signs # and hash".into()),
                 egress_allow: vec!["10.0.2.2:4000".into()],
+                notary: None,
+                notary_key: None,
+                farm: None,
             },
         ];
         for c in odd {
@@ -184,6 +264,45 @@ mod tests {
                 .to_string(),
             "/etc/nullos/node.toml: egress_allow: \"10.0.0.0/99\" is not A.B.C.D[/N][:PORT]"
         );
+    }
+
+    #[test]
+    fn grid_settings_are_all_or_nothing_and_checked() {
+        let key = trust::SecretKey::from_seed([1; 32]).public().to_text();
+        let farm = trust::SecretKey::from_seed([2; 32]).public().to_text();
+        let text = format!(
+            "version = 1\nprofile = \"dev\"\nnotary = \"http://10.0.2.2:7878/\"\nnotary_key = \"{key}\"\nfarm = \"{farm}\"\n"
+        );
+        let n = NodeConfig::parse(&text).unwrap();
+        let grid = n.grid().unwrap().unwrap();
+        assert_eq!(grid.notary, "http://10.0.2.2:7878");
+        assert_eq!(grid.notary_key.to_text(), key);
+        assert_eq!(n.notary_rule().unwrap().to_string(), "10.0.2.2/32:7878");
+        assert_eq!(NodeConfig::parse(&n.to_toml().unwrap()).unwrap(), n);
+        assert_eq!(config(None).grid().unwrap(), None);
+        for (bad, why) in [
+            (
+                "notary = \"https://a:1\"".to_owned(),
+                "notary 'https://a:1' is not http://host[:port]",
+            ),
+            (
+                "notary = \"http://a:1\"".to_owned(),
+                "notary needs notary_key",
+            ),
+            (
+                format!("farm = \"{farm}\""),
+                "notary_key and farm need notary",
+            ),
+            (
+                format!("notary = \"http://a\"\nnotary_key = \"{key}\"\nfarm = \"x\""),
+                "farm is not a public key line",
+            ),
+        ] {
+            let err = NodeConfig::parse(&format!("version = 1\nprofile = \"p\"\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{err}");
+        }
     }
 
     #[test]

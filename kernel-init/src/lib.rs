@@ -11,6 +11,7 @@
 //! - [`sockets`]: counting sockets open to inbound traffic (`/proc/net`).
 //! - [`ready`]: the `nullos: ready` line.
 //! - [`node`]: the node role's boot sequence and main loop.
+//! - [`grid`]: the node's part of the grid (the `grid-node` library at PID 1's edge).
 //! - [`guest`]: the guest role: mount the workload's root, run its entrypoint, report its exit.
 //! - [`workloads`]: verified micro-VM workloads: data disk, volumes, guest initramfs, `vmm`
 //!   supervision.
@@ -23,6 +24,7 @@
 )]
 
 pub mod control;
+pub mod grid;
 pub mod guest;
 pub mod node;
 pub mod node_config;

@@ -2,8 +2,9 @@
 //!
 //! Boot sequence (each step bounded in time, none fatal): node.toml, kernel modules (boot
 //! modules, then coldplug), power button, network (DHCP), control endpoint check, open socket
-//! count, the ready line. Pending power-off signals are honoured between steps. Then the main
-//! loop: signals (reap children, power off) and power-button events.
+//! count, the grid identity (when a notary is configured), the ready line. Pending power-off
+//! signals are honoured between steps. Then the workloads of the image, the grid's pull loop,
+//! and the main loop: signals (reap children, power off) and power-button events.
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,14 @@ pub fn run(cmdline: &Cmdline, signals: &Signals) -> Result<Infallible, InitError
     handle_signals(signals);
     phase_done("control check");
 
+    // The node's grid identity (on the data disk) and its outbox, before the ready line that
+    // names the node; nothing here waits for the notary.
+    // Claiming an empty data disk runs mke2fs, whose exit the reaper delivers: the boot thread
+    // reaps while the grid is prepared on a thread of its own.
+    let grid_config = node.clone();
+    let grid = while_reaping(signals, move || crate::grid::prepare(grid_config.as_ref()));
+    phase_done("grid identity");
+
     let listening = match sockets::open_sockets() {
         Ok(open) => {
             for socket in &open {
@@ -98,10 +107,16 @@ pub fn run(cmdline: &Cmdline, signals: &Signals) -> Result<Infallible, InitError
         uptime_ms: crate::ready::uptime_ms(),
         control,
         listening,
+        node: grid
+            .as_ref()
+            .map(|joined| hex::encode(joined.node.as_bytes())),
     };
     crate::log::interface_line(&ready.to_string());
     // Workloads verify, set up and run on threads of their own; the main loop reaps for them.
     crate::workloads::start();
+    if let Some(joined) = grid {
+        crate::grid::start(joined);
+    }
     main_loop(signals, buttons)
 }
 
@@ -157,6 +172,30 @@ fn load_cpu_modules(index: &ModuleIndex) {
         loader.loaded().count(),
         start.elapsed().as_millis()
     );
+}
+
+/// Runs `work` on a thread of its own while this thread handles signals (reaping the children
+/// `work` waits for); returns its result (`None` when the thread could not start or panicked).
+fn while_reaping<T: Send + 'static>(
+    signals: &Signals,
+    work: impl FnOnce() -> Option<T> + Send + 'static,
+) -> Option<T> {
+    let handle = match std::thread::Builder::new()
+        .name("grid-prepare".into())
+        .spawn(work)
+    {
+        Ok(handle) => handle,
+        Err(e) => {
+            crate::error!("grid: cannot start a thread: {e}");
+            return None;
+        }
+    };
+    while !handle.is_finished() {
+        let mut fds = [PollFd::new(signals.fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(100u8));
+        handle_signals(signals);
+    }
+    handle.join().ok().flatten()
 }
 
 /// A debug line with the boot clock, for timing the boot.

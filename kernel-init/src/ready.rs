@@ -41,6 +41,8 @@ pub struct Ready {
     pub control: ControlStatus,
     /// Sockets open to inbound traffic.
     pub listening: usize,
+    /// The node's grid id (its public key, hex), when it is configured for a grid.
+    pub node: Option<String>,
 }
 
 impl fmt::Display for Ready {
@@ -67,7 +69,14 @@ impl fmt::Display for Ready {
             self.uptime_ms,
             self.control.as_str(),
             self.listening
-        )
+        )?;
+        // The id is hex; anything else would break the line's parsing.
+        match self.node.as_deref() {
+            Some(id) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                write!(f, " node={id}")
+            }
+            _ => f.write_str(" node=none"),
+        }
     }
 }
 
@@ -96,10 +105,11 @@ mod tests {
             uptime_ms: 4321,
             control: ControlStatus::Reachable,
             listening: 0,
+            node: Some("ab12".into()),
         };
         assert_eq!(
             r.to_string(),
-            "nullos: ready version=3 profile=dev address=10.0.2.15/24 iface=eth0 uptime_ms=4321 control=reachable listening=0"
+            "nullos: ready version=3 profile=dev address=10.0.2.15/24 iface=eth0 uptime_ms=4321 control=reachable listening=0 node=ab12"
         );
     }
 
@@ -112,10 +122,11 @@ mod tests {
             uptime_ms: 0,
             control: ControlStatus::None,
             listening: 2,
+            node: Some("not hex".into()),
         };
         assert_eq!(
             r.to_string(),
-            "nullos: ready version=unknown profile=unknown address=none iface=none uptime_ms=0 control=none listening=2"
+            "nullos: ready version=unknown profile=unknown address=none iface=none uptime_ms=0 control=none listening=2 node=none"
         );
         let r = Ready {
             control: ControlStatus::Unreachable,

@@ -175,6 +175,15 @@ pub fn tmpfs_size_mib(volumes_mib: u64, volume_count: u64, ram_mib: Option<u64>)
     ram_mib.map_or(wanted, |ram| wanted.min((ram / 2).max(1)))
 }
 
+/// The data root of this boot, set up by the first caller ([`set_up_data_root`] with its
+/// sizes) and shared by every later one: the grid (before the ready line, for the node's
+/// identity) and the workloads of the image.
+pub fn data_root(volumes_mib: u64, volume_count: u64) -> DataRoot {
+    static DATA: std::sync::OnceLock<DataRoot> = std::sync::OnceLock::new();
+    DATA.get_or_init(|| set_up_data_root(volumes_mib, volume_count))
+        .clone()
+}
+
 /// Finds and mounts the data disk, or a tmpfs instead (of [`tmpfs_size_mib`] for `volumes_mib`
 /// over `volume_count` volumes); logs which.
 pub fn set_up_data_root(volumes_mib: u64, volume_count: u64) -> DataRoot {

@@ -14,6 +14,7 @@
 //!    console relayed as `[<name>] <line>`, restarts with backoff.
 
 pub mod console_limit;
+pub mod contracts;
 pub mod disk;
 pub mod guest_initrd;
 pub mod jail;
@@ -31,7 +32,8 @@ pub use interfaces::paths::{WORKLOADS_DIR, WORKLOAD_POLICY as POLICY_PATH};
 /// Where the per-workload guest initramfs files go.
 pub const GUEST_RUN_DIR: &str = "/run/nullos/guest";
 
-/// Starts the workloads of the image on a background thread. Never fatal.
+/// Starts the workloads of the image on a background thread. Never fatal. (Workloads of grid
+/// contracts are started by [`contracts::ContractRunner`], driven by the `grid-node` loop.)
 pub fn start() {
     let spawned = std::thread::Builder::new()
         .name("workloads".into())
@@ -72,7 +74,7 @@ fn run() {
     let egress = node_egress();
     let volumes = verified.iter().flat_map(|(_, m)| &m.volumes);
     let volumes_mib = volumes.clone().map(|v| u64::from(v.size_mib)).sum();
-    let data = disk::set_up_data_root(
+    let data = disk::data_root(
         volumes_mib,
         u64::try_from(volumes.count()).unwrap_or(u64::MAX),
     );
@@ -111,12 +113,16 @@ fn run() {
 /// The node's egress policy for its workloads, from `node.toml`: `egress_allow` opens named
 /// non-public destinations, and the control endpoint is always refused. Without a readable
 /// `node.toml`, no rule: the workloads reach the public internet only.
-fn node_egress() -> vm::Egress {
+pub(crate) fn node_egress() -> vm::Egress {
     match crate::node_config::NodeConfig::load() {
         Ok(node) => vm::Egress {
             // `load` validated the rules.
             allow: node.egress_allow_rules().unwrap_or_default(),
-            deny: node.control_rule().into_iter().collect(),
+            deny: node
+                .control_rule()
+                .into_iter()
+                .chain(node.notary_rule())
+                .collect(),
         },
         Err(e) => {
             crate::debug!("workloads: node config: {}", crate::error_chain(&e));
@@ -155,7 +161,7 @@ fn verify_all(
 }
 
 /// Builds the base guest initramfs once per boot.
-fn guest_base() -> Result<PathBuf, guest_initrd::GuestInitrdError> {
+pub(crate) fn guest_base() -> Result<PathBuf, guest_initrd::GuestInitrdError> {
     let base = PathBuf::from(guest_initrd::BASE_PATH);
     if base.exists() {
         return Ok(base);

@@ -3,6 +3,8 @@
 //!
 //! The decisions are a pure state machine ([`Restarts`]); [`supervise`] is the thread around it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use trust::RestartPolicy;
@@ -84,20 +86,127 @@ pub fn delay_after(attempt: u32) -> Duration {
     FIRST_DELAY.saturating_mul(1u32 << doublings).min(MAX_DELAY)
 }
 
+/// A step of a supervised workload, for whoever reports on it (the grid's status reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Attempt `attempt` runs.
+    Running {
+        /// From 1.
+        attempt: u32,
+    },
+    /// The VM ended with `code`; nothing more will run (done, given up, or stopped).
+    Exited {
+        /// The exit code that decides restarts.
+        code: i32,
+        /// Restarts so far.
+        restarts: u32,
+    },
+    /// The VM ended with `code` and attempt `attempt` follows after the backoff.
+    Restarting {
+        /// The exit code.
+        code: i32,
+        /// The next attempt.
+        attempt: u32,
+    },
+}
+
+/// How a workload's supervisor is stopped from outside (a cancelled or replaced contract) and
+/// whom it tells about each step.
+pub struct Control {
+    stopped: AtomicBool,
+    vmm: Mutex<Option<u32>>,
+    on_event: Box<dyn Fn(Event) + Send + Sync>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("stopped", &self.stopped)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Control {
+    /// A control whose events go to `on_event`.
+    pub fn new(on_event: impl Fn(Event) + Send + Sync + 'static) -> Control {
+        Control {
+            stopped: AtomicBool::new(false),
+            vmm: Mutex::new(None),
+            on_event: Box::new(on_event),
+        }
+    }
+
+    /// Stops the workload: no further attempt starts, and the running VM's jail is killed
+    /// (SIGKILL to its waiting parent; the vmm dies with it by its parent-death signal).
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        let pid = self.vmm.lock().map(|guard| *guard).unwrap_or(None);
+        if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    fn set_vmm(&self, pid: Option<u32>) {
+        if let Ok(mut guard) = self.vmm.lock() {
+            *guard = pid;
+        }
+    }
+
+    /// Sleeps `delay`, waking early when stopped.
+    fn sleep(&self, delay: Duration) {
+        let until = Instant::now() + delay;
+        while !self.is_stopped() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
+        }
+    }
+}
+
 /// Runs the workload until it is done or given up; every step is one console line.
 pub fn supervise(plan: &VmPlan, policy: RestartPolicy) {
+    supervise_controlled(plan, policy, &Control::new(|_| {}));
+}
+
+/// [`supervise`], stoppable, telling `control` each step. A workload of a contract names it
+/// at the end of each line (` contract=<id>`).
+pub fn supervise_controlled(plan: &VmPlan, policy: RestartPolicy, control: &Control) {
     let name = &plan.name;
+    let contract = plan
+        .contract
+        .as_deref()
+        .map(|c| format!(" contract={c}"))
+        .unwrap_or_default();
     let mut restarts = Restarts::new(policy);
     loop {
+        if control.is_stopped() {
+            return;
+        }
         let attempt = restarts.attempt();
         let started = Instant::now();
         let exit = match RunningVm::start(plan) {
             Ok(vm) => {
+                control.set_vmm(Some(vm.pid));
                 crate::log::interface_line(&format!(
-                    "nullos: workload {name} started pid={} attempt={attempt}",
+                    "nullos: workload {name} started pid={} attempt={attempt}{contract}",
                     vm.pid
                 ));
-                vm.wait()
+                (control.on_event)(Event::Running { attempt });
+                if control.is_stopped() {
+                    control.stop();
+                }
+                let exit = vm.wait();
+                control.set_vmm(None);
+                exit
             }
             Err(e) => {
                 crate::error!("workload {name}: start {}: {e}", super::vm::VMM);
@@ -109,23 +218,34 @@ pub fn supervise(plan: &VmPlan, policy: RestartPolicy) {
         };
         let ran_for = started.elapsed();
         crate::log::interface_line(&format!(
-            "nullos: workload {name} exited code={}",
+            "nullos: workload {name} exited code={}{contract}",
             exit.describe()
         ));
-        match restarts.on_exit(exit.code(), ran_for) {
-            Decision::Done => return,
+        let code = exit.code();
+        let done = |restarts: u32| (control.on_event)(Event::Exited { code, restarts });
+        if control.is_stopped() {
+            done(attempt.saturating_sub(1));
+            return;
+        }
+        match restarts.on_exit(code, ran_for) {
+            Decision::Done => {
+                done(attempt.saturating_sub(1));
+                return;
+            }
             Decision::GiveUp { attempts } => {
                 crate::log::interface_line(&format!(
-                    "nullos: workload {name} gave up after {attempts} attempts"
+                    "nullos: workload {name} gave up after {attempts} attempts{contract}"
                 ));
+                done(attempts.saturating_sub(1));
                 return;
             }
             Decision::Restart { delay, attempt } => {
                 crate::log::interface_line(&format!(
-                    "nullos: workload {name} restarting in {} ms (attempt {attempt})",
+                    "nullos: workload {name} restarting in {} ms (attempt {attempt}){contract}",
                     delay.as_millis()
                 ));
-                std::thread::sleep(delay);
+                (control.on_event)(Event::Restarting { code, attempt });
+                control.sleep(delay);
             }
         }
     }

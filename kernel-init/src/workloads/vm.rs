@@ -47,6 +47,9 @@ pub struct VmPlan {
     pub jail_id: u32,
     /// The node's egress policy for the network: `--net-allow` and `--net-deny` rules.
     pub egress: Egress,
+    /// The grid contract the workload belongs to (its id in hex), named in its console lines;
+    /// `None` for a workload baked into the image.
+    pub contract: Option<String>,
 }
 
 /// The node's egress rules for its workloads' user-mode network (from `node.toml`).
@@ -81,6 +84,7 @@ impl VmPlan {
                 .copied()
                 .unwrap_or(super::jail::ID_BASE),
             egress: Egress::default(),
+            contract: None,
         }
     }
 
