@@ -12,7 +12,7 @@
 //!   is jailed, as [`kernel_init::workloads::jail::observe`] describes it (`pid=… uid=… gid=…
 //!   cap_eff=… no_new_privs=… seccomp=… ns=… cgroup=…`);
 //! - `bench: cpu vmm round=<r> run=<boot|devices|tcp> periods=<n> throttled=<n> throttled_ms=<n>`:
-//!   how often the jail's `cpu.max` (one CPU per vCPU, for all the vmm's threads) held the vmm
+//!   how often the jail's `cpu.max` (one CPU per vCPU plus half a CPU for the vmm's own threads) held the vmm
 //!   back during that run;
 //! - `bench: tcp <vmm|qemu> round=<r> bytes=<n> ms=<n> mib_s=<x.x>`;
 //! - `bench: error <vmm|qemu|node> <what>: <message>`;
