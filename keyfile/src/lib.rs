@@ -165,20 +165,24 @@ pub fn load_or_create_secret(
 
 /// Loads the secret key file `path`.
 pub fn load_secret(path: &Path) -> Result<SecretKey, KeyFileError> {
-    let text = read_capped(path, SECRET_KEY_FILE, MAX_KEY_TEXT_BYTES)?;
-    SecretKey::from_text(&text).map_err(|source| KeyFileError::Parse {
-        path: path.to_owned(),
-        what: SECRET_KEY_FILE,
-        source,
-    })
+    load_key(path, SECRET_KEY_FILE, SecretKey::from_text)
 }
 
 /// Loads the public key file `path` (one line, `nullos-ed25519 <64 hex>`).
 pub fn load_public(path: &Path) -> Result<PublicKey, KeyFileError> {
-    let text = read_capped(path, PUBLIC_KEY_FILE, MAX_KEY_TEXT_BYTES)?;
-    PublicKey::from_text(&text).map_err(|source| KeyFileError::Parse {
+    load_key(path, PUBLIC_KEY_FILE, PublicKey::from_text)
+}
+
+/// Reads the key file `path` (bounded) and parses it with `parse`, naming the file as `what`.
+fn load_key<K>(
+    path: &Path,
+    what: &'static str,
+    parse: fn(&str) -> Result<K, KeyError>,
+) -> Result<K, KeyFileError> {
+    let text = read_capped(path, what, MAX_KEY_TEXT_BYTES)?;
+    parse(&text).map_err(|source| KeyFileError::Parse {
         path: path.to_owned(),
-        what: PUBLIC_KEY_FILE,
+        what,
         source,
     })
 }
