@@ -4,8 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-pub use keyfile::KeyFileError;
-pub use keyfile::{load_secret, public_path_beside as public_path_for, read_small_text};
+pub use keyfile::{
+    load_secret, public_path_beside as public_path_for, read_small_text, KeyFileError,
+};
 use trust::PublicKey;
 
 /// Generates a key pair: `secret` (mode 0600) and `secret.pub`, neither ever overwritten,

@@ -28,8 +28,8 @@ pub struct NotaryKey {
 pub fn load_or_create(dir: &Path) -> Result<NotaryKey, KeyFileError> {
     let path = dir.join(KEY_FILE);
     let (secret, created) = keyfile::load_or_create_secret(&path, KEY_COMMENT)?;
-    // `trust` signs only documents; checkpoints are notes, signed here with the same seed, read
-    // back from the key's own file text (the file was validated: its seed matches its public).
+    // `trust` signs only documents; checkpoints are notes, signed here with the same seed, taken
+    // from the key's file text as `trust` writes it (the loaded file's seed matched its public).
     let seed = secret
         .to_text("")
         .lines()
