@@ -48,10 +48,8 @@ pub fn parse_key_arg(text: &str) -> Result<PublicKey> {
     }
     let path = Path::new(text);
     if path.is_file() {
-        let line = agent::keys::read_small_text(path, 4096)
-            .map_err(|e| BadInput(format!("cannot read key file {text}: {e}")))?;
-        return PublicKey::from_text(&line)
-            .map_err(|e| BadInput(format!("{text} is not a public key file: {e}")).into());
+        // A `KeyFileError` names the file and the problem; it counts as bad input.
+        return Ok(keyfile::load_public(path)?);
     }
     Err(BadInput(format!(
         "'{text}' is not a public key (nullos-ed25519 <64 hex>, 64 hex, or a .pub file)"
