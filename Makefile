@@ -25,13 +25,21 @@ RUSTUP_HOME_DIR := $(or $(RUSTUP_HOME),$(HOME)/.rustup)
 REMAP_RUSTFLAGS := --remap-path-prefix=$(HOME)=/home --remap-path-prefix=$(RUSTUP_HOME_DIR)=/rustup \
 	--remap-path-prefix=$(CARGO_HOME_DIR)=/cargo --remap-path-prefix=$(CURDIR)=/nullos
 STATIC_RUSTFLAGS := -C target-feature=+crt-static $(REMAP_RUSTFLAGS)
-HOST_PACKAGES := qemu-system-x86 ipxe-qemu ovmf systemd-boot-efi zstd cpio e2fsprogs squashfs-tools postgresql chromium
+HOST_PACKAGES := qemu-system-x86 ipxe-qemu ovmf systemd-boot-efi osslsigncode openssl python3-venv zstd cpio e2fsprogs squashfs-tools postgresql chromium
 
 INIT_BIN := target/$(TARGET)/release/init
 BUILDER := target/release/image-builder
 QEMU_RUNNER := target/release/nullos-qemu
 BENCH := target/release/nullos-bench
 DEV_KEY := build/keys/dev.key
+# The Secure Boot key that signs usb.img's UKI (profiles' [secure_boot]), and its certificate.
+SB_KEY := build/keys/secureboot.key
+SB_CERT := build/keys/secureboot.crt
+# virt-fw-vars (PyPI virt-firmware, not packaged in Debian 12): the Secure Boot test enrolls
+# SB_CERT into a copy of OVMF's variable store with it.
+VENV := build/venv
+VIRT_FW_VARS := $(VENV)/bin/virt-fw-vars
+VIRT_FIRMWARE_VERSION := 26.10
 
 # Profile → kernel folder under build/kernels/ → Debian meta-package `make lock` pins it from.
 KERNEL_DIR_dev := build/kernels/cloud
@@ -46,7 +54,7 @@ LOCK := debian.lock
 SYSROOT := build/sysroot
 
 
-.PHONY: all deps lock kernel sysroot init boot vmm baseline-init bench-inits tools keys workloads image run test bench fmt clippy fuzz-check fuzz-runner fuzz fuzz-smoke clean
+.PHONY: all deps lock kernel sysroot init boot vmm baseline-init bench-inits tools keys secureboot-tools workloads image run test bench fmt clippy fuzz-check fuzz-runner fuzz fuzz-smoke clean
 
 all: image
 
@@ -100,7 +108,22 @@ tools:
 $(DEV_KEY): | tools
 	$(BUILDER) keygen --out $(DEV_KEY) --comment "NullOS development key (not for production)"
 
-keys: $(DEV_KEY)
+# The Secure Boot signing key (RSA 2048, what firmware verifies) and its self-signed certificate
+# (what is enrolled in the firmware's db), generated once and never committed either.
+$(SB_CERT):
+	@mkdir -p $(dir $(SB_CERT))
+	umask 077 && openssl req -new -x509 -newkey rsa:2048 -nodes -sha256 -days 36500 \
+		-subj "/CN=NullOS Secure Boot development key (not for production)/" \
+		-keyout $(SB_KEY) -out $(SB_CERT) 2>/dev/null
+	chmod 644 $(SB_CERT)
+
+keys: $(DEV_KEY) $(SB_CERT)
+
+$(VIRT_FW_VARS):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q virt-firmware==$(VIRT_FIRMWARE_VERSION)
+
+secureboot-tools: $(VIRT_FW_VARS)
 
 # The example workloads, each built into build/workloads/<name>/ (root.img + the signed
 # workload.manifest). Their programs are static: a workload image has no libc unless it brings one.
@@ -115,7 +138,7 @@ run: deps
 	@$(MAKE) --no-print-directory image PROFILE=dev
 	$(QEMU_RUNNER) run build/dev $(RUN_ARGS)
 
-test: deps
+test: deps secureboot-tools
 	@$(MAKE) --no-print-directory image PROFILE=dev
 	@$(MAKE) --no-print-directory image PROFILE=metal
 	$(CARGO) test --workspace --locked --release

@@ -175,6 +175,9 @@ pub fn build(
         Some(u) => Some(usb::read_stub(&u.stub)?),
         None => None,
     };
+    if let Some(key) = config.usb.as_ref().and_then(|u| u.secure_boot.as_ref()) {
+        usb::sign::check_files(&key.key, &key.cert).map_err(usb::UsbError::from)?;
+    }
 
     progress.step("reading kernel");
     let kernel = KernelSource::open(&config.kernel)?;
@@ -280,7 +283,7 @@ pub fn build(
     let usb_image = match &stub {
         Some(stub) => {
             progress.step("writing usb image");
-            Some(usb::build_image(&usb::UsbContents {
+            let contents = usb::UsbContents {
                 stub,
                 uki,
                 manifest: &signed,
@@ -289,7 +292,14 @@ pub fn build(
                 cmdline,
                 version: config.release.version,
                 profile: &config.release.profile,
-            })?)
+            };
+            let mut uki = usb::build_uki(&contents)?;
+            if let Some(key) = config.usb.as_ref().and_then(|u| u.secure_boot.as_ref()) {
+                progress.step("signing the UKI for Secure Boot");
+                uki = usb::sign::sign(&uki, &key.key, &key.cert, u64::from(mtime))
+                    .map_err(usb::UsbError::from)?;
+            }
+            Some(usb::build_image_with_uki(&contents, &uki)?)
         }
         None => None,
     };
