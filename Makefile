@@ -1,6 +1,7 @@
 # NullOS developer entry points. `make run` boots the dev image; `make test` runs every test.
 #
-#   make deps                 host packages (qemu, iPXE ROMs, OVMF, zstd) via apt-get
+#   make deps                 host packages (qemu, iPXE ROMs, OVMF, osslsigncode, zstd) via apt-get
+#   make secureboot-tools     virt-fw-vars (PyPI virt-firmware) in build/venv/, for the Secure Boot test
 #   make lock                 pin the current Debian kernel and tool packages in debian.lock
 #   make image [PROFILE=dev]  build/$(PROFILE)/: kernel, initrd, cmdline, release.manifest, pxe/
 #   make workloads            build/workloads/<name>/: the example workloads, signed with the dev key
