@@ -180,8 +180,17 @@ pub fn build(
     }
 
     progress.step("reading kernel");
-    let kernel = KernelSource::open(&config.kernel)?;
+    let mut kernel = KernelSource::open(&config.kernel)?;
     config.compression.check_kernel_config(&kernel.config)?;
+    if let Some(key) = config.usb.as_ref().and_then(|u| u.secure_boot.as_ref()) {
+        // Under Secure Boot stage 0's kernel is locked down and kexecs only kernels signed by
+        // a key it trusts, the firmware's db included: the release kernel carries the same
+        // signature as the UKI (replacing Debian's), and the manifest's digest covers it.
+        progress.step("signing the release kernel for Secure Boot");
+        let time = usb::sign::signing_time(&key.cert).map_err(usb::UsbError::from)?;
+        kernel.bzimage = usb::sign::sign(&kernel.bzimage, &key.key, &key.cert, time)
+            .map_err(usb::UsbError::from)?;
+    }
 
     progress.step("resolving modules");
     let selected = modules::select(&kernel, &config.modules)?;
@@ -296,7 +305,8 @@ pub fn build(
             let mut uki = usb::build_uki(&contents)?;
             if let Some(key) = config.usb.as_ref().and_then(|u| u.secure_boot.as_ref()) {
                 progress.step("signing the UKI for Secure Boot");
-                uki = usb::sign::sign(&uki, &key.key, &key.cert, u64::from(mtime))
+                let time = usb::sign::signing_time(&key.cert).map_err(usb::UsbError::from)?;
+                uki = usb::sign::sign(&uki, &key.key, &key.cert, time)
                     .map_err(usb::UsbError::from)?;
             }
             Some(usb::build_image_with_uki(&contents, &uki)?)

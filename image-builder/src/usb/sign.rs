@@ -4,10 +4,11 @@
 //!
 //! No Rust crate signs PE files (the `authenticode` crate hashes and parses, it does not
 //! sign), so this runs Debian's `osslsigncode`, chosen over sbsigntool's `sbsign` because it
-//! takes the signing time as an argument: with [`sign`]'s `signing_time` fixed (the build's
-//! `SOURCE_DATE_EPOCH`) and RSA PKCS#1 v1.5 being deterministic, the same UKI and key give
-//! the same signed bytes, and `usb.img` stays reproducible. Firmware does not check the
-//! signing time (it has no trusted clock).
+//! takes the signing time as an argument: with the signing time fixed (the certificate's own
+//! `notBefore`, see [`signing_time`]) and RSA PKCS#1 v1.5 being deterministic, the same image,
+//! key and certificate give the same signed bytes, and `usb.img` stays reproducible. Firmware
+//! does not check the signing time (it has no trusted clock), but Linux does when it verifies a
+//! kexec'ed kernel: a time outside the certificate's validity is rejected (EKEYREJECTED).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,6 +33,14 @@ pub enum SignError {
     /// Scratch files for the signer.
     #[error("scratch file for the signer")]
     Scratch(#[source] std::io::Error),
+    /// The certificate's validity start could not be read.
+    #[error("cannot read notBefore of certificate {path}: {reason}")]
+    Certificate {
+        /// The certificate.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The signer ran and failed.
     #[error("{SIGNER} failed to sign the UKI with {key}: {stderr}")]
     Failed {
@@ -42,11 +51,66 @@ pub enum SignError {
     },
 }
 
-/// `uki` signed with `key` and `cert` (PEM files), its signature dated `signing_time` (Unix
-/// seconds). The signed image is `uki` with the signature appended and the PE header's
+/// The signing time of everything `cert` signs: its `notBefore` (Unix seconds), read with
+/// `openssl x509`. Fixed for a certificate (reproducible) and inside its validity window.
+pub fn signing_time(cert: &Path) -> Result<u64, SignError> {
+    let problem = |reason: String| SignError::Certificate {
+        path: cert.to_owned(),
+        reason,
+    };
+    let output = Command::new("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-startdate",
+            "-dateopt",
+            "iso_8601",
+            "-in",
+        ])
+        .arg(cert)
+        .output()
+        .map_err(|e| problem(format!("openssl (package openssl): {e}")))?;
+    if !output.status.success() {
+        return Err(problem(last_lines(&output.stderr)));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    parse_not_before(text.trim()).ok_or_else(|| problem(format!("unexpected {text:?}")))
+}
+
+/// `notBefore=YYYY-MM-DD hh:mm:ssZ` → Unix seconds.
+fn parse_not_before(line: &str) -> Option<u64> {
+    let stamp = line.strip_prefix("notBefore=")?.strip_suffix('Z')?;
+    let (date, time) = stamp.split_once(' ')?;
+    let mut d = date.splitn(3, '-').map(str::parse::<i64>);
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.splitn(3, ':').map(str::parse::<i64>);
+    let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (Howard Hinnant's
+    // days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+}
+
+/// `image` (a PE file: the UKI, or a kernel's bzImage, whose existing signature is replaced)
+/// signed with `key` and `cert` (PEM files), its signature dated `signing_time` (Unix
+/// seconds). The signed image is `image` with the signature appended and the PE header's
 /// certificate table and checksum updated.
-pub fn sign(uki: &[u8], key: &Path, cert: &Path, signing_time: u64) -> Result<Vec<u8>, SignError> {
+pub fn sign(
+    image: &[u8],
+    key: &Path,
+    cert: &Path,
+    signing_time: u64,
+) -> Result<Vec<u8>, SignError> {
     check_files(key, cert)?;
+    let uki = image;
     let scratch = tempfile::tempdir().map_err(SignError::Scratch)?;
     let unsigned = scratch.path().join("uki.efi");
     let signed = scratch.path().join("uki.signed.efi");
@@ -159,6 +223,29 @@ mod tests {
             signed,
             "the signing time is in the signature"
         );
+    }
+
+    #[test]
+    fn not_before_is_read_as_unix_seconds() {
+        assert_eq!(parse_not_before("notBefore=1970-01-01 00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_not_before("notBefore=2026-12-05 12:43:56Z"),
+            Some(1_796_474_636)
+        );
+        assert_eq!(
+            parse_not_before("notBefore=2000-03-01 00:00:00Z"),
+            Some(951_868_800)
+        );
+        assert_eq!(parse_not_before("notBefore=2026-13-05 12:43:56Z"), None);
+        assert_eq!(parse_not_before("notAfter=2026-12-05 12:43:56Z"), None);
+        let dir = tempfile::tempdir().unwrap();
+        let (_, cert) = test_key(dir.path());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let start = signing_time(&cert).unwrap_or_else(|e| panic!("{e}"));
+        assert!(start <= now && start + 3600 > now, "{start} vs {now}");
     }
 
     #[test]
