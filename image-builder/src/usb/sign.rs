@@ -1,6 +1,8 @@
 //! Secure Boot: the UKI signed with Authenticode (a PKCS#7 signature over the PE image's
 //! Authenticode SHA-256 digest, in the PE's certificate table), so that UEFI firmware with
-//! Secure Boot enabled runs it only when the signer's certificate is in its `db`.
+//! Secure Boot enabled runs it only when the signer's certificate is in its `db`; and the
+//! release kernel signed the same way, because the boot kernel, locked down under Secure Boot,
+//! kexecs only kernels signed by a key it trusts (`db`'s certificates among them).
 //!
 //! No Rust crate signs PE files (the `authenticode` crate hashes and parses, it does not
 //! sign), so this runs Debian's `osslsigncode`, chosen over sbsigntool's `sbsign` because it
@@ -16,7 +18,7 @@ use std::process::Command;
 /// The signing program (Debian package `osslsigncode`).
 pub const SIGNER: &str = "osslsigncode";
 
-/// Why the UKI could not be signed.
+/// Why the UKI or the release kernel could not be signed.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
     /// The key or certificate file is not there.
@@ -42,7 +44,7 @@ pub enum SignError {
         reason: String,
     },
     /// The signer ran and failed.
-    #[error("{SIGNER} failed to sign the UKI with {key}: {stderr}")]
+    #[error("{SIGNER} failed to sign with {key}: {stderr}")]
     Failed {
         /// The key.
         key: PathBuf,
@@ -110,11 +112,10 @@ pub fn sign(
     signing_time: u64,
 ) -> Result<Vec<u8>, SignError> {
     check_files(key, cert)?;
-    let uki = image;
     let scratch = tempfile::tempdir().map_err(SignError::Scratch)?;
-    let unsigned = scratch.path().join("uki.efi");
-    let signed = scratch.path().join("uki.signed.efi");
-    std::fs::write(&unsigned, uki).map_err(SignError::Scratch)?;
+    let unsigned = scratch.path().join("image.efi");
+    let signed = scratch.path().join("image.signed.efi");
+    std::fs::write(&unsigned, image).map_err(SignError::Scratch)?;
     let output = Command::new(SIGNER)
         .arg("sign")
         .args(["-h", "sha256"])
