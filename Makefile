@@ -1,6 +1,7 @@
 # NullOS developer entry points. `make run` boots the dev image; `make test` runs every test.
 #
-#   make deps                 host packages (qemu, iPXE ROMs, OVMF, zstd) via apt-get
+#   make deps                 host packages (qemu, iPXE ROMs, OVMF, osslsigncode, zstd) via apt-get
+#   make secureboot-tools     virt-fw-vars (PyPI virt-firmware) in build/venv/, for the Secure Boot test
 #   make lock                 pin the current Debian kernel and tool packages in debian.lock
 #   make image [PROFILE=dev]  build/$(PROFILE)/: kernel, initrd, cmdline, release.manifest, pxe/, boot/, usb.img
 #                             (PROFILE=metal: the farmer's image, signed with build/keys/metal.key)
@@ -29,7 +30,7 @@ REMAP_RUSTFLAGS := --remap-path-prefix=$(HOME)=/home --remap-path-prefix=$(RUSTU
 STATIC_RUSTFLAGS := -C target-feature=+crt-static $(REMAP_RUSTFLAGS)
 # dnsmasq-base and iproute2: the DHCP server with short leases the lease-renewal test runs on a
 # tap (not the dnsmasq package, which would start a system service).
-HOST_PACKAGES := qemu-system-x86 ipxe-qemu ovmf systemd-boot-efi zstd cpio e2fsprogs squashfs-tools postgresql chromium dnsmasq-base iproute2
+HOST_PACKAGES := qemu-system-x86 ipxe-qemu ovmf systemd-boot-efi osslsigncode openssl python3-venv zstd cpio e2fsprogs squashfs-tools postgresql chromium dnsmasq-base iproute2
 
 INIT_BIN := target/$(TARGET)/release/init
 BUILDER := target/release/image-builder
@@ -41,6 +42,14 @@ METAL_KEY := build/keys/metal.key
 # The dev notary's checkpoint key (pinned by the dev image) and the dev farm's farmer key.
 NOTARY_KEY := build/keys/notary.key
 FARMER_KEY := build/keys/farmer.key
+# The Secure Boot key that signs usb.img's UKI (profiles' [secure_boot]), and its certificate.
+SB_KEY := build/keys/secureboot.key
+SB_CERT := build/keys/secureboot.crt
+# virt-fw-vars (PyPI virt-firmware, not packaged in Debian 12): the Secure Boot test enrolls
+# SB_CERT into a copy of OVMF's variable store with it.
+VENV := build/venv
+VIRT_FW_VARS := $(VENV)/bin/virt-fw-vars
+VIRT_FIRMWARE_VERSION := 26.10
 
 # Profile → kernel folder under build/kernels/ → Debian meta-package `make lock` pins it from.
 KERNEL_DIR_dev := build/kernels/cloud
@@ -55,7 +64,7 @@ LOCK := debian.lock
 SYSROOT := build/sysroot
 
 
-.PHONY: all deps lock kernel sysroot init boot vmm baseline-init bench-inits tools keys workloads image run test bench fmt clippy fuzz-check fuzz-runner fuzz fuzz-smoke clean
+.PHONY: all deps lock kernel sysroot init boot vmm baseline-init bench-inits tools keys secureboot-tools workloads image run test bench fmt clippy fuzz-check fuzz-runner fuzz fuzz-smoke clean
 
 all: image
 
@@ -120,7 +129,22 @@ $(NOTARY_KEY): | tools
 $(FARMER_KEY): | tools
 	$(BUILDER) keygen --out $(FARMER_KEY) --comment "NullOS development farmer key (not for production)"
 
-keys: $(DEV_KEY) $(METAL_KEY) $(NOTARY_KEY) $(FARMER_KEY)
+# The Secure Boot signing key (RSA 2048, what firmware verifies) and its self-signed certificate
+# (what is enrolled in the firmware's db), generated once and never committed either.
+$(SB_CERT):
+	@mkdir -p $(dir $(SB_CERT))
+	umask 077 && openssl req -new -x509 -newkey rsa:2048 -nodes -sha256 -days 36500 \
+		-subj "/CN=NullOS Secure Boot development key (not for production)/" \
+		-keyout $(SB_KEY) -out $(SB_CERT) 2>/dev/null
+	chmod 644 $(SB_CERT)
+
+keys: $(DEV_KEY) $(METAL_KEY) $(NOTARY_KEY) $(FARMER_KEY) $(SB_CERT)
+
+$(VIRT_FW_VARS):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q virt-firmware==$(VIRT_FIRMWARE_VERSION)
+
+secureboot-tools: $(VIRT_FW_VARS)
 
 # The example workloads, each built into build/workloads/<name>/ (root.img + the signed
 # workload.manifest). Their programs are static: a workload image has no libc unless it brings one.
@@ -142,7 +166,7 @@ run: deps
 	scripts/notary-up.sh
 	$(QEMU_RUNNER) run build/dev $(RUN_ARGS)
 
-test: deps
+test: deps secureboot-tools
 	@$(MAKE) --no-print-directory image PROFILE=dev
 	@$(MAKE) --no-print-directory image PROFILE=metal
 	$(CARGO) test --workspace --locked --release

@@ -34,6 +34,14 @@ pub enum KexecError {
     /// The kernel refused the images.
     #[error("kexec_file_load")]
     Load(#[source] Errno),
+    /// The kernel found no trusted key for the release kernel's signature: under Secure Boot
+    /// the boot kernel is locked down and `kexec_file_load` only takes kernels signed by a key
+    /// in its own keyrings or the firmware's `db` (docs/ARCHITECTURE.md, Secure Boot).
+    #[error(
+        "kexec_file_load: the boot kernel is locked down (Secure Boot) and trusts no key the \
+         release kernel is signed with"
+    )]
+    UntrustedKernel(#[source] Errno),
     /// reboot(RB_KEXEC) returned.
     #[error("reboot(RB_KEXEC)")]
     Reboot(#[source] Errno),
@@ -75,9 +83,18 @@ pub fn load(kernel: &[u8], initrd: &[u8], cmdline: &str) -> Result<(), KexecErro
         )
     };
     if rc != 0 {
-        return Err(KexecError::Load(Errno::last()));
+        return Err(load_error(Errno::last()));
     }
     Ok(())
+}
+
+/// What a failed `kexec_file_load` means: ENOKEY and EKEYREJECTED come only from the
+/// signature check a locked-down kernel makes.
+fn load_error(errno: Errno) -> KexecError {
+    match errno {
+        Errno::ENOKEY | Errno::EKEYREJECTED => KexecError::UntrustedKernel(errno),
+        other => KexecError::Load(other),
+    }
 }
 
 /// Starts the loaded kernel. Returns only if the reboot call failed.
@@ -103,6 +120,19 @@ mod tests {
         assert_eq!(back, b"verified bytes");
         assert!(file.write_all(b"x").is_err(), "a sealed memfd took a write");
         assert!(file.set_len(1).is_err(), "a sealed memfd shrank");
+    }
+
+    #[test]
+    fn signature_refusals_are_told_apart_from_other_failures() {
+        for errno in [Errno::ENOKEY, Errno::EKEYREJECTED] {
+            let line = pid1::error_chain(&load_error(errno));
+            assert!(line.contains("locked down (Secure Boot)"), "{line}");
+            assert!(line.contains(errno.desc()), "{line}");
+        }
+        assert!(matches!(
+            load_error(Errno::ENOMEM),
+            KexecError::Load(Errno::ENOMEM)
+        ));
     }
 
     #[test]

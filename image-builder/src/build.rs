@@ -175,10 +175,22 @@ pub fn build(
         Some(u) => Some(usb::read_stub(&u.stub)?),
         None => None,
     };
+    if let Some(key) = config.usb.as_ref().and_then(|u| u.secure_boot.as_ref()) {
+        usb::sign::check_files(&key.key, &key.cert).map_err(usb::UsbError::from)?;
+    }
 
     progress.step("reading kernel");
-    let kernel = KernelSource::open(&config.kernel)?;
+    let mut kernel = KernelSource::open(&config.kernel)?;
     config.compression.check_kernel_config(&kernel.config)?;
+    if let Some(key) = config.usb.as_ref().and_then(|u| u.secure_boot.as_ref()) {
+        // Under Secure Boot stage 0's kernel is locked down and kexecs only kernels signed by
+        // a key it trusts, the firmware's db included: the release kernel carries the same
+        // signature as the UKI (replacing Debian's), and the manifest's digest covers it.
+        progress.step("signing the release kernel for Secure Boot");
+        let time = usb::sign::signing_time(&key.cert).map_err(usb::UsbError::from)?;
+        kernel.bzimage = usb::sign::sign(&kernel.bzimage, &key.key, &key.cert, time)
+            .map_err(usb::UsbError::from)?;
+    }
 
     progress.step("resolving modules");
     let selected = modules::select(&kernel, &config.modules)?;
@@ -281,7 +293,7 @@ pub fn build(
     let usb_image = match &stub {
         Some(stub) => {
             progress.step("writing usb image");
-            Some(usb::build_image(&usb::UsbContents {
+            let contents = usb::UsbContents {
                 stub,
                 uki,
                 manifest: &signed,
@@ -290,7 +302,15 @@ pub fn build(
                 cmdline,
                 version: config.release.version,
                 profile: &config.release.profile,
-            })?)
+            };
+            let mut uki = usb::build_uki(&contents)?;
+            if let Some(key) = config.usb.as_ref().and_then(|u| u.secure_boot.as_ref()) {
+                progress.step("signing the UKI for Secure Boot");
+                let time = usb::sign::signing_time(&key.cert).map_err(usb::UsbError::from)?;
+                uki = usb::sign::sign(&uki, &key.key, &key.cert, time)
+                    .map_err(usb::UsbError::from)?;
+            }
+            Some(usb::build_image_with_uki(&contents, &uki)?)
         }
         None => None,
     };

@@ -124,6 +124,20 @@ pub struct UsbSection {
     /// systemd's EFI stub that becomes the UKI's code (`stub = "..."`, default
     /// [`crate::usb::DEFAULT_STUB`]).
     pub stub: PathBuf,
+    /// The Secure Boot key that signs the UKI (`[secure_boot]`), or none: an unsigned UKI,
+    /// which firmware with Secure Boot enabled refuses.
+    pub secure_boot: Option<SecureBootKey>,
+}
+
+/// `[secure_boot]`: the key and certificate that sign the UKI (Authenticode), the one a
+/// farmer enrolls in the firmware's `db`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecureBootKey {
+    /// PEM private key (RSA), `key = "..."`.
+    pub key: PathBuf,
+    /// PEM X.509 certificate of that key, `cert = "..."`.
+    pub cert: PathBuf,
 }
 
 /// `[release]`.
@@ -187,6 +201,7 @@ struct RawConfig {
     #[serde(default)]
     node: RawNode,
     usb: Option<RawUsb>,
+    secure_boot: Option<SecureBootKey>,
     stage0: Option<RawStage0>,
     vmm: Option<RawVmm>,
     workloads: Option<RawWorkloads>,
@@ -439,6 +454,11 @@ impl BuildConfig {
                 );
             }
         }
+        if raw.secure_boot.is_some() && raw.usb.is_none() {
+            return invalid(
+                "[secure_boot] signs the UKI of usb.img: the config needs a [usb] section".into(),
+            );
+        }
         if let Some(tool) = raw.tools.binaries.iter().find(|t| !t.starts_with('/')) {
             return invalid(format!("tools binary '{tool}' must be an absolute path"));
         }
@@ -483,6 +503,10 @@ impl BuildConfig {
                     u.stub
                         .unwrap_or_else(|| PathBuf::from(crate::usb::DEFAULT_STUB)),
                 ),
+                secure_boot: raw.secure_boot.map(|k| SecureBootKey {
+                    key: base.join(k.key),
+                    cert: base.join(k.cert),
+                }),
             }),
         })
     }
@@ -671,6 +695,28 @@ control = "10.0.2.2:7878"
         );
         let typo = format!("{GOOD}\n[usb]\nstup = \"x\"\n");
         assert!(problem(&typo).contains("stup"), "{}", problem(&typo));
+    }
+
+    #[test]
+    fn secure_boot_section_resolves_the_key_and_needs_a_usb_section() {
+        let with =
+            format!("{GOOD}\n[usb]\n[secure_boot]\nkey = \"k/sb.key\"\ncert = \"k/sb.crt\"\n");
+        let c = BuildConfig::parse(&with, Path::new("/cfg")).unwrap_or_else(|_| panic!("parse"));
+        assert_eq!(
+            c.usb.and_then(|u| u.secure_boot),
+            Some(SecureBootKey {
+                key: PathBuf::from("/cfg/k/sb.key"),
+                cert: PathBuf::from("/cfg/k/sb.crt"),
+            })
+        );
+        let unsigned = format!("{GOOD}\n[usb]\n");
+        let c =
+            BuildConfig::parse(&unsigned, Path::new("/cfg")).unwrap_or_else(|_| panic!("parse"));
+        assert_eq!(c.usb.and_then(|u| u.secure_boot), None);
+        let no_usb = format!("{GOOD}\n[secure_boot]\nkey = \"a\"\ncert = \"b\"\n");
+        assert!(problem(&no_usb).contains("[usb]"), "{}", problem(&no_usb));
+        let no_cert = format!("{GOOD}\n[usb]\n[secure_boot]\nkey = \"a\"\n");
+        assert!(problem(&no_cert).contains("cert"), "{}", problem(&no_cert));
     }
 
     #[test]

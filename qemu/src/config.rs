@@ -19,6 +19,11 @@ const NETDEV_ID: &str = "n0";
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
 /// Debian's OVMF variable store template; every VM gets its own writable copy.
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
+/// Debian's OVMF built with Secure Boot (and SMM, which guards the variable store), 4 MiB
+/// flash: its variable store must be a 4 MiB one (`OVMF_VARS_4M.fd` with keys enrolled).
+pub const OVMF_CODE_SECURE_BOOT: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
+/// The empty 4 MiB variable store (no keys: Secure Boot is off until PK, KEK and db are set).
+pub const OVMF_VARS_4M: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 /// How the VM gets its kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +69,9 @@ pub struct Uefi {
     pub code: PathBuf,
     /// `OVMF_VARS.fd`, never written: see [`Uefi::copy_vars`].
     pub vars_template: PathBuf,
+    /// Firmware built for Secure Boot: the machine needs SMM (q35 only) and flash that only
+    /// SMM code may write, so the OS cannot rewrite the enrolled keys.
+    pub secure_boot: bool,
 }
 
 impl Default for Uefi {
@@ -72,11 +80,22 @@ impl Default for Uefi {
         Uefi {
             code: PathBuf::from(OVMF_CODE),
             vars_template: PathBuf::from(OVMF_VARS),
+            secure_boot: false,
         }
     }
 }
 
 impl Uefi {
+    /// Debian's Secure Boot OVMF with `vars_template`, a 4 MiB variable store whose PK, KEK
+    /// and db are enrolled and Secure Boot enabled (e.g. made with `virt-fw-vars`).
+    pub fn secure_boot(vars_template: PathBuf) -> Uefi {
+        Uefi {
+            code: PathBuf::from(OVMF_CODE_SECURE_BOOT),
+            vars_template,
+            secure_boot: true,
+        }
+    }
+
     /// Copies the variable-store template into `dir` (as `OVMF_VARS.fd`, writable) and returns
     /// the copy's path, for [`VmConfig::args`].
     pub fn copy_vars(&self, dir: &Path) -> std::io::Result<PathBuf> {
@@ -194,6 +213,9 @@ pub enum ConfigError {
     /// A UEFI boot was asked for without a private copy of the variable store.
     #[error("UEFI boot needs a writable copy of the variable store (Uefi::copy_vars)")]
     UefiVarsMissing,
+    /// Secure Boot firmware needs SMM, which QEMU has on q35 only.
+    #[error("Secure Boot firmware needs the q35 machine (SMM)")]
+    SecureBootNeedsQ35,
     /// QEMU cannot boot a machine without memory or CPUs.
     #[error("memory ({memory_mib} MiB) and CPU count ({cpus}) must both be at least 1")]
     EmptyMachine {
@@ -247,7 +269,17 @@ impl VmConfig {
         }
         let mut a = Args::default();
         a.push_all(["-nodefaults", "-no-user-config", "-no-reboot"]);
-        a.push_all(["-machine", self.machine.name()]);
+        let secure_boot = self.uefi.secure_boot && self.boot.needs_uefi_vars();
+        if secure_boot {
+            if self.machine != Machine::Q35 {
+                return Err(ConfigError::SecureBootNeedsQ35);
+            }
+            a.push_pair("-machine", format!("{},smm=on", self.machine.name()));
+            // The variable store is writable only from SMM: the OS cannot replace the keys.
+            a.push_all(["-global", "driver=cfi.pflash01,property=secure,value=on"]);
+        } else {
+            a.push_all(["-machine", self.machine.name()]);
+        }
         a.push_all(self.accel.args());
         a.push_pair("-m", self.memory_mib.to_string());
         a.push_pair("-smp", self.cpus.to_string());
@@ -573,6 +605,7 @@ mod tests {
         let uefi = Uefi {
             code: "/x/code.fd".into(),
             vars_template: dir.path().join("template.fd"),
+            secure_boot: false,
         };
         let copy = uefi.copy_vars(&scratch).unwrap();
         assert_eq!(copy, scratch.join("OVMF_VARS.fd"));
@@ -580,11 +613,45 @@ mod tests {
         let missing = Uefi {
             code: "/x/code.fd".into(),
             vars_template: dir.path().join("absent.fd"),
+            secure_boot: false,
         };
         let err = missing.copy_vars(&scratch).unwrap_err();
         assert!(err.to_string().contains("ovmf"), "{err}");
         assert!(Boot::UsbDisk { image: "/a".into() }.needs_uefi_vars());
         assert!(!direct().needs_uefi_vars());
+    }
+
+    #[test]
+    fn secure_boot_firmware_runs_on_q35_with_smm_and_guarded_flash() {
+        let stick = Boot::UsbDisk { image: "/a".into() };
+        let mut config = VmConfig::new(stick, Accel::Tcg);
+        config.uefi = Uefi::secure_boot("/k/vars.fd".into());
+        assert_eq!(
+            config.args(&Console::Stdio, None, Some(Path::new("/v/OVMF_VARS.fd"))),
+            Err(ConfigError::SecureBootNeedsQ35)
+        );
+        config.machine = Machine::Q35;
+        let args = config
+            .args(&Console::Stdio, None, Some(Path::new("/v/OVMF_VARS.fd")))
+            .unwrap();
+        let joined = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(joined.contains("-machine q35,smm=on "), "{joined}");
+        assert!(
+            joined.contains("-global driver=cfi.pflash01,property=secure,value=on"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains(&format!("readonly=on,file={OVMF_CODE_SECURE_BOOT}")),
+            "{joined}"
+        );
+        // A direct boot runs no firmware: the Secure Boot setting does not apply.
+        config.boot = direct();
+        let args = config.args(&Console::Stdio, None, None).unwrap();
+        assert!(args.iter().any(|a| a == "q35"), "{args:?}");
     }
 
     #[test]

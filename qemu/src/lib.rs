@@ -42,7 +42,7 @@ mod vm;
 pub use accel::{Accel, ParseAccelError};
 pub use config::{
     qemu_program, Boot, ConfigError, Console, Firmware, Machine, NicModel, Uefi, VmConfig,
-    OVMF_CODE, OVMF_VARS,
+    OVMF_CODE, OVMF_CODE_SECURE_BOOT, OVMF_VARS, OVMF_VARS_4M,
 };
 pub use error::QemuError;
 pub use image::{DirectImage, ImageError};

@@ -11,10 +11,14 @@
 //! partition 2 and kexecs it; a config without a `[stage0]` section puts the node kernel and
 //! initramfs in the UKI instead (booted unverified).
 //!
-//! Submodules: [`uki`] (PE sections), [`fat`] (FAT volumes), [`disk`] (GPT).
+//! With a `[secure_boot]` key the UKI is signed ([`sign`]) before it goes on the ESP.
+//!
+//! Submodules: [`uki`] (PE sections), [`sign`] (Authenticode), [`fat`] (FAT volumes),
+//! [`disk`] (GPT).
 
 pub mod disk;
 pub mod fat;
+pub mod sign;
 pub mod uki;
 
 use std::fmt::Write as _;
@@ -61,6 +65,9 @@ pub enum UsbError {
     /// Making the UKI.
     #[error("unified kernel image")]
     Uki(#[from] uki::UkiError),
+    /// Signing the UKI for Secure Boot.
+    #[error("signing the UKI")]
+    Sign(#[from] sign::SignError),
     /// Making or reading a FAT volume.
     #[error("FAT volume")]
     Fat(#[from] fat::FatError),
@@ -150,10 +157,15 @@ pub fn build_uki(contents: &UsbContents<'_>) -> Result<Vec<u8>, UsbError> {
     )?)
 }
 
-/// The whole disk image.
+/// The whole disk image, with an unsigned UKI.
 pub fn build_image(contents: &UsbContents<'_>) -> Result<Vec<u8>, UsbError> {
+    build_image_with_uki(contents, &build_uki(contents)?)
+}
+
+/// The whole disk image with `uki` (made by [`build_uki`] from `contents`, then signed or not)
+/// as `EFI/BOOT/BOOTX64.EFI`.
+pub fn build_image_with_uki(contents: &UsbContents<'_>, uki: &[u8]) -> Result<Vec<u8>, UsbError> {
     let ids = Identifiers::derive(contents);
-    let uki = build_uki(contents)?;
     let esp = fat::build(
         &fat::Volume {
             size: partition_size(uki.len() as u64),
@@ -161,7 +173,7 @@ pub fn build_image(contents: &UsbContents<'_>) -> Result<Vec<u8>, UsbError> {
             label: "NULLOS-EFI",
             volume_id: ids.esp_volume,
         },
-        &[(UKI_PATH, &uki)],
+        &[(UKI_PATH, uki)],
     )?;
     let release_files: [(&str, &[u8]); 4] = [
         (MANIFEST_FILE, contents.manifest),

@@ -4,8 +4,13 @@
 //! We write the sections ourselves rather than running `objcopy` or `ukify` at build time: the
 //! rules are few, and doing it here keeps the output a pure function of the inputs. The rules
 //! (systemd's UKI specification and what `ukify` does):
-//! - the stub's own sections, headers and any trailing bytes (its COFF symbol table) stay where
-//!   they are; new section data goes after the end of the file, at `FileAlignment`;
+//! - the stub's own sections and headers stay where they are; bytes after its last section (its
+//!   COFF symbol table, which nothing loads) are dropped and the COFF header's symbol table
+//!   pointer and count zeroed, so the file is headers and sections only. Authenticode hashes
+//!   the headers, the sections, then whatever follows the last section, and EDK2 (OVMF) finds
+//!   "what follows" by adding up section sizes: a gap between sections makes the firmware's
+//!   digest differ from the signer's, and a signed UKI would be refused (see [`super::sign`]);
+//! - new section data goes after the stub's last section, at `FileAlignment`;
 //! - new sections get virtual addresses after the stub's last section, in ascending order, each
 //!   at `SectionAlignment`; `VirtualSize` is the payload's exact length (the stub reads
 //!   `VirtualSize` bytes), `SizeOfRawData` the length rounded up to `FileAlignment`;
@@ -25,6 +30,8 @@ const DATA_SECTION: u32 = pe::IMAGE_SCN_CNT_INITIALIZED_DATA | pe::IMAGE_SCN_MEM
 const SECTION_HEADER_SIZE: usize = 40;
 /// Offsets inside the COFF file header (which follows the 4-byte `PE\0\0` signature).
 const COFF_NUMBER_OF_SECTIONS: usize = 4 + 2;
+const COFF_POINTER_TO_SYMBOL_TABLE: usize = 4 + 8;
+const COFF_NUMBER_OF_SYMBOLS: usize = 4 + 12;
 /// Offsets inside the PE32+ optional header (which follows the 20-byte COFF header).
 const OPT_HEADER_START: usize = 4 + 20;
 const OPT_SIZE_OF_INITIALIZED_DATA: usize = 8;
@@ -69,6 +76,8 @@ struct StubLayout {
     section_table_end: usize,
     size_of_headers: usize,
     first_raw_data: usize,
+    /// Where the last section's raw data ends (at least the headers' end).
+    end_of_sections: usize,
     file_alignment: u32,
     section_alignment: u32,
     next_virtual_address: u64,
@@ -92,11 +101,14 @@ fn layout(stub: &[u8]) -> Result<StubLayout, UkiError> {
         + usize::from(nt.file_header().size_of_optional_header.get(LE));
     let section_table_end = section_table_start + sections.len() * SECTION_HEADER_SIZE;
     let mut first_raw_data = usize::MAX;
+    let mut end_of_sections = opt.size_of_headers() as usize;
     let mut next_virtual_address = u64::from(opt.size_of_image());
     for s in sections.iter() {
         let raw_size = s.size_of_raw_data.get(LE);
         if raw_size != 0 {
-            first_raw_data = first_raw_data.min(s.pointer_to_raw_data.get(LE) as usize);
+            let start = s.pointer_to_raw_data.get(LE) as usize;
+            first_raw_data = first_raw_data.min(start);
+            end_of_sections = end_of_sections.max(start.saturating_add(raw_size as usize));
         }
         let span = s.virtual_size.get(LE).max(raw_size);
         next_virtual_address =
@@ -107,6 +119,7 @@ fn layout(stub: &[u8]) -> Result<StubLayout, UkiError> {
         section_table_end,
         size_of_headers: opt.size_of_headers() as usize,
         first_raw_data,
+        end_of_sections: end_of_sections.min(stub.len()),
         file_alignment: opt.file_alignment().max(1),
         section_alignment: opt.section_alignment().max(1),
         next_virtual_address,
@@ -123,7 +136,9 @@ pub fn build(stub: &[u8], sections: &[Section<'_>]) -> Result<Vec<u8>, UkiError>
             wanted: sections.len(),
         });
     }
-    let mut out = stub.to_vec();
+    let mut out = stub[..l.end_of_sections].to_vec();
+    put_u32(&mut out, l.nt_offset + COFF_POINTER_TO_SYMBOL_TABLE, 0);
+    put_u32(&mut out, l.nt_offset + COFF_NUMBER_OF_SYMBOLS, 0);
     let file_align = u64::from(l.file_alignment);
     let section_align = u64::from(l.section_alignment);
     let mut raw = align_up(out.len() as u64, file_align);
@@ -300,6 +315,29 @@ mod tests {
             .max()
             .unwrap();
         let mut last_end = u64::from(stub_end);
+        let stub_sections_end = before
+            .section_table()
+            .iter()
+            .map(|s| u64::from(s.pointer_to_raw_data.get(LE) + s.size_of_raw_data.get(LE)))
+            .max()
+            .unwrap();
+        // No gap between the stub's sections and ours, nothing after the last one: the file
+        // is headers and sections only (what Authenticode hashes, as firmware computes it).
+        let mut raw_ranges: Vec<(u64, u64)> = after
+            .section_table()
+            .iter()
+            .map(|s| {
+                let start = u64::from(s.pointer_to_raw_data.get(LE));
+                (start, start + u64::from(s.size_of_raw_data.get(LE)))
+            })
+            .collect();
+        raw_ranges.sort_unstable();
+        for pair in raw_ranges.windows(2) {
+            assert_eq!(pair[0].1, pair[1].0, "gap between sections: {raw_ranges:?}");
+        }
+        assert_eq!(raw_ranges.last().unwrap().1, uki.len() as u64);
+        let coff = 0x80;
+        assert_eq!(uki[coff + COFF_POINTER_TO_SYMBOL_TABLE..][..8], [0; 8]);
         for (name, data) in [
             (".osrel", &osrel[..]),
             (".cmdline", &cmdline[..]),
@@ -315,7 +353,7 @@ mod tests {
             assert!(s.address() > last_end, "{name} overlaps or is out of order");
             let (offset, _) = s.file_range().unwrap();
             assert_eq!(offset % u64::from(file_align), 0, "{name} file offset");
-            assert!(offset >= stub.len() as u64, "{name} overwrote the stub");
+            assert!(offset >= stub_sections_end, "{name} overwrote the stub");
             last_end = s.address() + s.size();
         }
         assert_eq!(after.section_table().len(), old.len() + 4);
