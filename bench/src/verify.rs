@@ -10,8 +10,8 @@
 //! directory); the yardstick is `b3sum` (Debian package `b3sum`) with its defaults
 //! (memory-mapped, multithreaded). `b3sum --num-threads 1` is measured too, as context.
 //!
-//! The blake3 crate is built with the same features as in `boot` (the `trust` crate's, without
-//! `std`): whatever SIMD stage 0 gets, this benchmark gets.
+//! The blake3 crate is built with the same features as in `boot` (`std`, for its run-time CPU
+//! detection): whatever SIMD stage 0 gets, this benchmark gets.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
