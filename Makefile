@@ -28,9 +28,10 @@ RUSTUP_HOME_DIR := $(or $(RUSTUP_HOME),$(HOME)/.rustup)
 REMAP_RUSTFLAGS := --remap-path-prefix=$(HOME)=/home --remap-path-prefix=$(RUSTUP_HOME_DIR)=/rustup \
 	--remap-path-prefix=$(CARGO_HOME_DIR)=/cargo --remap-path-prefix=$(CURDIR)=/nullos
 STATIC_RUSTFLAGS := -C target-feature=+crt-static $(REMAP_RUSTFLAGS)
+# b3sum: the verify benchmark's yardstick, also run by its test (bench/tests/verify_process.rs).
 # dnsmasq-base and iproute2: the DHCP server with short leases the lease-renewal test runs on a
 # tap (not the dnsmasq package, which would start a system service).
-HOST_PACKAGES := qemu-system-x86 ipxe-qemu ovmf systemd-boot-efi osslsigncode openssl python3-venv zstd cpio e2fsprogs squashfs-tools postgresql chromium dnsmasq-base iproute2
+HOST_PACKAGES := qemu-system-x86 ipxe-qemu ovmf systemd-boot-efi osslsigncode openssl python3-venv zstd cpio e2fsprogs squashfs-tools postgresql chromium dnsmasq-base iproute2 b3sum
 
 INIT_BIN := target/$(TARGET)/release/init
 BUILDER := target/release/image-builder

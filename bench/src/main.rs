@@ -4,6 +4,8 @@
 //!  [--baseline-init <path>]`
 //! `nullos-bench build --config <profile.toml> [--runs N]`
 //! `nullos-bench verify --image <dir> [--policy <file>] [--iterations N]`
+//!  (it times its own hidden `verify-files --image <dir> --policy <file> --profile P --target T`,
+//!  stage 0's verification as a process, against `b3sum`)
 //! `nullos-bench stage0 --image <dir> [--runs N] [--accel kvm|tcg] [--timeout-secs S]`
 //! `nullos-bench microvm [--kernel-dir <dir>] [--rounds N] [--mib N] [--accel kvm|tcg]
 //!  [--only vmm|qemu] [--no-tcp] [--echo] [--vmm P] [--node-init P] [--guest-init P]`
@@ -43,6 +45,10 @@ enum Cmd {
     Build(BuildArgs),
     /// Stage 0's release verification (boot::verify::verify) against b3sum on the same files.
     Verify(VerifyArgs),
+    /// One run of stage 0's verification on the files of an image directory (the process the
+    /// verify benchmark times against b3sum's).
+    #[command(name = "verify-files", hide = true)]
+    VerifyFiles(VerifyFilesArgs),
     /// Boot-to-ready through usb.img and stage 0 against booting the node image directly.
     Stage0(Stage0Args),
     /// Our vmm, in the node's jail, against QEMU microvm in a bench node: boot to guest init,
@@ -151,6 +157,22 @@ struct VerifyArgs {
 }
 
 #[derive(Args)]
+struct VerifyFilesArgs {
+    /// Image directory with the release files.
+    #[arg(long)]
+    image: PathBuf,
+    /// The release signer policy (policy file or public key).
+    #[arg(long)]
+    policy: PathBuf,
+    /// The boot image's profile.
+    #[arg(long)]
+    profile: String,
+    /// The boot image's target.
+    #[arg(long)]
+    target: String,
+}
+
+#[derive(Args)]
 struct Stage0Args {
     /// Built image directory with usb.img and the direct-boot triple, e.g. build/dev.
     #[arg(long)]
@@ -202,6 +224,7 @@ fn main() -> ExitCode {
         Cmd::Boot(args) => boot_bench(args),
         Cmd::Build(args) => build_bench(args),
         Cmd::Verify(args) => verify_bench(args),
+        Cmd::VerifyFiles(args) => verify_files(args),
         Cmd::Stage0(args) => stage0_bench(args),
         Cmd::Microvm(args) => microvm_bench(args),
         Cmd::Notary(args) => notary_bench(args),
@@ -290,10 +313,23 @@ fn verify_bench(args: VerifyArgs) -> anyhow::Result<()> {
         bench::verify::FILES.join(", "),
         policy.display()
     );
-    let report = bench::verify::run(&release, iterations)?;
+    let program = std::env::current_exe().context("this benchmark's own binary")?;
+    println!(
+        "verify bench: both sides are a process per round reading the files from the page cache: {} {} and b3sum",
+        program.display(),
+        bench::verify::VERIFY_FILES_COMMAND
+    );
+    let report = bench::verify::run(&release, iterations, &program)?;
     for line in report.summary() {
         println!("{line}");
     }
+    Ok(())
+}
+
+fn verify_files(args: VerifyFilesArgs) -> anyhow::Result<()> {
+    let verified =
+        bench::verify::verify_files(&args.image, &args.policy, &args.profile, &args.target)?;
+    println!("{}", verified.line());
     Ok(())
 }
 

@@ -2,17 +2,19 @@
 //!
 //! Stage 0's side is [`boot::verify::verify`], the function `boot` runs on the stick: it checks
 //! the manifest's signatures against the signer policy, the version, and the size and BLAKE3 of
-//! the command line, kernel and initramfs, returning owned copies of the verified bytes. Here its
-//! [`Source`] is the built release already in memory, so the figure is verification alone (no
-//! USB or FAT reads). The yardstick is `b3sum` (Debian package `b3sum`) hashing the same four
-//! files from the page cache, as a process, with its defaults (memory-mapped, multithreaded);
-//! `b3sum --num-threads 1` is measured too, since stage 0 hashes on one thread.
+//! the command line, kernel and initramfs (hashed on all cores), returning owned copies of the
+//! verified bytes. Both sides are measured the same way: a process started per round that reads
+//! the same four files from the page cache (warm for both: every round reads them) and hashes
+//! them. Stage 0's process is this binary's hidden `verify-files` subcommand ([`verify_files`]:
+//! the signer policy read from its file, the release through a [`Source`] reading the image
+//! directory); the yardstick is `b3sum` (Debian package `b3sum`) with its defaults
+//! (memory-mapped, multithreaded). `b3sum --num-threads 1` is measured too, as context.
 //!
-//! The blake3 crate is built with the same features as in `boot` (the `trust` crate's, without
-//! `std`): whatever SIMD stage 0 gets, this benchmark gets.
+//! The blake3 crate is built with the same features as in `boot` (`std`, for its run-time CPU
+//! detection): whatever SIMD stage 0 gets, this benchmark gets.
 
 use std::collections::BTreeMap;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -25,6 +27,9 @@ use crate::stats;
 
 /// The goal: stage 0 verifies at least 90 % as fast as `b3sum` hashes.
 pub const GOAL_RATIO: f64 = 0.90;
+
+/// The hidden subcommand of `nullos-bench` that runs [`verify_files`] as a process of its own.
+pub const VERIFY_FILES_COMMAND: &str = "verify-files";
 
 /// The release files, in the order both sides read them.
 pub const FILES: [&str; 4] = [MANIFEST_FILE, CMDLINE_FILE, KERNEL_FILE, INITRD_FILE];
@@ -52,6 +57,23 @@ pub enum VerifyBenchError {
     /// Stage 0 refuses the release, so there is nothing to measure.
     #[error("stage 0 refuses the release: {0}")]
     Refused(Refusal),
+    /// Stage 0's verification process could not be started.
+    #[error("cannot run {program} {VERIFY_FILES_COMMAND}")]
+    RunStage0 {
+        /// The program (this benchmark's own binary).
+        program: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Stage 0's verification process failed.
+    #[error("{VERIFY_FILES_COMMAND} exited with {status}: {stderr}")]
+    Stage0Failed {
+        /// Exit status.
+        status: std::process::ExitStatus,
+        /// What it said.
+        stderr: String,
+    },
     /// `b3sum` could not be run.
     #[error("cannot run b3sum (Debian package b3sum; `make bench` installs it)")]
     RunB3sum(#[source] io::Error),
@@ -79,6 +101,7 @@ pub enum VerifyBenchError {
 #[derive(Debug, Clone)]
 pub struct Release {
     dir: PathBuf,
+    policy_path: PathBuf,
     files: BTreeMap<&'static str, Vec<u8>>,
     policy: SignerPolicy,
     /// A boot image for this release's profile and target (read once, not measured).
@@ -96,17 +119,7 @@ impl Release {
         for name in FILES {
             files.insert(name, read(image_dir.join(name))?);
         }
-        let text = read(policy_path.to_owned())?;
-        let text = String::from_utf8_lossy(&text);
-        let policy = match SignerPolicy::from_text(&text) {
-            Ok(policy) => policy,
-            Err(_) => PublicKey::from_text(&text)
-                .map(SignerPolicy::single)
-                .map_err(|e| VerifyBenchError::Policy {
-                    path: policy_path.to_owned(),
-                    reason: e.to_string(),
-                })?,
-        };
+        let policy = read_policy(policy_path)?;
         let (_, manifest) = trust::verify_release(&files[MANIFEST_FILE], &policy)
             .map_err(|e| VerifyBenchError::Refused(Refusal::new(MANIFEST_FILE, e.to_string())))?;
         let image = BootImageConfig {
@@ -116,6 +129,7 @@ impl Release {
         };
         Ok(Release {
             dir: image_dir.to_owned(),
+            policy_path: policy_path.to_owned(),
             files,
             policy,
             image,
@@ -133,6 +147,32 @@ impl Release {
             .map_err(VerifyBenchError::Refused)
     }
 
+    /// One run of stage 0's verification as a process: `program` (this benchmark's binary) with
+    /// its hidden [`VERIFY_FILES_COMMAND`] on the image directory; returns its standard output
+    /// (the `nullos: verified release` line).
+    pub fn stage0_process_once(&self, program: &Path) -> Result<String, VerifyBenchError> {
+        let output = Command::new(program)
+            .arg(VERIFY_FILES_COMMAND)
+            .arg("--image")
+            .arg(&self.dir)
+            .arg("--policy")
+            .arg(&self.policy_path)
+            .args(["--profile", &self.image.profile])
+            .args(["--target", &self.image.target])
+            .output()
+            .map_err(|source| VerifyBenchError::RunStage0 {
+                program: program.to_owned(),
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(VerifyBenchError::Stage0Failed {
+                status: output.status,
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
     /// One `b3sum` run over the four files, with `args` before the file names; returns its
     /// standard output.
     pub fn b3sum_once(&self, args: &[&str]) -> Result<String, VerifyBenchError> {
@@ -148,6 +188,68 @@ impl Release {
             });
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+/// A signer policy file, or a single public key, as stage 0 reads its own.
+pub fn read_policy(path: &Path) -> Result<SignerPolicy, VerifyBenchError> {
+    let text = std::fs::read(path).map_err(|source| VerifyBenchError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    let text = String::from_utf8_lossy(&text);
+    match SignerPolicy::from_text(&text) {
+        Ok(policy) => Ok(policy),
+        Err(_) => PublicKey::from_text(&text)
+            .map(SignerPolicy::single)
+            .map_err(|e| VerifyBenchError::Policy {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            }),
+    }
+}
+
+/// Stage 0's verification of the release files in `image_dir`, read from disk: the signer
+/// policy from `policy_path`, then [`boot::verify::verify`] for a boot image of `profile` and
+/// `target` (what the hidden [`VERIFY_FILES_COMMAND`] runs, one process per round).
+pub fn verify_files(
+    image_dir: &Path,
+    policy_path: &Path,
+    profile: &str,
+    target: &str,
+) -> Result<boot::verify::Verified, VerifyBenchError> {
+    let policy = read_policy(policy_path)?;
+    let image = BootImageConfig {
+        profile: profile.to_owned(),
+        target: target.to_owned(),
+        min_version: 0,
+    };
+    boot::verify::verify(&mut DirSource(image_dir), &policy, &image, 0)
+        .map_err(VerifyBenchError::Refused)
+}
+
+/// The release files in a directory as stage 0's [`Source`]: each read whole, bounded.
+struct DirSource<'a>(&'a Path);
+
+impl Source for DirSource<'_> {
+    fn len(&mut self, name: &str, _max: u64) -> Result<u64, String> {
+        std::fs::metadata(self.0.join(name))
+            .map(|m| m.len())
+            .map_err(|e| format!("cannot stat {name}: {e}"))
+    }
+
+    fn read(&mut self, name: &str, max: u64) -> Result<Vec<u8>, String> {
+        let file = std::fs::File::open(self.0.join(name))
+            .map_err(|e| format!("cannot open {name}: {e}"))?;
+        let expected = file.metadata().map(|m| m.len().min(max)).unwrap_or(0);
+        let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0) + 1);
+        file.take(max.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("cannot read {name}: {e}"))?;
+        if bytes.len() as u64 > max {
+            return Err(format!("{name} is over {max} bytes"));
+        }
+        Ok(bytes)
     }
 }
 
@@ -186,7 +288,7 @@ pub fn b3sum_digest<'a>(output: &'a str, name: &str) -> Option<&'a str> {
 pub struct VerifyReport {
     /// Bytes per iteration.
     pub bytes: u64,
-    /// `boot::verify::verify`.
+    /// `boot::verify::verify` in a process of its own, from the files.
     pub stage0: Vec<Duration>,
     /// `b3sum` with its defaults.
     pub b3sum: Vec<Duration>,
@@ -195,20 +297,20 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
-    /// The summary lines: against `b3sum`, then against single-threaded `b3sum`.
+    /// The summary lines: against `b3sum` (the goal), then against single-threaded `b3sum`
+    /// (context).
     pub fn summary(&self) -> Vec<String> {
-        let ours = median_throughput(self.bytes, &self.stage0);
-        let lines = [
-            ("b3sum", median_throughput(self.bytes, &self.b3sum)),
-            (
-                "b3sum --num-threads 1",
-                median_throughput(self.bytes, &self.b3sum_one_thread),
-            ),
-        ];
+        let Some(ours) = median_throughput(self.bytes, &self.stage0) else {
+            return Vec::new();
+        };
+        let mut lines = Vec::new();
+        if let Some(theirs) = median_throughput(self.bytes, &self.b3sum) {
+            lines.push(summary_line(ours, "b3sum", theirs));
+        }
+        if let Some(theirs) = median_throughput(self.bytes, &self.b3sum_one_thread) {
+            lines.push(context_line(ours, "b3sum --num-threads 1", theirs));
+        }
         lines
-            .into_iter()
-            .filter_map(|(what, theirs)| Some(summary_line(ours?, what, theirs?)))
-            .collect()
     }
 }
 
@@ -225,18 +327,35 @@ pub fn median_throughput(bytes: u64, samples: &[Duration]) -> Option<f64> {
     (median > 0.0).then(|| bytes / median)
 }
 
-/// `verify: stage0 <MB/s> vs b3sum <MB/s> => ratio <x> (goal >= 0.90)`.
+/// `verify: stage0 <MB/s> vs b3sum <MB/s> => ratio <x> (goal >= 0.90: met|missed)`.
 pub fn summary_line(stage0_mb_s: f64, baseline: &str, baseline_mb_s: f64) -> String {
+    let ratio = stage0_mb_s / baseline_mb_s;
+    // Compared as printed: a ratio shown as 0.90 meets the goal shown as 0.90.
+    let met = (ratio * 100.0).round() >= (GOAL_RATIO * 100.0).round();
     format!(
-        "verify: stage0 {stage0_mb_s:.0} MB/s vs {baseline} {baseline_mb_s:.0} MB/s => ratio {:.2} (goal >= {GOAL_RATIO:.2})",
+        "verify: stage0 {stage0_mb_s:.0} MB/s vs {baseline} {baseline_mb_s:.0} MB/s => ratio {ratio:.2} (goal >= {GOAL_RATIO:.2}: {})",
+        if met { "met" } else { "missed" }
+    )
+}
+
+/// `verify: stage0 <MB/s> vs <baseline> <MB/s> => ratio <x> (context, no goal)`.
+pub fn context_line(stage0_mb_s: f64, baseline: &str, baseline_mb_s: f64) -> String {
+    format!(
+        "verify: stage0 {stage0_mb_s:.0} MB/s vs {baseline} {baseline_mb_s:.0} MB/s => ratio {:.2} (context, no goal)",
         stage0_mb_s / baseline_mb_s
     )
 }
 
-/// Runs `iterations` rounds, alternating the sides, after a warm-up round that also checks that
-/// stage 0 accepts the release and that `b3sum` prints the signed digests (the same bytes).
-pub fn run(release: &Release, iterations: usize) -> Result<VerifyReport, VerifyBenchError> {
+/// Runs `iterations` rounds, alternating the sides, after a warm-up round (it also fills the page
+/// cache for both) that checks that stage 0 accepts the release, in memory and as the process
+/// `program` runs it, and that `b3sum` prints the signed digests (the same bytes).
+pub fn run(
+    release: &Release,
+    iterations: usize,
+    program: &Path,
+) -> Result<VerifyReport, VerifyBenchError> {
     let verified = release.verify_once()?;
+    release.stage0_process_once(program)?;
     let output = release.b3sum_once(&[])?;
     let m = &verified.manifest;
     for (name, expected) in [
@@ -264,9 +383,9 @@ pub fn run(release: &Release, iterations: usize) -> Result<VerifyReport, VerifyB
         f().map(|()| started.elapsed())
     };
     for _ in 0..iterations {
-        report
-            .stage0
-            .push(timed(&mut || release.verify_once().map(drop))?);
+        report.stage0.push(timed(&mut || {
+            release.stage0_process_once(program).map(drop)
+        })?);
         report
             .b3sum
             .push(timed(&mut || release.b3sum_once(&[]).map(drop))?);
@@ -304,12 +423,20 @@ mod tests {
     fn the_summary_line_has_the_agreed_shape() {
         assert_eq!(
             summary_line(900.0, "b3sum", 1000.0),
-            "verify: stage0 900 MB/s vs b3sum 1000 MB/s => ratio 0.90 (goal >= 0.90)"
+            "verify: stage0 900 MB/s vs b3sum 1000 MB/s => ratio 0.90 (goal >= 0.90: met)"
+        );
+        assert_eq!(
+            summary_line(894.0, "b3sum", 1000.0),
+            "verify: stage0 894 MB/s vs b3sum 1000 MB/s => ratio 0.89 (goal >= 0.90: missed)"
+        );
+        assert_eq!(
+            context_line(900.0, "b3sum --num-threads 1", 450.0),
+            "verify: stage0 900 MB/s vs b3sum --num-threads 1 450 MB/s => ratio 2.00 (context, no goal)"
         );
     }
 
     #[test]
-    fn stage0_verifies_a_signed_release_from_memory_and_refuses_a_flipped_byte() {
+    fn stage0_verifies_a_signed_release_from_memory_and_disk_and_refuses_a_flipped_byte() {
         let key = trust::SecretKey::from_seed([3; 32]);
         let dir = tempfile::tempdir().unwrap();
         let (kernel, initrd, cmdline) =
@@ -346,6 +473,12 @@ mod tests {
             5000 + 3000 + 13 + document.encode().len() as u64
         );
         assert_eq!(release.verify_once().unwrap().initrd, initrd);
+        let from_disk = verify_files(dir.path(), &policy, "dev", "x86_64").unwrap();
+        assert_eq!(from_disk.initrd, initrd);
+        match verify_files(dir.path(), &policy, "prod", "x86_64") {
+            Err(VerifyBenchError::Refused(r)) => assert_eq!(r.artifact, MANIFEST_FILE),
+            other => panic!("expected a profile refusal, got {other:?}"),
+        }
 
         let mut flipped = initrd;
         flipped[100] ^= 1;
@@ -354,6 +487,10 @@ mod tests {
         match release.verify_once() {
             Err(VerifyBenchError::Refused(r)) => assert_eq!(r.artifact, INITRD_FILE),
             other => panic!("expected an initrd refusal, got {other:?}"),
+        }
+        match verify_files(dir.path(), &policy, "dev", "x86_64") {
+            Err(VerifyBenchError::Refused(r)) => assert_eq!(r.artifact, INITRD_FILE),
+            other => panic!("expected an initrd refusal from disk, got {other:?}"),
         }
     }
 }

@@ -17,6 +17,7 @@
 //! another round: it never boots anything unverified and never offers a shell.
 //!
 //! - [`verify`]: the pure decision (what to boot, which refusal line), unit-tested with buffers.
+//! - [`digest`]: the BLAKE3 of an artifact on all cores (the same digest as on one).
 //! - [`node_params`]: the node kernel's command line and the allow-list of passed parameters.
 //! - [`state`]: the persisted highest version; [`floor`]: where it is kept on this machine.
 //! - [`medium`]: finding and reading the release partition (sysfs, `fatfs`).
@@ -34,6 +35,7 @@
 )]
 
 pub mod data_disk;
+pub mod digest;
 pub mod drivers;
 pub mod floor;
 pub mod kexec;

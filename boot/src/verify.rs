@@ -5,7 +5,8 @@
 //! (capped at the format's own limit), its signatures against the policy, its profile and
 //! target against the boot image's, and its version against the floor (the highest accepted on
 //! this machine, at least the boot image's minimum); then each artifact, whose size the signed manifest states, so
-//! an artifact larger than signed is refused before a byte of it is read. The bytes returned in
+//! an artifact larger than signed is refused before a byte of it is read, hashed on all cores
+//! ([`crate::digest`]). The bytes returned in
 //! [`Verified`] are exactly the ones hashed; the caller boots those and re-reads nothing.
 
 use std::fmt;
@@ -150,7 +151,8 @@ pub fn verify(
         let bytes = source
             .read(name, expected.size)
             .map_err(|e| Refusal::new(name, e))?;
-        expected.check(name, &bytes).map_err(|e| {
+        let found = crate::digest::artifact_on_all_cores(&bytes);
+        expected.check_found(name, found).map_err(|e| {
             Refusal::new(name, format!("expected {}, found {}", e.expected, e.actual))
         })?;
         Ok(bytes)

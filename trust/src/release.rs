@@ -58,7 +58,16 @@ impl ArtifactRef {
     /// Checks that `bytes` are the referenced artifact (size and digest); the error names
     /// `artifact_name`, and gives the expected and actual size and digest.
     pub fn check(&self, artifact_name: &str, bytes: &[u8]) -> Result<(), ArtifactMismatch> {
-        let actual = ArtifactRef::of(bytes);
+        self.check_found(artifact_name, ArtifactRef::of(bytes))
+    }
+
+    /// [`check`](Self::check) for bytes whose size and digest the caller already computed
+    /// (stage 0 hashes on all cores, which needs `std`): the same comparison and error.
+    pub fn check_found(
+        &self,
+        artifact_name: &str,
+        actual: ArtifactRef,
+    ) -> Result<(), ArtifactMismatch> {
         if actual == *self {
             return Ok(());
         }

@@ -147,6 +147,68 @@ fn each_flipped_artifact_is_refused_by_name_with_both_digests() {
     }
 }
 
+/// A release whose initramfs is `initrd`, large enough to be hashed on several threads.
+fn release_with_initrd(initrd: &[u8]) -> Files {
+    let mut files = release(1, &key(1));
+    let mut manifest = trust::verify_release(&files.files[MANIFEST_FILE], &policy())
+        .unwrap()
+        .1;
+    manifest.initrd = ArtifactRef::of(initrd);
+    let mut document = manifest.to_document();
+    document.sign(&key(1)).unwrap();
+    files
+        .files
+        .insert(MANIFEST_FILE.to_owned(), document.encode());
+    files.files.insert(INITRD_FILE.to_owned(), initrd.to_vec());
+    files
+}
+
+#[test]
+fn a_large_artifact_hashed_on_all_cores_verifies_and_a_flip_is_refused_with_the_same_line() {
+    let initrd: Vec<u8> = (0..5 * 1024 * 1024 + 1)
+        .map(|i: usize| u8::try_from(i % 253).unwrap())
+        .collect();
+    let v = verify(
+        &mut release_with_initrd(&initrd),
+        &policy(),
+        &dev_image(),
+        0,
+    )
+    .unwrap();
+    assert_eq!(v.initrd, initrd);
+    assert!(
+        v.line()
+            .contains(&format!("initrd={}", trust::Digest::of(&initrd))),
+        "{}",
+        v.line()
+    );
+
+    // A flip in the second half: the part hashed on another thread.
+    let mut files = release_with_initrd(&initrd);
+    let file = files.files.get_mut(INITRD_FILE).unwrap();
+    file[4 * 1024 * 1024 + 17] ^= 0x01;
+    let flipped = file.clone();
+    // The line `ArtifactRef::check` gave before hashing moved to all cores.
+    let mismatch = ArtifactRef::of(&initrd)
+        .check(INITRD_FILE, &flipped)
+        .unwrap_err();
+    let refused = refusal(&mut files, 0);
+    assert_eq!(
+        refused.to_string(),
+        format!(
+            "nullos: refused initrd: expected {} bytes, blake3 {}, found {} bytes, blake3 {}",
+            initrd.len(),
+            trust::Digest::of(&initrd),
+            flipped.len(),
+            trust::Digest::of(&flipped)
+        )
+    );
+    assert_eq!(
+        refused.reason,
+        format!("expected {}, found {}", mismatch.expected, mismatch.actual)
+    );
+}
+
 #[test]
 fn a_flipped_manifest_byte_is_refused_as_the_manifest() {
     let mut files = release(1, &key(1));
