@@ -12,7 +12,10 @@
 //!    and on the notary's explorer page;
 //! 2. `nullos deploy --wait` of hello: pulled, verified, run in a micro-VM; the report says
 //!    exited 0; a new version replaces it and its volume's counter goes on; the notary goes down
-//!    and comes back (one console line each way) and the node re-syncs;
+//!    and comes back (one console line each way) and the node re-syncs; it comes back with
+//!    `--rules unchecked` (a notary that does not enforce the grid's rules), and the node itself
+//!    refuses a contract one approval short of its threshold and a placement signed by someone
+//!    other than the owner, each with its console line and a refused report, nothing run;
 //! 3. a contract whose root image blob no longer matches its digest in the notary's store is
 //!    refused, with its console line and report, and nothing of it runs; then the node reboots
 //!    with its data disk: same id, the placed version runs again unasked;
