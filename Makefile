@@ -163,7 +163,7 @@ image: kernel sysroot init boot vmm tools keys $(IMAGE_EXTRA_$(PROFILE))
 
 run: deps
 	@$(MAKE) --no-print-directory image PROFILE=dev
-	$(CARGO) build --release --locked -p notary
+	$(CARGO) build --release --locked -p notary -p agent
 	scripts/notary-up.sh
 	$(QEMU_RUNNER) run build/dev $(RUN_ARGS)
 

@@ -1,4 +1,5 @@
-//! `nullos-notary serve --data DIR --listen ADDR [--database URL]`, and
+//! `nullos-notary serve --data DIR --listen ADDR [--database URL] [--rules grid|open|unchecked]`,
+//! and
 //! `nullos-notary check --url URL --key KEY` (fetch and verify a checkpoint, as a node would).
 //!
 //! Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM), 1 when it cannot start or serve.
@@ -35,10 +36,15 @@ enum Command {
         /// store.
         #[arg(long)]
         database: Option<String>,
-        /// Admission rules: `grid` (the control plane's documents and rules) or `open` (any
-        /// verified signed document; for tests and benchmarks of the log alone).
-        #[arg(long, default_value = "grid", value_parser = ["grid", "open"])]
+        /// Admission rules: `grid` (the control plane's documents and rules), `open` (any
+        /// verified signed document; for tests and benchmarks of the log alone) or `unchecked`
+        /// (grid documents filed as `grid` files them, but not judged: a misbehaving notary,
+        /// for tests of what the nodes refuse; needs --allow-unchecked).
+        #[arg(long, default_value = "grid", value_parser = ["grid", "open", "unchecked"])]
         rules: String,
+        /// Allows `--rules unchecked` (never for a real grid).
+        #[arg(long)]
+        allow_unchecked: bool,
     },
     /// Fetch a notary's checkpoint and verify it against its key, as a node would.
     Check {
@@ -68,7 +74,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             database,
             rules,
-        } => serve(data, listen, database, &rules),
+            allow_unchecked,
+        } => {
+            if rules == "unchecked" {
+                anyhow::ensure!(
+                    allow_unchecked,
+                    "--rules unchecked admits grid documents without judging them; \
+                     give --allow-unchecked to run it (tests and threat-model demonstrations only)"
+                );
+                eprintln!(
+                    "nullos-notary: warning: rules unchecked: grid documents are admitted \
+                     without the grid's rules (a misbehaving notary); never for a real grid"
+                );
+            }
+            serve(data, listen, database, &rules)
+        }
         Command::Check { url, key } => check(&url, &key),
     }
 }
@@ -95,6 +115,7 @@ fn serve(
     raise_nofile();
     let rules: Box<dyn DocumentRules> = match rules {
         "open" => Box::new(OpenRules),
+        "unchecked" => Box::new(GridRules::unchecked()),
         _ => Box::new(GridRules::new()),
     };
     let key = notary::keyfile::load_or_create(&data).context("cannot load the signing key")?;

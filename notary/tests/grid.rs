@@ -316,3 +316,78 @@ fn grid_rules_on_postgres() {
     the_table(&n);
     assert_eq!(n.leases().unwrap().len(), 2);
 }
+
+/// `GridRules::unchecked` (`serve --rules unchecked`), the misbehaving notary of the threat
+/// model: what the grid's rules refuse is admitted, and filed where nodes and owners look.
+#[test]
+fn unchecked_rules_admit_what_the_grid_refuses_and_file_it_for_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = Notary::open(
+        Arc::new(RedbStore::open(dir.path()).unwrap()),
+        SigningKey::from_bytes(&[1; 32]),
+        Box::new(GridRules::unchecked()),
+        Config::default(),
+    )
+    .unwrap();
+    let a = contract(2, 4096);
+    let mut not_owner = placement(&a, 1, NODE);
+    not_owner.owner = pk(STRANGER);
+    let mut stranger_farm = farm(FARMER, 2, "Not mine");
+    stranger_farm.farmer = pk(FARMER);
+    let rows: Vec<(&str, Vec<u8>, Want)> = vec![
+        (
+            "node without a farm",
+            by_signer(&node(NODE, FARMER, 1, 4, 8192)),
+            Logged,
+        ),
+        ("contract", by_signer(&a), Logged),
+        (
+            "approval by a stranger",
+            by_signer(&approval(STRANGER, &a)),
+            Logged,
+        ),
+        ("placement by a stranger", by_signer(&not_owner), Logged),
+        (
+            "placement by the owner on a node never enrolled, not newer than the stranger's",
+            by_signer(&placement(&a, 1, NODE)),
+            Logged,
+        ),
+        // The log itself still refuses a replay.
+        (
+            "the same placement again",
+            by_signer(&not_owner),
+            Refused("replay"),
+        ),
+        // The envelope is still checked: a body must be signed by the key it names.
+        (
+            "farm signed by someone else",
+            signed(&stranger_farm, STRANGER),
+            Refused("not signed by its farmer"),
+        ),
+        (
+            "not a grid kind",
+            {
+                let mut d = SignedDocument::new(DocumentKind::WorkloadManifest, b"x".to_vec());
+                d.sign(&sk(STRANGER)).unwrap();
+                d.encode()
+            },
+            Refused("not a grid document"),
+        ),
+    ];
+    for (step, bytes, want) in rows {
+        check(&n, step, bytes, want);
+    }
+    let view = n.view();
+    let placements = grid::all::<trust::grid::Placement>(&view, &node_key(&pk(NODE))).unwrap();
+    assert_eq!(
+        placements.len(),
+        2,
+        "the node's feed holds the bad placements"
+    );
+    assert_eq!(
+        grid::all::<trust::grid::Contract>(&view, &owner_key(&pk(OWNER)))
+            .unwrap()
+            .len(),
+        1
+    );
+}

@@ -274,3 +274,52 @@ fn concurrent_clients_all_get_verified_receipts() {
     }
     let _: Checkpoint = latest;
 }
+
+/// `--rules unchecked` (a notary that does not enforce the grid's rules) needs its explicit
+/// flag, and says what it is before it listens.
+#[test]
+fn unchecked_rules_need_their_flag_and_print_a_warning() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |extra: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_nullos-notary"));
+        c.args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(dir.path())
+            .args(["--rules", "unchecked"])
+            .args(extra);
+        c
+    };
+    let out = serve(&[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8(out.stderr.clone()).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("nullos-notary: --rules unchecked admits grid documents without judging them; give --allow-unchecked"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "it must not listen: {out:?}");
+
+    let mut child = serve(&["--allow-unchecked"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut listening = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut listening)
+        .unwrap();
+    let mut warning = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut warning)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        listening.starts_with("nullos-notary listening on http://127.0.0.1:"),
+        "{listening}"
+    );
+    assert_eq!(
+        warning.trim_end(),
+        "nullos-notary: warning: rules unchecked: grid documents are admitted without the grid's rules (a misbehaving notary); never for a real grid"
+    );
+}

@@ -175,7 +175,7 @@ pub fn tmpfs_size_mib(volumes_mib: u64, volume_count: u64, ram_mib: Option<u64>)
     ram_mib.map_or(wanted, |ram| wanted.min((ram / 2).max(1)))
 }
 
-/// The data root of this boot, set up by the first caller ([`set_up_data_root`] with its
+/// The data root of this boot, set up by the first caller (`set_up_data_root` with its
 /// sizes) and shared by every later one: the grid (before the ready line, for the node's
 /// identity) and the workloads of the image.
 pub fn data_root(volumes_mib: u64, volume_count: u64) -> DataRoot {
@@ -185,8 +185,9 @@ pub fn data_root(volumes_mib: u64, volume_count: u64) -> DataRoot {
 }
 
 /// Finds and mounts the data disk, or a tmpfs instead (of [`tmpfs_size_mib`] for `volumes_mib`
-/// over `volume_count` volumes); logs which.
-pub fn set_up_data_root(volumes_mib: u64, volume_count: u64) -> DataRoot {
+/// over `volume_count` volumes); logs which. Once per boot, only through [`data_root`]: a
+/// second mount would fail and put a tmpfs over the first.
+fn set_up_data_root(volumes_mib: u64, volume_count: u64) -> DataRoot {
     let path = PathBuf::from(DATA_ROOT);
     if let Err(e) = std::fs::create_dir_all(&path) {
         crate::error!("create {DATA_ROOT}: {e}");

@@ -62,8 +62,10 @@ fn run() {
     if dirs.is_empty() {
         crate::debug!("workloads: none in the image");
         // The data disk is the node's, not one workload's: claim it now (formatted while the
-        // node is idle) so the work that arrives later as contracts finds it ready.
-        disk::set_up_data_root(0, 0);
+        // node is idle) so the work that arrives later as contracts finds it ready. Through the
+        // one shared claim: the grid may have claimed it already, and a second mount would fail
+        // and put a tmpfs over it.
+        disk::data_root(0, 0);
         return;
     }
     let policy = verify::load_policy(Path::new(POLICY_PATH));
