@@ -25,6 +25,27 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(240);
 /// network is `127.0.0.1:7878` on the host).
 pub const CONTROL_PORT: u16 = 7878;
 
+/// The text of `profiles/<name>.toml` for a test's own image: its `"../` paths made absolute and
+/// every section named in `cut` (e.g. `[usb]`, `[secure_boot]`, `[[workload]]`) removed, header
+/// through the line before the next section.
+pub fn profile_text_without(name: &str, cut: &[&str]) -> String {
+    let repo = repo_root();
+    let path = repo.join("profiles").join(format!("{name}.toml"));
+    let mut text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    text = text.replace("\"../", &format!("\"{}/", repo.display()));
+    for section in cut {
+        while let Some(start) = text.find(section) {
+            let rest = &text[start + section.len()..];
+            let end = rest
+                .find("\n[")
+                .map_or(text.len(), |e| start + section.len() + e + 1);
+            text = format!("{}{}", &text[..start], &text[end..]);
+        }
+    }
+    text
+}
+
 /// The repository's root folder.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

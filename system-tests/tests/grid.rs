@@ -406,28 +406,20 @@ size_mib = 16
 
 /// The dev profile naming this notary and farm, without baked workloads, USB or stage 0.
 fn node_profile(root: &Path, notary: &Notary, farmer: &PublicKey) -> PathBuf {
-    let repo = repo_root();
     let keys = root.join("keys");
     std::fs::create_dir_all(&keys).unwrap();
     std::fs::write(keys.join("notary.pub"), notary.key.to_text()).unwrap();
     std::fs::write(keys.join("farmer.pub"), farmer.to_text()).unwrap();
-    let mut text = std::fs::read_to_string(repo.join("profiles/dev.toml")).unwrap();
-    text = text.replace("\"../", &format!("\"{}/", repo.display()));
-    let cut = |t: &str, section: &str| match t.find(section) {
-        Some(start) => {
-            let rest = &t[start + section.len()..];
-            let end = rest
-                .find("\n[")
-                .map_or(t.len(), |e| start + section.len() + e + 1);
-            format!("{}{}", &t[..start], &t[end..])
-        }
-        None => t.to_owned(),
-    };
-    for section in ["[usb]", "[stage0]", "[[workload]]", "[node]"] {
-        while text.contains(section) {
-            text = cut(&text, section);
-        }
-    }
+    let mut text = system_tests::profile_text_without(
+        "dev",
+        &[
+            "[usb]",
+            "[secure_boot]",
+            "[stage0]",
+            "[[workload]]",
+            "[node]",
+        ],
+    );
     text.push_str(&format!(
         "\n[node]\nnotary = \"http://10.0.2.2:{}\"\nnotary_key = \"{}\"\nfarm = \"{}\"\n",
         notary.port(),

@@ -174,8 +174,16 @@ fn build_workload(root: &Path, src: &Path, name: &str) -> PathBuf {
 /// The dev profile with these workloads, an uncompressed initramfs (so a second archive can be
 /// appended) and no USB or stage 0 outputs.
 fn node_profile(root: &Path, workloads: &[PathBuf], egress_allow: &str) -> PathBuf {
-    let repo = repo_root();
-    let mut text = std::fs::read_to_string(repo.join("profiles/dev.toml")).unwrap();
+    let mut text = system_tests::profile_text_without(
+        "dev",
+        &[
+            "[usb]",
+            "[secure_boot]",
+            "[stage0]",
+            "[[workload]]",
+            "[initrd]",
+        ],
+    );
     // Workloads reach the public internet only, unless the node's policy names a destination.
     assert!(
         text.contains("\n[node]\n"),
@@ -185,23 +193,6 @@ fn node_profile(root: &Path, workloads: &[PathBuf], egress_allow: &str) -> PathB
         "\n[node]\n",
         &format!("\n[node]\negress_allow = [\"{egress_allow}\"]\n"),
     );
-    // Paths in the profile are relative to profiles/; make them absolute.
-    text = text.replace("\"../", &format!("\"{}/", repo.display()));
-    let cut = |t: &str, section: &str| match t.find(section) {
-        Some(start) => {
-            let rest = &t[start + section.len()..];
-            let end = rest
-                .find("\n[")
-                .map_or(t.len(), |e| start + section.len() + e + 1);
-            format!("{}{}", &t[..start], &t[end..])
-        }
-        None => t.to_owned(),
-    };
-    for section in ["[usb]", "[stage0]", "[[workload]]", "[initrd]"] {
-        while text.contains(section) {
-            text = cut(&text, section);
-        }
-    }
     text.push_str("\n[initrd]\ncompression = \"none\"\n");
     for w in workloads {
         text.push_str(&format!("\n[[workload]]\npath = \"{}\"\n", w.display()));
