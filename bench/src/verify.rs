@@ -251,9 +251,16 @@ impl Source for DirSource<'_> {
         }
         Ok(bytes)
     }
+
+    fn open(&mut self, name: &str, max: u64) -> Result<Box<dyn Read + '_>, String> {
+        let file = std::fs::File::open(self.0.join(name))
+            .map_err(|e| format!("cannot open {name}: {e}"))?;
+        Ok(Box::new(file.take(max.saturating_add(1))))
+    }
 }
 
-/// The release files as stage 0's [`Source`]: `read` copies, as reading the medium does.
+/// The release files as stage 0's [`Source`]: `read` and `open` copy into stage 0's buffers, as
+/// reading the medium does.
 struct MemorySource<'a>(&'a BTreeMap<&'static str, Vec<u8>>);
 
 impl Source for MemorySource<'_> {
@@ -270,6 +277,14 @@ impl Source for MemorySource<'_> {
             return Err(format!("{name} is over {max} bytes"));
         }
         Ok(file.clone())
+    }
+
+    fn open(&mut self, name: &str, max: u64) -> Result<Box<dyn Read + '_>, String> {
+        let file = self.0.get(name).ok_or_else(|| format!("{name} missing"))?;
+        if file.len() as u64 > max {
+            return Err(format!("{name} is over {max} bytes"));
+        }
+        Ok(Box::new(file.as_slice()))
     }
 }
 

@@ -4,10 +4,18 @@
 //! chaining values, merged, give the root hash. [`digest_on_all_cores`] splits the input that
 //! way, recursively, into one subtree per core, hashes each on its own thread (each with the
 //! crate's SIMD) and merges them ([`blake3::hazmat`], the crate's own tree API; the `trust`
-//! crate stays `no_std` and single-threaded for the guests). Pure: no I/O, tested against
-//! [`trust::Digest::of`] on plain buffers.
+//! crate stays `no_std` and single-threaded for the guests).
+//!
+//! [`read_on_all_cores`] does the same while the bytes arrive: it reads an artifact of known
+//! (signed) size into one buffer allocated once at that size, in pieces of [`PIECE_BYTES`]
+//! (each a complete subtree, since the size is a power of two of chunks), and each piece is
+//! hashed on a worker thread while the next one is read. The digest is of the bytes in the
+//! returned buffer, which nothing else holds: what is verified is what is booted. The hashing
+//! is pure and tested against [`trust::Digest::of`] on plain buffers and readers.
 
+use std::io::{self, Read};
 use std::num::NonZeroUsize;
+use std::sync::mpsc;
 use std::thread;
 
 use blake3::hazmat::{
@@ -20,6 +28,51 @@ use trust::{ArtifactRef, Digest};
 /// saves (the crate's SIMD already hashes several chunks at once).
 pub const MIN_PIECE_BYTES: usize = 128 * 1024;
 
+/// The piece [`read_on_all_cores`] reads before handing it to a hashing thread: a power of two
+/// of chunks (so each piece is a complete subtree), large enough that a piece's hashing costs far
+/// more than passing it over, small enough that the last piece's hashing, which cannot overlap
+/// any reading, is short.
+pub const PIECE_BYTES: usize = 1 << 20;
+
+/// Why an artifact could not be read into memory.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// No memory for the artifact.
+    #[error("cannot allocate {bytes} bytes")]
+    Allocate {
+        /// The signed size.
+        bytes: usize,
+    },
+    /// The source failed.
+    #[error("read failed after {read} bytes")]
+    Read {
+        /// Bytes read before.
+        read: u64,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The source ended early.
+    #[error("ended after {read} of the {expected} bytes signed")]
+    Short {
+        /// Bytes read.
+        read: u64,
+        /// The signed size.
+        expected: u64,
+    },
+    /// The source has more bytes than signed (they are not read).
+    #[error("longer than the {expected} bytes signed")]
+    Longer {
+        /// The signed size.
+        expected: u64,
+    },
+}
+
+/// The number of threads this process may run on.
+fn cores() -> usize {
+    thread::available_parallelism().map_or(1, NonZeroUsize::get)
+}
+
 /// The [`ArtifactRef`] of `bytes` (size and digest), hashed on all cores.
 pub fn artifact_on_all_cores(bytes: &[u8]) -> ArtifactRef {
     ArtifactRef {
@@ -30,10 +83,8 @@ pub fn artifact_on_all_cores(bytes: &[u8]) -> ArtifactRef {
 
 /// BLAKE3-256 of `bytes` on as many threads as this process may run on.
 pub fn digest_on_all_cores(bytes: &[u8]) -> Digest {
-    let cores = thread::available_parallelism().map_or(1, NonZeroUsize::get);
-    digest_on(bytes, cores, MIN_PIECE_BYTES)
+    digest_on(bytes, cores(), MIN_PIECE_BYTES)
 }
-
 /// BLAKE3-256 of `bytes` on up to `threads` threads (the calling one included), never giving a
 /// thread a piece of `min_piece` bytes or less.
 pub fn digest_on(bytes: &[u8], threads: usize, min_piece: usize) -> Digest {
@@ -93,6 +144,228 @@ fn subtree(bytes: &[u8], offset: u64, threads: usize, min_piece: usize) -> Chain
             .update(bytes)
             .finalize_non_root(),
     }
+}
+
+/// Reads exactly `len` bytes from `reader`, which must end there, into one buffer of `len`
+/// bytes; hashes them on as many threads as this process may run on while they are read.
+/// Returns the bytes and their digest.
+pub fn read_on_all_cores(
+    reader: &mut dyn Read,
+    len: usize,
+) -> Result<(Vec<u8>, Digest), ReadError> {
+    read_and_digest(reader, len, cores(), PIECE_BYTES)
+}
+
+/// [`read_on_all_cores`] with `workers` hashing threads (none: read, then hash on this one) and
+/// pieces of `piece` bytes (a power of two of chunks).
+pub fn read_and_digest(
+    reader: &mut dyn Read,
+    len: usize,
+    workers: usize,
+    piece: usize,
+) -> Result<(Vec<u8>, Digest), ReadError> {
+    let piece = piece.max(CHUNK_LEN).next_power_of_two();
+    let mut bytes = zeroed(len).ok_or(ReadError::Allocate { bytes: len })?;
+    let digest = if workers == 0 || len <= piece {
+        fill(reader, &mut bytes, 0, len)?;
+        digest_on(&bytes, workers.max(1), MIN_PIECE_BYTES)
+    } else {
+        let mut cvs = vec![None; len.div_ceil(piece)];
+        for (index, cv) in read_pieces(reader, &mut bytes, workers, piece)? {
+            if let Some(slot) = cvs.get_mut(index) {
+                *slot = Some(cv);
+            }
+        }
+        // A worker that could not start, or that died, costs time, never the digest.
+        let cvs: Vec<ChainingValue> = cvs
+            .into_iter()
+            .zip(bytes.chunks(piece))
+            .enumerate()
+            .map(|(index, (cv, bytes))| cv.unwrap_or_else(|| piece_cv(bytes, index, piece)))
+            .collect();
+        Digest(merge_pieces(&cvs, len as u64, piece as u64, true))
+    };
+    ensure_end(reader, len)?;
+    Ok((bytes, digest))
+}
+
+/// Fills `bytes` from `reader` piece after piece, each filled piece sent to one of `workers`
+/// hashing threads in turn; returns the chaining values they computed, by piece index.
+fn read_pieces(
+    reader: &mut dyn Read,
+    bytes: &mut [u8],
+    workers: usize,
+    piece: usize,
+) -> Result<Vec<(usize, ChainingValue)>, ReadError> {
+    let len = bytes.len();
+    thread::scope(|scope| {
+        let mut senders = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (sender, receiver) = mpsc::channel::<(usize, &[u8])>();
+            let worker = move || {
+                receiver
+                    .into_iter()
+                    .map(|(index, bytes)| (index, piece_cv(bytes, index, piece)))
+                    .collect::<Vec<_>>()
+            };
+            if let Ok(handle) = thread::Builder::new().spawn_scoped(scope, worker) {
+                senders.push(sender);
+                handles.push(handle);
+            }
+        }
+        let mut read = 0;
+        for (index, slot) in bytes.chunks_mut(piece).enumerate() {
+            let end = read + slot.len();
+            fill(reader, slot, read, len)?;
+            read = end;
+            // A piece no worker takes is hashed after the reading (the caller finds it missing).
+            if let Some(sender) = senders.get(index % workers.max(1)) {
+                let _ = sender.send((index, &*slot));
+            }
+        }
+        drop(senders);
+        Ok(handles
+            .into_iter()
+            .filter_map(|handle| handle.join().ok())
+            .flatten()
+            .collect())
+    })
+}
+
+/// The chaining value of piece number `index` (of `piece` bytes each; the last may be shorter).
+fn piece_cv(bytes: &[u8], index: usize, piece: usize) -> ChainingValue {
+    Hasher::new()
+        .set_input_offset((index as u64).saturating_mul(piece as u64))
+        .update(bytes)
+        .finalize_non_root()
+}
+
+/// Merges the chaining values `cvs` of consecutive pieces of `piece` bytes covering `len` bytes
+/// as BLAKE3's tree does: the root hash's bytes when `root`, else the subtree's chaining value.
+/// The tree splits at [`left_subtree_len`], a multiple of `piece` (a power of two of chunks)
+/// whenever `len` is over `piece`, so every split falls between two pieces.
+fn merge_pieces(cvs: &[ChainingValue], len: u64, piece: u64, root: bool) -> [u8; 32] {
+    let left_len = left_subtree_len(len);
+    let left_pieces = usize::try_from(left_len / piece).unwrap_or(usize::MAX);
+    match (cvs.split_at_checked(left_pieces), cvs) {
+        (Some((left, right)), _) if !left.is_empty() && !right.is_empty() => {
+            let left_cv = merge_pieces(left, left_len, piece, false);
+            let right_cv = merge_pieces(right, len - left_len, piece, false);
+            if root {
+                *merge_subtrees_root(&left_cv, &right_cv, Mode::Hash).as_bytes()
+            } else {
+                merge_subtrees_non_root(&left_cv, &right_cv, Mode::Hash)
+            }
+        }
+        // One piece: its chaining value (never the root: one piece is hashed whole, as a root,
+        // by the caller).
+        (_, [cv, ..]) => *cv,
+        (_, []) => [0; 32],
+    }
+}
+
+/// Fills `slot` from `reader`; `read` bytes of `expected` came before it.
+fn fill(
+    reader: &mut dyn Read,
+    slot: &mut [u8],
+    read: usize,
+    expected: usize,
+) -> Result<(), ReadError> {
+    let mut done = 0;
+    while let Some(rest) = slot.get_mut(done..).filter(|rest| !rest.is_empty()) {
+        match reader.read(rest) {
+            Ok(0) => {
+                return Err(ReadError::Short {
+                    read: (read + done) as u64,
+                    expected: expected as u64,
+                })
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(ReadError::Read {
+                    read: (read + done) as u64,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `reader`, after the `len` bytes signed, has nothing more (it reads one byte).
+fn ensure_end(reader: &mut dyn Read, len: usize) -> Result<(), ReadError> {
+    let mut probe = [0u8; 1];
+    loop {
+        return match reader.read(&mut probe) {
+            Ok(0) => Ok(()),
+            Ok(_) => Err(ReadError::Longer {
+                expected: len as u64,
+            }),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => Err(ReadError::Read {
+                read: len as u64,
+                source,
+            }),
+        };
+    }
+}
+
+/// `len` zero bytes, or `None` without memory for them. The allocator hands large zeroed
+/// blocks out as fresh mappings, so nothing is written here: the pages are faulted in as the
+/// reads fill them.
+fn zeroed(len: usize) -> Option<Vec<u8>> {
+    if len == 0 {
+        return Some(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<u8>(len).ok()?;
+    // SAFETY: `layout` has a non-zero size (len > 0).
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: `ptr` comes from the global allocator with the layout of `len` bytes of alignment
+    // 1, which is what a `Vec<u8>` of capacity `len` deallocates with; all `len` bytes are
+    // initialized (zero).
+    let mut bytes = unsafe { Vec::from_raw_parts(ptr, len, len) };
+    advise_huge_pages(&mut bytes);
+    Some(bytes)
+}
+
+/// The size of a transparent huge page on x86-64.
+const HUGE_PAGE_BYTES: usize = 2 << 20;
+/// The size of a page on x86-64.
+const PAGE_BYTES: usize = 4096;
+
+/// Asks the kernel to back the whole 2 MiB pages of `bytes` with transparent huge pages and to
+/// map all its pages now: filling a buffer of small pages costs a page fault (and a page to
+/// clear) every 4 KiB, more than the copy itself; with huge pages, mapped in one call, the buffer
+/// costs one clear per 2 MiB and no faults. Only advice: where the kernel has no huge pages or
+/// cannot populate (before Linux 5.14) nothing changes but the time.
+fn advise_huge_pages(bytes: &mut [u8]) {
+    let start = bytes.as_mut_ptr() as usize;
+    let end = start + bytes.len();
+    let advise = |from: usize, to: usize, advice: libc::c_int| {
+        if to > from {
+            // SAFETY: [from, to) lies inside `bytes`, memory this process owns and borrows
+            // mutably here; MADV_HUGEPAGE changes how it is backed and MADV_POPULATE_WRITE maps
+            // it as a write would, neither changes its contents.
+            unsafe {
+                libc::madvise(from as *mut libc::c_void, to - from, advice);
+            }
+        }
+    };
+    advise(
+        start.next_multiple_of(HUGE_PAGE_BYTES),
+        end / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES,
+        libc::MADV_HUGEPAGE,
+    );
+    advise(
+        start.next_multiple_of(PAGE_BYTES),
+        end / PAGE_BYTES * PAGE_BYTES,
+        libc::MADV_POPULATE_WRITE,
+    );
 }
 
 #[cfg(test)]
@@ -155,6 +428,106 @@ mod tests {
             let digest = digest_on(&flipped, 4, 1);
             assert_ne!(digest, original, "byte {at}");
             assert_eq!(digest, Digest::of(&flipped), "byte {at}");
+        }
+    }
+
+    /// A reader handing out at most `step` bytes a call, then failing after `fail_at` bytes.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+        fail_at: Option<usize>,
+        given: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.fail_at.is_some_and(|at| self.given >= at) {
+                return Err(io::Error::other("the medium went away"));
+            }
+            let n = buf.len().min(self.step).min(self.bytes.len());
+            let (now, rest) = self.bytes.split_at(n);
+            buf[..n].copy_from_slice(now);
+            self.bytes = rest;
+            self.given += n;
+            Ok(n)
+        }
+    }
+
+    fn trickle(bytes: &[u8], step: usize) -> Trickle<'_> {
+        Trickle {
+            bytes,
+            step,
+            fail_at: None,
+            given: 0,
+        }
+    }
+
+    #[test]
+    fn reading_while_hashing_gives_the_bytes_and_the_one_thread_digest() {
+        let sizes = [
+            0,
+            1,
+            CHUNK_LEN,
+            4 * CHUNK_LEN - 1,
+            4 * CHUNK_LEN,
+            4 * CHUNK_LEN + 1,
+            9 * CHUNK_LEN + 5,
+            64 * CHUNK_LEN + 3,
+            PIECE_BYTES + 1,
+            3 * PIECE_BYTES + CHUNK_LEN - 1,
+        ];
+        for len in sizes {
+            let bytes = input(len);
+            let expected = Digest::of(&bytes);
+            for workers in [0, 1, 2, 3] {
+                // Pieces of one, four and 1024 chunks: trees of every shape, pieces filled by
+                // many reads or by one.
+                for piece in [CHUNK_LEN, 4 * CHUNK_LEN, PIECE_BYTES] {
+                    for step in [1000, usize::MAX] {
+                        let mut reader = trickle(&bytes, step);
+                        let (read, digest) =
+                            read_and_digest(&mut reader, len, workers, piece).unwrap();
+                        let case = format!(
+                            "{len} bytes, {workers} workers, pieces of {piece}, reads of {step}"
+                        );
+                        assert_eq!(digest, expected, "{case}");
+                        assert!(read == bytes, "{case}");
+                    }
+                }
+            }
+            let (read, digest) = read_on_all_cores(&mut bytes.as_slice(), len).unwrap();
+            assert_eq!((digest, read == bytes), (expected, true), "{len} bytes");
+        }
+    }
+
+    #[test]
+    fn a_source_shorter_or_longer_than_signed_or_failing_is_an_error() {
+        let bytes = input(10 * CHUNK_LEN);
+        for workers in [0, 2] {
+            let mut short = &bytes[..7 * CHUNK_LEN];
+            let err = read_and_digest(&mut short, bytes.len(), workers, CHUNK_LEN).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "ended after 7168 of the 10240 bytes signed",
+                "{workers} workers"
+            );
+            let err = read_and_digest(&mut bytes.as_slice(), bytes.len() - 1, workers, CHUNK_LEN)
+                .unwrap_err();
+            assert_eq!(err.to_string(), "longer than the 10239 bytes signed");
+            let mut failing = Trickle {
+                fail_at: Some(5000),
+                ..trickle(&bytes, 1000)
+            };
+            let err = read_and_digest(&mut failing, bytes.len(), workers, CHUNK_LEN).unwrap_err();
+            // The count is what the source gave before it failed (reads end at piece ends).
+            assert!((5000..5000 + CHUNK_LEN).contains(&failing.given));
+            assert_eq!(
+                pid1::error_chain(&err),
+                format!(
+                    "read failed after {} bytes: the medium went away",
+                    failing.given
+                )
+            );
         }
     }
 }

@@ -186,6 +186,37 @@ impl Source for Medium {
         }
         guarded(|| self.read_whole(name, len, max))
     }
+
+    /// The file straight from the in-memory volume into the caller's buffer (no copy of its own).
+    fn open(&mut self, name: &str, max: u64) -> Result<Box<dyn Read + '_>, String> {
+        let len = self.file_len(name)?;
+        if len > max {
+            return Err(format!("{len} bytes, more than the {max} accepted"));
+        }
+        let file = guarded(|| {
+            self.fs
+                .root_dir()
+                .open_file(name)
+                .map_err(|e| format!("cannot open: {e}"))
+        })?;
+        Ok(Box::new(Guarded(file.take(max.saturating_add(1)))))
+    }
+}
+
+/// A reader inside fatfs whose panics (see [`guarded`]) become read errors.
+struct Guarded<R>(R);
+
+impl<R: Read> Read for Guarded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.0.read(buf))).unwrap_or_else(
+            |_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the FAT reader failed on a malformed volume",
+                ))
+            },
+        )
+    }
 }
 
 impl Medium {
@@ -345,6 +376,16 @@ pub(crate) mod tests {
             Ok(read) => assert_ne!(read, b"0123456789"),
             Err(e) => assert_eq!(e, "the FAT reader failed on a malformed volume"),
         }
+        // The same through the stream stage 0 hashes as it reads.
+        let mut streamed = Vec::new();
+        match medium
+            .open("kernel", 10)
+            .map(|mut f| f.read_to_end(&mut streamed))
+        {
+            Ok(Ok(_)) => assert_ne!(streamed, b"0123456789"),
+            Ok(Err(e)) => assert_eq!(e.to_string(), "the FAT reader failed on a malformed volume"),
+            Err(e) => assert_eq!(e, "the FAT reader failed on a malformed volume"),
+        }
     }
 
     #[test]
@@ -355,6 +396,19 @@ pub(crate) mod tests {
         assert_eq!(medium.file_len("kernel"), Ok(10));
         assert_eq!(medium.read("KERNEL", 10).unwrap(), b"0123456789");
         assert!(medium.read("kernel", 9).unwrap_err().contains("more than"));
+        let mut streamed = Vec::new();
+        medium
+            .open("kernel", 10)
+            .unwrap()
+            .read_to_end(&mut streamed)
+            .unwrap();
+        assert_eq!(streamed, b"0123456789");
+        assert!(medium
+            .open("kernel", 9)
+            .err()
+            .unwrap()
+            .contains("more than"));
+        assert!(medium.open("initrd", 9).err().unwrap().contains("missing"));
         assert!(medium.file_len("initrd").unwrap_err().contains("missing"));
         assert!(!medium.exists("nullos-state"));
 

@@ -5,11 +5,13 @@
 //! (capped at the format's own limit), its signatures against the policy, its profile and
 //! target against the boot image's, and its version against the floor (the highest accepted on
 //! this machine, at least the boot image's minimum); then each artifact, whose size the signed manifest states, so
-//! an artifact larger than signed is refused before a byte of it is read, hashed on all cores
-//! ([`crate::digest`]). The bytes returned in
-//! [`Verified`] are exactly the ones hashed; the caller boots those and re-reads nothing.
+//! an artifact larger than signed is refused before a byte of it is read; it is read once into a
+//! buffer of the signed size and hashed on all cores while it is read ([`crate::digest`]). The
+//! bytes returned in [`Verified`] are exactly the ones hashed; the caller boots those and
+//! re-reads nothing.
 
 use std::fmt;
+use std::io::{Cursor, Read};
 
 use interfaces::BootImageConfig;
 use trust::{
@@ -33,6 +35,14 @@ pub trait Source {
     fn len(&mut self, name: &str, max: u64) -> Result<u64, String>;
     /// The whole of `name`, refusing more than `max` bytes.
     fn read(&mut self, name: &str, max: u64) -> Result<Vec<u8>, String>;
+    /// `name` as a stream read once from its start, of which [`verify`] takes the `max` bytes
+    /// signed and then checks that it ends. The default reads the whole file with
+    /// [`Source::read`] first; a source that can hand its bytes over as they come returns a
+    /// reader of them, so that they are hashed while the rest is read.
+    fn open(&mut self, name: &str, max: u64) -> Result<Box<dyn Read + '_>, String> {
+        let bytes = self.read(name, max)?;
+        Ok(Box::new(Cursor::new(bytes)))
+    }
 }
 
 /// Why stage 0 will not boot what it found: one console line,
@@ -148,10 +158,23 @@ pub fn verify(
                 format!("expected {expected}, found {found} bytes (not read)"),
             ));
         }
-        let bytes = source
-            .read(name, expected.size)
+        let size = usize::try_from(expected.size).map_err(|_| {
+            Refusal::new(
+                name,
+                format!("{} bytes do not fit in memory", expected.size),
+            )
+        })?;
+        let mut reader = source
+            .open(name, expected.size)
             .map_err(|e| Refusal::new(name, e))?;
-        let found = crate::digest::artifact_on_all_cores(&bytes);
+        // Read into one buffer of the signed size, hashed on all cores as it fills; the buffer
+        // is returned, so the bytes booted are the bytes hashed.
+        let (bytes, digest) = crate::digest::read_on_all_cores(&mut *reader, size)
+            .map_err(|e| Refusal::new(name, pid1::error_chain(&e)))?;
+        let found = trust::ArtifactRef {
+            digest,
+            size: expected.size,
+        };
         expected.check_found(name, found).map_err(|e| {
             Refusal::new(name, format!("expected {}, found {}", e.expected, e.actual))
         })?;

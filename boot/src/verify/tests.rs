@@ -260,6 +260,61 @@ fn an_artifact_of_another_size_is_refused_unread() {
     assert!(!files.reads.iter().any(|n| n == INITRD_FILE));
 }
 
+/// A source whose streams are other bytes than the files its `len` measures (a medium or server
+/// that changes between the two calls).
+struct Shifting {
+    files: Files,
+    streams: BTreeMap<String, Vec<u8>>,
+}
+
+impl Source for Shifting {
+    fn len(&mut self, name: &str, max: u64) -> Result<u64, String> {
+        self.files.len(name, max)
+    }
+    fn read(&mut self, name: &str, max: u64) -> Result<Vec<u8>, String> {
+        self.files.read(name, max)
+    }
+    fn open(&mut self, name: &str, _max: u64) -> Result<Box<dyn std::io::Read + '_>, String> {
+        match self.streams.get(name) {
+            Some(stream) => Ok(Box::new(stream.as_slice())),
+            None => Err(format!("{name} has no stream")),
+        }
+    }
+}
+
+#[test]
+fn a_stream_longer_or_shorter_than_signed_is_refused_after_the_signed_bytes() {
+    let long = [INITRD, b"more"].concat();
+    let short = &INITRD[..INITRD.len() - 1];
+    for (stream, reason) in [
+        (
+            long,
+            format!("longer than the {} bytes signed", INITRD.len()),
+        ),
+        (
+            short.to_vec(),
+            format!(
+                "ended after {} of the {} bytes signed",
+                short.len(),
+                INITRD.len()
+            ),
+        ),
+    ] {
+        let mut source = Shifting {
+            files: release(1, &key(1)),
+            streams: [KERNEL_FILE, CMDLINE_FILE]
+                .map(|n| (n.to_owned(), release(1, &key(1)).files[n].clone()))
+                .into_iter()
+                .chain([(INITRD_FILE.to_owned(), stream)])
+                .collect(),
+        };
+        match verify(&mut source, &policy(), &dev_image(), 0) {
+            Ok(v) => panic!("accepted: {}", v.line()),
+            Err(r) => assert_eq!(r, Refusal::new(INITRD_FILE, reason)),
+        }
+    }
+}
+
 #[test]
 fn missing_files_are_refused_by_name() {
     for name in [MANIFEST_FILE, KERNEL_FILE, INITRD_FILE, CMDLINE_FILE] {
