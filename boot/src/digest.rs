@@ -9,13 +9,14 @@
 //! [`read_on_all_cores`] does the same while the bytes arrive: it reads an artifact of known
 //! (signed) size into one buffer allocated once at that size, in pieces of [`PIECE_BYTES`]
 //! (each a complete subtree, since the size is a power of two of chunks), and each piece is
-//! hashed on a worker thread while the next one is read. The digest is of the bytes in the
-//! returned buffer, which nothing else holds: what is verified is what is booted. The hashing
-//! is pure and tested against [`trust::Digest::of`] on plain buffers and readers.
+//! hashed on a worker thread while the next one is read. The buffer is backed by huge pages
+//! where the kernel has them ([`buffer`]). The digest is of the bytes in the returned buffer,
+//! which nothing else holds: what is verified is what is booted. The hashing is pure and tested
+//! against [`trust::Digest::of`] on plain buffers and readers.
 
 use std::io::{self, Read};
 use std::num::NonZeroUsize;
-use std::sync::mpsc;
+use std::sync::{mpsc, OnceLock};
 use std::thread;
 
 use blake3::hazmat::{
@@ -23,6 +24,10 @@ use blake3::hazmat::{
 };
 use blake3::{Hasher, CHUNK_LEN};
 use trust::{ArtifactRef, Digest};
+
+use self::buffer::{zeroed, Populate};
+
+mod buffer;
 
 /// Inputs no longer than this are hashed on one thread: below it a thread costs more than it
 /// saves (the crate's SIMD already hashes several chunks at once).
@@ -68,9 +73,11 @@ pub enum ReadError {
     },
 }
 
-/// The number of threads this process may run on.
+/// The number of threads this process may run on, asked once (the standard library reads the
+/// cgroup files on every call).
 fn cores() -> usize {
-    thread::available_parallelism().map_or(1, NonZeroUsize::get)
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| thread::available_parallelism().map_or(1, NonZeroUsize::get))
 }
 
 /// The [`ArtifactRef`] of `bytes` (size and digest), hashed on all cores.
@@ -198,7 +205,11 @@ fn read_pieces(
     piece: usize,
 ) -> Result<Vec<(usize, ChainingValue)>, ReadError> {
     let len = bytes.len();
+    let back_half = Populate::back_half(bytes);
     thread::scope(|scope| {
+        // The pages the reader reaches last are mapped (and cleared) on another thread while it
+        // fills the first ones; if that thread cannot start, the reader's writes map them.
+        let _ = thread::Builder::new().spawn_scoped(scope, move || back_half.run());
         let mut senders = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
         for _ in 0..workers {
@@ -310,62 +321,6 @@ fn ensure_end(reader: &mut dyn Read, len: usize) -> Result<(), ReadError> {
             }),
         };
     }
-}
-
-/// `len` zero bytes, or `None` without memory for them. The allocator hands large zeroed
-/// blocks out as fresh mappings, so nothing is written here: the pages are faulted in as the
-/// reads fill them.
-fn zeroed(len: usize) -> Option<Vec<u8>> {
-    if len == 0 {
-        return Some(Vec::new());
-    }
-    let layout = std::alloc::Layout::array::<u8>(len).ok()?;
-    // SAFETY: `layout` has a non-zero size (len > 0).
-    let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-    if ptr.is_null() {
-        return None;
-    }
-    // SAFETY: `ptr` comes from the global allocator with the layout of `len` bytes of alignment
-    // 1, which is what a `Vec<u8>` of capacity `len` deallocates with; all `len` bytes are
-    // initialized (zero).
-    let mut bytes = unsafe { Vec::from_raw_parts(ptr, len, len) };
-    advise_huge_pages(&mut bytes);
-    Some(bytes)
-}
-
-/// The size of a transparent huge page on x86-64.
-const HUGE_PAGE_BYTES: usize = 2 << 20;
-/// The size of a page on x86-64.
-const PAGE_BYTES: usize = 4096;
-
-/// Asks the kernel to back the whole 2 MiB pages of `bytes` with transparent huge pages and to
-/// map all its pages now: filling a buffer of small pages costs a page fault (and a page to
-/// clear) every 4 KiB, more than the copy itself; with huge pages, mapped in one call, the buffer
-/// costs one clear per 2 MiB and no faults. Only advice: where the kernel has no huge pages or
-/// cannot populate (before Linux 5.14) nothing changes but the time.
-fn advise_huge_pages(bytes: &mut [u8]) {
-    let start = bytes.as_mut_ptr() as usize;
-    let end = start + bytes.len();
-    let advise = |from: usize, to: usize, advice: libc::c_int| {
-        if to > from {
-            // SAFETY: [from, to) lies inside `bytes`, memory this process owns and borrows
-            // mutably here; MADV_HUGEPAGE changes how it is backed and MADV_POPULATE_WRITE maps
-            // it as a write would, neither changes its contents.
-            unsafe {
-                libc::madvise(from as *mut libc::c_void, to - from, advice);
-            }
-        }
-    };
-    advise(
-        start.next_multiple_of(HUGE_PAGE_BYTES),
-        end / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES,
-        libc::MADV_HUGEPAGE,
-    );
-    advise(
-        start.next_multiple_of(PAGE_BYTES),
-        end / PAGE_BYTES * PAGE_BYTES,
-        libc::MADV_POPULATE_WRITE,
-    );
 }
 
 #[cfg(test)]
