@@ -63,8 +63,19 @@ fn the_timed_process_verifies_the_files_b3sum_hashes_and_refuses_a_flipped_byte(
 
     // The whole benchmark for one round: b3sum (needed: Debian package b3sum) agrees.
     let report = bench::verify::run(&release, 1, Path::new(PROGRAM)).unwrap();
-    assert_eq!((report.stage0.len(), report.b3sum.len()), (1, 1));
-    assert_eq!(report.summary().len(), 2, "{:?}", report.summary());
+    assert_eq!(
+        (
+            report.stage0.len(),
+            report.b3sum.len(),
+            report.b3sum_one_thread.len(),
+            report.b3sum_no_mmap.len()
+        ),
+        (1, 1, 1, 1)
+    );
+    let summary = report.summary();
+    assert_eq!(summary.len(), 3, "{summary:?}");
+    assert!(summary[0].contains(" vs b3sum "), "{summary:?}");
+    assert!(summary[2].contains(" vs b3sum --no-mmap "), "{summary:?}");
 
     let mut flipped = initrd;
     flipped[2 * 1024 * 1024 + 3] ^= 0x10;
