@@ -257,22 +257,26 @@ fn piece_cv(bytes: &[u8], index: usize, piece: usize) -> ChainingValue {
 /// The tree splits at [`left_subtree_len`], a multiple of `piece` (a power of two of chunks)
 /// whenever `len` is over `piece`, so every split falls between two pieces.
 fn merge_pieces(cvs: &[ChainingValue], len: u64, piece: u64, root: bool) -> [u8; 32] {
-    let left_len = left_subtree_len(len);
-    let left_pieces = usize::try_from(left_len / piece).unwrap_or(usize::MAX);
-    match (cvs.split_at_checked(left_pieces), cvs) {
-        (Some((left, right)), _) if !left.is_empty() && !right.is_empty() => {
-            let left_cv = merge_pieces(left, left_len, piece, false);
-            let right_cv = merge_pieces(right, len - left_len, piece, false);
-            if root {
-                *merge_subtrees_root(&left_cv, &right_cv, Mode::Hash).as_bytes()
-            } else {
-                merge_subtrees_non_root(&left_cv, &right_cv, Mode::Hash)
-            }
-        }
-        // One piece: its chaining value (never the root: one piece is hashed whole, as a root,
-        // by the caller).
-        (_, [cv, ..]) => *cv,
-        (_, []) => [0; 32],
+    let (first, rest) = match cvs {
+        // One piece: its chaining value (never the root: a single piece is hashed whole, as a
+        // root, by the caller).
+        [cv] => return *cv,
+        [] => return [0; 32],
+        [first, rest @ ..] => (first, rest),
+    };
+    // Two pieces or more: `len` is over one piece, so over one chunk, as the split needs.
+    let left_len = left_subtree_len(len).min(len);
+    let left_pieces = usize::try_from(left_len / piece).map_or(cvs.len(), |n| n.max(1));
+    let (left, right) = cvs
+        .split_at_checked(left_pieces)
+        .filter(|(_, right)| !right.is_empty())
+        .unwrap_or((std::slice::from_ref(first), rest));
+    let left_cv = merge_pieces(left, left_len, piece, false);
+    let right_cv = merge_pieces(right, len - left_len, piece, false);
+    if root {
+        *merge_subtrees_root(&left_cv, &right_cv, Mode::Hash).as_bytes()
+    } else {
+        merge_subtrees_non_root(&left_cv, &right_cv, Mode::Hash)
     }
 }
 
