@@ -171,7 +171,10 @@ pub fn read_and_digest(
     workers: usize,
     piece: usize,
 ) -> Result<(Vec<u8>, Digest), ReadError> {
-    let piece = piece.max(CHUNK_LEN).next_power_of_two();
+    let piece = piece
+        .max(CHUNK_LEN)
+        .checked_next_power_of_two()
+        .unwrap_or(PIECE_BYTES);
     let mut bytes = zeroed(len).ok_or(ReadError::Allocate { bytes: len })?;
     let digest = if workers == 0 || len <= piece {
         fill(reader, &mut bytes, 0, len)?;
@@ -225,10 +228,14 @@ fn read_pieces(
                 handles.push(handle);
             }
         }
+        let mut filled = Ok(());
         let mut read = 0;
         for (index, slot) in bytes.chunks_mut(piece).enumerate() {
             let end = read + slot.len();
-            fill(reader, slot, read, len)?;
+            filled = fill(reader, slot, read, len);
+            if filled.is_err() {
+                break;
+            }
             read = end;
             // A piece no worker takes is hashed after the reading (the caller finds it missing).
             if let Some(sender) = senders.get(index % workers.max(1)) {
@@ -236,11 +243,14 @@ fn read_pieces(
             }
         }
         drop(senders);
-        Ok(handles
+        // Every worker is joined here, on failure too: a scope left with a panicked thread
+        // unjoined would panic itself.
+        let cvs = handles
             .into_iter()
             .filter_map(|handle| handle.join().ok())
             .flatten()
-            .collect())
+            .collect();
+        filled.map(|()| cvs)
     })
 }
 
