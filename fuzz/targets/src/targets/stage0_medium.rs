@@ -1,5 +1,5 @@
 //! Stage 0's release partition (`boot::medium`): a FAT volume image from the medium, opened and
-//! read as stage 0 reads it (every artifact by name, bounded), and the rollback floor in
+//! read as stage 0 reads it (every artifact by name, bounded, whole and streamed), and the rollback floor in
 //! `nullos-state` parsed from whatever the volume holds. Never panics, never returns more than
 //! the bound asked for, and always terminates (the driver's time limit catches cluster loops).
 
@@ -20,6 +20,18 @@ pub fn fuzz_one(data: &[u8]) {
     for name in NAMES {
         if let Ok(bytes) = medium.read(name, MAX) {
             assert!(bytes.len() as u64 <= MAX);
+        }
+        // As stage 0 reads an artifact: its length (the signed size) into one buffer, streamed
+        // out of the volume, then the check that it ends there.
+        let Ok(len) = medium.len(name, MAX) else {
+            continue;
+        };
+        let Ok(mut stream) = medium.open(name, MAX) else {
+            continue;
+        };
+        let len = usize::try_from(len.min(MAX)).unwrap_or(0);
+        if let Ok((bytes, _)) = boot::digest::read_and_digest(&mut *stream, len, 0, 64 << 10) {
+            assert_eq!(bytes.len(), len);
         }
     }
     let _ = medium.exists("NULLOS-STATE");
