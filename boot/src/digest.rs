@@ -8,15 +8,18 @@
 //!
 //! [`read_on_all_cores`] does the same while the bytes arrive: it reads an artifact of known
 //! (signed) size into one buffer allocated once at that size, in pieces of [`PIECE_BYTES`]
-//! (each a complete subtree, since the size is a power of two of chunks), and each piece is
-//! hashed on a worker thread while the next one is read. The buffer is backed by huge pages
+//! (each a complete subtree, since the size is a power of two of chunks); each filled piece is
+//! queued for worker threads that hash it while the next ones are read, and the reading thread
+//! hashes what is still queued when it is done (rather than wait for a worker that a busy
+//! machine has not scheduled). The buffer is backed by huge pages
 //! where the kernel has them ([`buffer`]). The digest is of the bytes in the returned buffer,
 //! which nothing else holds: what is verified is what is booted. The hashing is pure and tested
 //! against [`trust::Digest::of`] on plain buffers and readers.
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::num::NonZeroUsize;
-use std::sync::{mpsc, OnceLock};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread;
 
 use blake3::hazmat::{
@@ -199,8 +202,9 @@ pub fn read_and_digest(
     Ok((bytes, digest))
 }
 
-/// Fills `bytes` from `reader` piece after piece, each filled piece sent to one of `workers`
-/// hashing threads in turn; returns the chaining values they computed, by piece index.
+/// Fills `bytes` from `reader` piece after piece, each filled piece queued for `workers`
+/// hashing threads; once all are read, this thread hashes what the workers have not taken yet.
+/// Returns the chaining values computed, by piece index.
 fn read_pieces(
     reader: &mut dyn Read,
     bytes: &mut [u8],
@@ -209,25 +213,24 @@ fn read_pieces(
 ) -> Result<Vec<(usize, ChainingValue)>, ReadError> {
     let len = bytes.len();
     let back_half = Populate::back_half(bytes);
+    let queue = Queue::default();
     thread::scope(|scope| {
         // The pages the reader reaches last are mapped (and cleared) on another thread while it
         // fills the first ones; if that thread cannot start, the reader's writes map them.
         let _ = thread::Builder::new().spawn_scoped(scope, move || back_half.run());
-        let mut senders = Vec::with_capacity(workers);
-        let mut handles = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            let (sender, receiver) = mpsc::channel::<(usize, &[u8])>();
-            let worker = move || {
-                receiver
-                    .into_iter()
-                    .map(|(index, bytes)| (index, piece_cv(bytes, index, piece)))
-                    .collect::<Vec<_>>()
-            };
-            if let Ok(handle) = thread::Builder::new().spawn_scoped(scope, worker) {
-                senders.push(sender);
-                handles.push(handle);
+        let queue = &queue;
+        let hash_queued = move || {
+            let mut cvs = Vec::new();
+            while let Some((index, bytes)) = queue.next() {
+                cvs.push((index, piece_cv(bytes, index, piece)));
             }
-        }
+            cvs
+        };
+        // A worker that cannot start costs time, never the digest: the queue waits for this
+        // thread.
+        let handles: Vec<_> = (0..workers)
+            .filter_map(|_| thread::Builder::new().spawn_scoped(scope, hash_queued).ok())
+            .collect();
         let mut filled = Ok(());
         let mut read = 0;
         for (index, slot) in bytes.chunks_mut(piece).enumerate() {
@@ -237,21 +240,77 @@ fn read_pieces(
                 break;
             }
             read = end;
-            // A piece no worker takes is hashed after the reading (the caller finds it missing).
-            if let Some(sender) = senders.get(index % workers.max(1)) {
-                let _ = sender.send((index, &*slot));
-            }
+            queue.push(index, slot);
         }
-        drop(senders);
+        queue.close(filled.is_err());
+        // This thread takes its share of the last pieces rather than waiting for a worker
+        // that may not be running.
+        let mut cvs = hash_queued();
         // Every worker is joined here, on failure too: a scope left with a panicked thread
         // unjoined would panic itself.
-        let cvs = handles
-            .into_iter()
-            .filter_map(|handle| handle.join().ok())
-            .flatten()
-            .collect();
+        cvs.extend(
+            handles
+                .into_iter()
+                .filter_map(|handle| handle.join().ok())
+                .flatten(),
+        );
         filled.map(|()| cvs)
     })
+}
+
+/// Filled pieces waiting for a hashing thread.
+#[derive(Default)]
+struct Queue<'a> {
+    state: Mutex<QueueState<'a>>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState<'a> {
+    pieces: VecDeque<(usize, &'a [u8])>,
+    /// No more pieces will come.
+    closed: bool,
+}
+
+impl<'a> Queue<'a> {
+    fn lock(&self) -> MutexGuard<'_, QueueState<'a>> {
+        // The state is a queue of slices: whatever a panicking holder left is still consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues piece `index`, filled.
+    fn push(&self, index: usize, bytes: &'a [u8]) {
+        self.lock().pieces.push_back((index, bytes));
+        self.changed.notify_one();
+    }
+
+    /// No more pieces; with `drop_queued`, the queued ones are not wanted either.
+    fn close(&self, drop_queued: bool) {
+        let mut state = self.lock();
+        state.closed = true;
+        if drop_queued {
+            state.pieces.clear();
+        }
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// The next queued piece, waiting for one; `None` once the queue is closed and empty.
+    fn next(&self) -> Option<(usize, &'a [u8])> {
+        let mut state = self.lock();
+        loop {
+            if let Some(piece) = state.pieces.pop_front() {
+                return Some(piece);
+            }
+            if state.closed {
+                return None;
+            }
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
 }
 
 /// The chaining value of piece number `index` (of `piece` bytes each; the last may be shorter).
