@@ -142,3 +142,110 @@ pub fn write(stick: &Path, settings: &FarmerSettings) -> Result<(), FarmStickErr
     fs.unmount().map_err(io)?;
     file.sync_all().map_err(io)
 }
+
+#[cfg(test)]
+mod tests {
+    use gpt::partition_types::{BASIC, EFI};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::usb::{disk, fat};
+
+    /// A stick laid out as image-builder lays out usb.img: an ESP, then the release partition
+    /// holding `files`.
+    fn stick(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let volume = |label, fat32| fat::Volume {
+            size: 34 << 20,
+            fat32,
+            label,
+            volume_id: 7,
+        };
+        let esp = fat::build(&volume("ESP", true), &[]).unwrap();
+        let release = fat::build(&volume("NULLOS-REL", true), files).unwrap();
+        disk::build(
+            Uuid::from_u128(1),
+            &[
+                disk::PartitionSpec {
+                    name: "EFI",
+                    kind: &EFI,
+                    guid: Uuid::from_u128(2),
+                    contents: &esp,
+                },
+                disk::PartitionSpec {
+                    name: RELEASE_NAME,
+                    kind: &BASIC,
+                    guid: Uuid::from_u128(3),
+                    contents: &release,
+                },
+            ],
+        )
+        .unwrap()
+    }
+
+    fn release_files(image: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let (_, parts) = disk::read(image).unwrap();
+        let release = parts.iter().find(|p| p.name == RELEASE_NAME).unwrap();
+        fat::read_files(release.contents(image).unwrap(), 1 << 20)
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.path, f.data))
+            .collect()
+    }
+
+    #[test]
+    fn writes_the_farmers_file_beside_the_release_and_replaces_an_earlier_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usb.img");
+        std::fs::write(&path, stick(&[("release.manifest", b"signed bytes")])).unwrap();
+        let first = FarmerSettings {
+            farm: Some("ab".repeat(32)),
+            notary: Some("http://10.9.0.1:7878".into()),
+        };
+        write(&path, &first).unwrap();
+        let second = FarmerSettings {
+            farm: Some("cd".repeat(32)),
+            notary: None,
+        };
+        write(&path, &second).unwrap();
+        let files = release_files(&std::fs::read(&path).unwrap());
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["release.manifest", FARMER_FILE]);
+        assert_eq!(files[0].1, b"signed bytes", "the release is untouched");
+        assert_eq!(FarmerSettings::parse(&files[1].1), Ok(second));
+    }
+
+    #[test]
+    fn a_disk_without_a_release_partition_is_refused_in_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.img");
+        let esp = fat::build(
+            &fat::Volume {
+                size: 34 << 20,
+                fat32: true,
+                label: "ESP",
+                volume_id: 7,
+            },
+            &[],
+        )
+        .unwrap();
+        let image = disk::build(
+            Uuid::from_u128(1),
+            &[disk::PartitionSpec {
+                name: "EFI",
+                kind: &EFI,
+                guid: Uuid::from_u128(2),
+                contents: &esp,
+            }],
+        )
+        .unwrap();
+        std::fs::write(&path, image).unwrap();
+        let err = write(&path, &FarmerSettings::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: no partition named NULLOS-RELEASE (not a NullOS stick?)",
+                path.display()
+            )
+        );
+    }
+}
