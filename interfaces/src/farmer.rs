@@ -219,7 +219,7 @@ mod tests {
                 "{bytes:?}"
             );
         }
-        let long = vec![b'#'; MAX_FARMER_FILE_BYTES as usize + 1];
+        let long = vec![b'#'; usize::try_from(MAX_FARMER_FILE_BYTES).unwrap() + 1];
         assert_eq!(FarmerSettings::parse(&long), Err(FarmerFileError::TooLong));
         let url = format!("http://{}", "a".repeat(MAX_NOTARY_BYTES));
         assert!(!is_notary_url(&url));
