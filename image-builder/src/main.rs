@@ -199,6 +199,14 @@ fn run(cli: Cli) -> Result<()> {
                 .with_context(|| format!("reading {}", farm.display()))?;
             let key_line = trust::PublicKey::from_text(text.trim())
                 .with_context(|| format!("{} is not a public key file", farm.display()))?;
+            if let Some(notary) = notary.as_deref() {
+                if !interfaces::farmer::is_notary_url(notary) {
+                    bail!(
+                        "--notary {notary:?} is not http://host[:port] (at most {} bytes)",
+                        interfaces::farmer::MAX_NOTARY_BYTES
+                    );
+                }
+            }
             let mut file_text = format!("farm = {}\n", key_line.to_text());
             if let Some(notary) = &notary {
                 file_text.push_str(&format!("notary = {notary}\n"));
