@@ -29,25 +29,47 @@ pub trait FloorStore {
 pub struct Stick {
     device: PathBuf,
     highest: u64,
+    /// The data disk pinned in the stick's state file.
+    data_disk: Option<interfaces::data_disk::FsUuid>,
+    /// A data disk to pin with the next write ([`Stick::pin`]).
+    pin: Option<interfaces::data_disk::FsUuid>,
 }
 
 impl Stick {
     /// The stick's floor as its partition (`medium`, read from `device`) records it.
     pub fn read(device: &Path, medium: &mut medium::Medium) -> Result<Stick, Refusal> {
-        let highest = if medium.exists(state::STATE_FILE) {
-            let bytes = medium
-                .read(state::STATE_FILE, state::MAX_STATE_BYTES)
-                .map_err(|e| Refusal::new(state::STATE_FILE, e))?;
-            let text = String::from_utf8(bytes)
-                .map_err(|_| Refusal::new(state::STATE_FILE, "not UTF-8 text"))?;
-            state::parse(&text).map_err(|e| Refusal::new(state::STATE_FILE, e))?
-        } else {
-            0
-        };
+        let state = Stick::state(medium)?;
         Ok(Stick {
             device: device.to_owned(),
-            highest,
+            highest: state.highest,
+            data_disk: state.data_disk,
+            pin: None,
         })
+    }
+
+    /// The stick's state file as its partition (`medium`) holds it (floor 0 and no pinned
+    /// data disk without one).
+    pub fn state(medium: &mut medium::Medium) -> Result<state::StickState, Refusal> {
+        if !medium.exists(state::STATE_FILE) {
+            return Ok(state::StickState {
+                highest: 0,
+                data_disk: None,
+            });
+        }
+        let bytes = medium
+            .read(state::STATE_FILE, state::MAX_STATE_BYTES)
+            .map_err(|e| Refusal::new(state::STATE_FILE, e))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Refusal::new(state::STATE_FILE, "not UTF-8 text"))?;
+        state::parse_stick(&text).map_err(|e| Refusal::new(state::STATE_FILE, e))
+    }
+
+    /// Pins `data_disk` in the stick's state with the next [`FloorStore::raise`] (the same
+    /// write as the floor), unless the stick pins one already.
+    pub fn pin(&mut self, data_disk: interfaces::data_disk::FsUuid) {
+        if self.data_disk.is_none() {
+            self.pin = Some(data_disk);
+        }
     }
 }
 
@@ -61,17 +83,29 @@ impl FloorStore for Stick {
     }
 
     fn raise(&mut self, accepted: u64) -> Result<Option<u64>, String> {
-        let Some(raised) = state::raised(self.highest, accepted) else {
+        let raised = state::raised(self.highest, accepted);
+        if raised.is_none() && self.pin.is_none() {
             return Ok(None);
+        }
+        let next = state::StickState {
+            highest: raised.unwrap_or(self.highest),
+            data_disk: self.data_disk.or(self.pin),
         };
         medium::write_file(
             &self.device,
             state::STATE_FILE,
-            state::format(raised).as_bytes(),
+            state::format_stick(&next).as_bytes(),
         )
         .map_err(|e| pid1::error_chain(&e))?;
-        self.highest = raised;
-        Ok(Some(raised))
+        if let Some(uuid) = self.pin.take() {
+            pid1::log::interface_line(&format!(
+                "nullos: data disk pinned uuid={uuid} on the {}",
+                self.name()
+            ));
+        }
+        self.highest = next.highest;
+        self.data_disk = next.data_disk;
+        Ok(raised)
     }
 }
 

@@ -49,6 +49,8 @@ use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use interfaces::data_disk::{choose, Candidate, DiskState, FsUuid, Take};
+use interfaces::farmer::{FarmerSettings, FARMER_FILE, MAX_FARMER_FILE_BYTES};
 use interfaces::BootImageConfig;
 use pid1::cmdline::Cmdline;
 use pid1::{info, log, mounts, warn};
@@ -97,6 +99,7 @@ pub fn run() -> Infallible {
         network_up: false,
         disks_settled: false,
         boot_cmdline: cmdline_bytes,
+        node_words: Vec::new(),
     };
     if !stage0.urls.is_empty() {
         info!("release URLs: {}", stage0.urls.join(" "));
@@ -146,6 +149,9 @@ struct Stage0 {
     disks_settled: bool,
     /// Stage 0's own command line (the allowed `nullos.*` parameters go to the node).
     boot_cmdline: Vec<u8>,
+    /// This attempt's words for the node from the stick (the farmer's settings, the pinned
+    /// data disk), filtered by the same allow-list after `boot_cmdline`'s.
+    node_words: Vec<String>,
 }
 
 impl Stage0 {
@@ -154,17 +160,29 @@ impl Stage0 {
     /// nothing was booted.
     fn attempt(&mut self, policy: &SignerPolicy, image: &BootImageConfig) {
         // A medium, or a floor, that is present but unreadable: fail closed, no other source.
-        let medium = match self.find_medium() {
+        let mut medium = match self.find_medium() {
             Ok(medium) => medium,
             Err(refusal) => return log::interface_line(&refusal.to_string()),
         };
-        let mut floors = match self.data_disk_floors(image) {
-            Ok(floors) => floors,
+        let stick = match medium.as_mut().map(|(_, m, _)| stick_settings(m)) {
+            Some(Ok(settings)) => Some(settings),
+            None => None,
+            Some(Err(refusal)) => return log::interface_line(&refusal.to_string()),
+        };
+        let pin = stick.as_ref().and_then(|s| s.data_disk);
+        let (mut floors, data_disk) = match self.data_disk_floors(image, pin) {
+            Ok(found) => found,
             Err(refusal) => return log::interface_line(&refusal.to_string()),
         };
+        // A stick pins the data disk it sees alone, and then passes it to the node.
+        self.node_words = stick.map(|s| s.farmer_words).unwrap_or_default();
+        let to_pin = data_disk.filter(|_| pin.is_none() && medium.is_some());
+        if let Some(uuid) = pin.or(to_pin) {
+            self.node_words.push(format!("nullos.data={uuid}"));
+        }
         if let Some((device, medium, read_ms)) = medium {
             let found = (device.as_path(), medium, read_ms);
-            if let Err(refusal) = self.try_medium(found, policy, image, &mut floors) {
+            if let Err(refusal) = self.try_medium(found, policy, image, &mut floors, to_pin) {
                 return log::interface_line(&refusal.to_string());
             }
         } else {
@@ -225,16 +243,35 @@ impl Stage0 {
         Ok(Some((device, medium, read_ms)))
     }
 
-    /// The floors kept on this machine's data disks (none without one). `Err` is a data disk
-    /// that is there but whose floor cannot be read.
-    fn data_disk_floors(&mut self, image: &BootImageConfig) -> Result<Floors, Refusal> {
+    /// The floors kept on this machine's data disk (none without one), with the data disk's
+    /// UUID when there is one by the node's rule ([`interfaces::data_disk::choose`]): with
+    /// `pin`, only the pinned disk's floor; without, every disk labelled like ours (two are
+    /// ambiguous for the node, but each may hold a floor). `Err` is a data disk that is there
+    /// but whose floor cannot be read.
+    fn data_disk_floors(
+        &mut self,
+        image: &BootImageConfig,
+        pin: Option<FsUuid>,
+    ) -> Result<(Floors, Option<FsUuid>), Refusal> {
         if !self.disks_settled {
             self.drivers.coldplug();
             settle_disks();
             self.disks_settled = true;
         }
-        let disks = data_disk::find(Path::new(data_disk::SYS_BLOCK))
+        let found = data_disk::find(Path::new(data_disk::SYS_BLOCK))
             .map_err(|e| Refusal::new(floor::DATA_DISK_ARTIFACT, pid1::error_chain(&e)))?;
+        let choice = choose(&found, pin);
+        if let Some(line) = &choice.refused {
+            warn!("{line}");
+        }
+        let chosen = match choice.take {
+            Take::Ours(i) => found.get(i),
+            Take::Format(_) | Take::Nothing => None,
+        };
+        let disks: Vec<&Candidate> = match (pin, chosen) {
+            (Some(_), chosen) => chosen.into_iter().collect(),
+            (None, _) => found.iter().collect(),
+        };
         if !disks.is_empty() {
             for module in interfaces::labels::DATA_FILESYSTEM_MODULES {
                 self.drivers.load(module);
@@ -242,22 +279,34 @@ impl Stage0 {
         }
         let stores = disks
             .into_iter()
-            .map(|device| Box::new(floor::DataDisk { device }) as Box<dyn floor::FloorStore>)
+            .map(|disk| {
+                let device = Path::new("/dev").join(&disk.name);
+                Box::new(floor::DataDisk { device }) as Box<dyn floor::FloorStore>
+            })
             .collect();
-        Floors::read(image.min_version, stores)
+        let uuid = chosen.and_then(|disk| match disk.state {
+            DiskState::Ours(uuid) => Some(uuid),
+            DiskState::Empty | DiskState::Foreign => None,
+        });
+        Ok((Floors::read(image.min_version, stores)?, uuid))
     }
 
     /// The boot medium: boots its release if it verifies (never returns then). `Ok` after
     /// printing why its release was not booted, with the stick's floor added to `floors`;
-    /// `Err` is a stick whose floor cannot be read.
+    /// `Err` is a stick whose floor cannot be read. `pin`: the data disk to pin on the stick
+    /// with the floor.
     fn try_medium(
         &mut self,
         (device, mut medium, read_ms): (&Path, Medium, u128),
         policy: &SignerPolicy,
         image: &BootImageConfig,
         floors: &mut Floors,
+        pin: Option<FsUuid>,
     ) -> Result<(), Refusal> {
-        let stick = floor::Stick::read(device, &mut medium)?;
+        let mut stick = floor::Stick::read(device, &mut medium)?;
+        if let Some(uuid) = pin {
+            stick.pin(uuid);
+        }
         floors.add(Box::new(stick))?;
         info!("{}", floors.summary());
         let highest = floors.highest();
@@ -300,7 +349,12 @@ impl Stage0 {
     fn boot(&self, verified: verify::Verified, floors: &mut Floors, how: &str) -> Refusal {
         log::interface_line(&verified.line());
         info!("{how}");
-        let cmdline = match node_params::node_cmdline(&verified.cmdline, &self.boot_cmdline) {
+        let mut boot_cmdline = self.boot_cmdline.clone();
+        for word in &self.node_words {
+            boot_cmdline.push(b' ');
+            boot_cmdline.extend_from_slice(word.as_bytes());
+        }
+        let cmdline = match node_params::node_cmdline(&verified.cmdline, &boot_cmdline) {
             Ok(c) => {
                 for line in c.dropped_lines() {
                     log::interface_line(&line);
@@ -332,6 +386,33 @@ impl Stage0 {
 /// floor, a network source could serve an older release).
 pub fn read_medium(device: &Path) -> Result<Medium, Refusal> {
     Medium::read(device).map_err(|e| Refusal::new("medium", pid1::error_chain(&e)))
+}
+
+/// What the stick says for the node: the pinned data disk (its state file) and the farmer's
+/// settings (`nullos-node`) as command-line words. A farmer file that cannot be read is one
+/// warning and no words (the node then runs without a farm); a state file that cannot be read
+/// refuses the stick, as its floor does.
+struct StickSettings {
+    data_disk: Option<FsUuid>,
+    farmer_words: Vec<String>,
+}
+
+fn stick_settings(medium: &mut Medium) -> Result<StickSettings, Refusal> {
+    let data_disk = floor::Stick::state(medium)?.data_disk;
+    let mut farmer_words = Vec::new();
+    if medium.exists(FARMER_FILE) {
+        let settings = verify::Source::read(medium, FARMER_FILE, MAX_FARMER_FILE_BYTES)
+            .map_err(|e| format!("{FARMER_FILE}: {e}"))
+            .and_then(|bytes| FarmerSettings::parse(&bytes).map_err(|e| e.to_string()));
+        match settings {
+            Ok(settings) => farmer_words = settings.cmdline_words(),
+            Err(e) => warn!("{e}; the farmer's settings are ignored"),
+        }
+    }
+    Ok(StickSettings {
+        data_disk,
+        farmer_words,
+    })
 }
 
 /// Waits until the block devices stop changing (bounded), so a data disk whose driver just

@@ -18,8 +18,15 @@ use pid1::cmdline::{escape, split, Param};
 
 use crate::verify::{Refusal, CMDLINE_FILE};
 
-/// The parameters stage 0 passes from its own command line to the node kernel.
-pub const NODE_PARAMETERS: [&str; 2] = ["nullos.control", "nullos.loglevel"];
+/// The parameters stage 0 passes from its own command line (and from the stick: the farmer's
+/// file, the pinned data disk) to the node kernel.
+pub const NODE_PARAMETERS: [&str; 5] = [
+    "nullos.control",
+    "nullos.loglevel",
+    "nullos.farm",
+    "nullos.notary",
+    "nullos.data",
+];
 /// Longest value passed.
 pub const MAX_VALUE_BYTES: usize = 255;
 

@@ -9,6 +9,11 @@
 //! highest_version = 5
 //! ```
 //!
+//! The stick's file also pins the machine's data disk, once stage 0 has seen exactly one disk
+//! labelled like ours (`data_disk = <ext4 UUID>`, [`StickState`]): from then on only that disk is
+//! the data disk, for stage 0's floor and for the node (`nullos.data=`). It is written in the
+//! same write as the floor.
+//!
 //! A missing file means 0 (a fresh stick, a data disk stage 0 has not written yet). A file that
 //! is there but unreadable is refused rather than read as 0: failing closed is the only safe
 //! reading of a damaged rollback floor.
@@ -23,25 +28,54 @@ use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use interfaces::data_disk::FsUuid;
+
 /// The state file's name on the release partition.
 pub const STATE_FILE: &str = "nullos-state";
 /// Largest state file read.
 pub const MAX_STATE_BYTES: u64 = 4096;
 
 const KEY: &str = "highest_version";
+/// The key of the pinned data disk's UUID (the stick's file only).
+const DATA_DISK_KEY: &str = "data_disk";
+
+/// What the stick's state file holds: the floor and the pinned data disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StickState {
+    /// The highest version accepted on this machine.
+    pub highest: u64,
+    /// The machine's data disk, pinned by its ext4 UUID.
+    pub data_disk: Option<FsUuid>,
+}
 
 /// Reads the state file's text: the highest version accepted.
 pub fn parse(text: &str) -> Result<u64, String> {
+    parse_stick(text).map(|state| state.highest)
+}
+
+/// Reads the state file's text with the pinned data disk, if it names one.
+pub fn parse_stick(text: &str) -> Result<StickState, String> {
     let mut found = None;
+    let mut data_disk = None;
     for line in text.lines().map(str::trim) {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let value = line
+        let (key, value) = line
             .split_once('=')
-            .filter(|(k, _)| k.trim() == KEY)
-            .map(|(_, v)| v.trim())
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .filter(|(k, _)| *k == KEY || *k == DATA_DISK_KEY)
             .ok_or_else(|| format!("unexpected line '{line}' in {STATE_FILE}"))?;
+        if key == DATA_DISK_KEY {
+            if data_disk.is_some() {
+                return Err(format!("{DATA_DISK_KEY} appears twice in {STATE_FILE}"));
+            }
+            data_disk =
+                Some(FsUuid::parse(value).ok_or_else(|| {
+                    format!("{DATA_DISK_KEY} '{value}' is not a filesystem UUID")
+                })?);
+            continue;
+        }
         if found.is_some() {
             return Err(format!("{KEY} appears twice in {STATE_FILE}"));
         }
@@ -51,7 +85,20 @@ pub fn parse(text: &str) -> Result<u64, String> {
                 .map_err(|_| format!("{KEY} '{value}' is not a version number"))?,
         );
     }
-    found.ok_or_else(|| format!("{STATE_FILE} has no {KEY}"))
+    let highest = found.ok_or_else(|| format!("{STATE_FILE} has no {KEY}"))?;
+    Ok(StickState { highest, data_disk })
+}
+
+/// The stick's state file's text.
+pub fn format_stick(state: &StickState) -> String {
+    match state.data_disk {
+        None => format(state.highest),
+        Some(uuid) => format!(
+            "{}# The machine's data disk (ext4 UUID): no other disk is taken as the data disk.\n\
+             {DATA_DISK_KEY} = {uuid}\n",
+            format(state.highest)
+        ),
+    }
 }
 
 /// The state file's text for `highest`.
@@ -224,6 +271,28 @@ mod tests {
         std::fs::write(&target, format(1)).unwrap();
         std::os::unix::fs::symlink(&target, dir.path().join(STATE_FILE)).unwrap();
         assert!(read_in(dir.path()).is_err(), "a symlink is not followed");
+    }
+
+    #[test]
+    fn the_stick_pins_the_data_disk_beside_its_floor() {
+        let uuid = FsUuid::parse("0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9").unwrap();
+        let pinned = StickState {
+            highest: 4,
+            data_disk: Some(uuid),
+        };
+        assert_eq!(parse_stick(&format_stick(&pinned)), Ok(pinned));
+        assert_eq!(parse(&format_stick(&pinned)), Ok(4));
+        let unpinned = StickState {
+            highest: 2,
+            data_disk: None,
+        };
+        assert_eq!(format_stick(&unpinned), format(2));
+        assert_eq!(parse_stick(&format(2)), Ok(unpinned));
+        assert!(parse_stick("highest_version = 1\ndata_disk = vdb").is_err());
+        assert!(parse_stick("data_disk = 0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9").is_err());
+        let twice = "highest_version = 1\ndata_disk = 0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9\n\
+                     data_disk = 0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9";
+        assert!(parse_stick(twice).is_err());
     }
 
     #[test]

@@ -5,9 +5,7 @@
 //! Needs the notary binary beside this test's (`cargo build --release -p notary`); it fails,
 //! naming it, when the binary is missing.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,58 +31,8 @@ fn signed<B: NamedSigner>(body: &B, seed: u8) -> Vec<u8> {
     d.encode()
 }
 
-/// A real notary process, killed on drop.
-struct Notary {
-    child: Child,
-    url: String,
-    key: PublicKey,
-}
-
-impl Notary {
-    fn start(data: &Path) -> Notary {
-        let binary = notary_binary();
-        let mut child = Command::new(&binary)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let rest = line
-            .trim()
-            .strip_prefix("nullos-notary listening on ")
-            .unwrap_or_else(|| panic!("unexpected notary line {line:?}"));
-        let (url, key) = rest.split_once(" key ").unwrap();
-        Notary {
-            child,
-            url: url.to_owned(),
-            key: PublicKey::from_text(key).unwrap(),
-        }
-    }
-}
-
-impl Drop for Notary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn notary_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let binary = dir.join("nullos-notary");
-    assert!(
-        binary.exists(),
-        "{} is missing: build it first with `cargo build --release -p notary`",
-        binary.display()
-    );
-    binary
-}
+/// A real notary process, killed on drop (the one starter of every test suite).
+use notary::test_support::TestNotary as Notary;
 
 /// The console's lines, kept.
 #[derive(Default)]
@@ -309,7 +257,7 @@ fn join(
 fn a_node_registers_runs_replaces_resumes_refuses_and_stops_against_a_real_notary() {
     let data = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    let notary = Notary::start(data.path());
+    let notary = Notary::start(data.path(), "127.0.0.1:0");
     let client = Client::new(&notary.url, &notary.key).unwrap();
     let farmer = sk(FARMER).public();
     let farm = Farm {
@@ -466,7 +414,7 @@ fn a_node_registers_runs_replaces_resumes_refuses_and_stops_against_a_real_notar
     drop(notary);
     let other = tempfile::tempdir().unwrap();
     std::fs::copy(&key_file, other.path().join("notary.key")).unwrap();
-    let liar = Notary::start(other.path());
+    let liar = Notary::start(other.path(), "127.0.0.1:0");
     let mut settings = Settings::new(&liar.url, liar.key, farmer);
     settings.lease_secs = 60;
     let runner3 = FakeRunner::default();

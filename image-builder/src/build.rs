@@ -416,7 +416,7 @@ fn node_config(config: &BuildConfig) -> Result<String, interfaces::node::NodeCon
         Some(grid) => (
             Some(grid.notary.clone()),
             Some(key_line(&grid.notary_key)?),
-            Some(key_line(&grid.farm)?),
+            grid.farm.as_deref().map(key_line).transpose()?,
         ),
         None => (None, None, None),
     };

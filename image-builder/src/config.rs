@@ -65,7 +65,8 @@ pub struct BuildConfig {
     /// `A.B.C.D[/N][:PORT]` each), written into `/etc/nullos/node.toml`.
     pub egress_allow: Vec<String>,
     /// The grid: the notary's URL (`[node] notary`), the file of its public key
-    /// (`notary_key`, pinned by the node) and of the farmer's (`farm`); all three or none.
+    /// (`notary_key`, pinned by the node) and of the farmer's (`farm`, optional: an image
+    /// every farmer gets leaves it out, and the farmer gives it at boot).
     pub grid: Option<GridSection>,
     /// The USB stick image, written only when the config has a `[usb]` section.
     pub usb: Option<UsbSection>,
@@ -322,8 +323,8 @@ pub struct GridSection {
     pub notary: String,
     /// The notary's public key file (`nullos-ed25519 <hex>`).
     pub notary_key: PathBuf,
-    /// The farmer's public key file.
-    pub farm: PathBuf,
+    /// The farmer's public key file (none: the farmer gives the farm at boot).
+    pub farm: Option<PathBuf>,
 }
 
 impl BuildConfig {
@@ -400,7 +401,7 @@ impl BuildConfig {
         }
         let grid = match (&raw.node.notary, &raw.node.notary_key, &raw.node.farm) {
             (None, None, None) => None,
-            (Some(notary), Some(key), Some(farm)) => {
+            (Some(notary), Some(key), farm) => {
                 if !notary.starts_with("http://") || notary.contains(char::is_whitespace) {
                     return invalid(format!(
                         "node.notary '{notary}' is not an http:// URL (the node speaks plain HTTP to its notary)"
@@ -409,12 +410,12 @@ impl BuildConfig {
                 Some(GridSection {
                     notary: notary.clone(),
                     notary_key: base.join(key),
-                    farm: base.join(farm),
+                    farm: farm.as_ref().map(|farm| base.join(farm)),
                 })
             }
             _ => {
                 return invalid(
-                    "[node] notary, notary_key and farm go together: all three or none".into(),
+                    "[node] notary and notary_key go together (farm needs them too)".into(),
                 )
             }
         };
@@ -590,7 +591,7 @@ control = "10.0.2.2:7878"
             Some(GridSection {
                 notary: "http://10.0.2.2:7878".into(),
                 notary_key: "/p/keys/notary.pub".into(),
-                farm: "/p/keys/farmer.pub".into(),
+                farm: Some("/p/keys/farmer.pub".into()),
             })
         );
         let c = BuildConfig::parse(GOOD, Path::new("/cfg")).unwrap_or_else(|_| panic!("parse"));
@@ -785,7 +786,7 @@ control = "10.0.2.2:7878"
         );
         assert_eq!(
             problem(&half),
-            "[node] notary, notary_key and farm go together: all three or none"
+            "[node] notary and notary_key go together (farm needs them too)"
         );
         let tls = GOOD.replace(
             "control = \"10.0.2.2:7878\"",

@@ -70,6 +70,18 @@ enum Command {
         #[arg(long = "key", required = true)]
         keys: Vec<PathBuf>,
     },
+    /// Write the farmer's settings (`nullos-node`: the farm, optionally the notary) onto the
+    /// release partition of a NullOS stick or of a usb.img; stage 0 passes them to the node.
+    FarmStick {
+        /// The stick (a block device such as /dev/sdX) or a usb.img.
+        stick: PathBuf,
+        /// The farm: the farmer's public key file (`nullos-ed25519 <hex>`).
+        #[arg(long)]
+        farm: PathBuf,
+        /// The notary, `http://host[:port]` (default: the one the image names).
+        #[arg(long)]
+        notary: Option<String>,
+    },
     /// Show what a release folder, release.manifest, initramfs or usb.img contains (does not verify).
     Inspect {
         /// Folder or file.
@@ -177,6 +189,37 @@ fn run(cli: Cli) -> Result<()> {
             for s in &built.signers {
                 println!("  signed by {s}");
             }
+        }
+        Command::FarmStick {
+            stick,
+            farm,
+            notary,
+        } => {
+            let text = std::fs::read_to_string(&farm)
+                .with_context(|| format!("reading {}", farm.display()))?;
+            let key_line = trust::PublicKey::from_text(text.trim())
+                .with_context(|| format!("{} is not a public key file", farm.display()))?;
+            if let Some(notary) = notary.as_deref() {
+                if !interfaces::farmer::is_notary_url(notary) {
+                    bail!(
+                        "--notary {notary:?} is not http://host[:port] (at most {} bytes)",
+                        interfaces::farmer::MAX_NOTARY_BYTES
+                    );
+                }
+            }
+            let mut file_text = format!("farm = {}\n", key_line.to_text());
+            if let Some(notary) = &notary {
+                file_text.push_str(&format!("notary = {notary}\n"));
+            }
+            let settings = interfaces::farmer::FarmerSettings::parse(file_text.as_bytes())?;
+            image_builder::usb::farmer::write(&stick, &settings)?;
+            println!(
+                "wrote {} on {}: farm {}{}",
+                interfaces::farmer::FARMER_FILE,
+                stick.display(),
+                key_line,
+                notary.map(|n| format!(", notary {n}")).unwrap_or_default()
+            );
         }
         Command::Inspect { path } => print!("{}", inspect::describe(&path)?),
     }

@@ -11,6 +11,9 @@
 //! - [`boot_image`]: [`BootImageConfig`], what a boot image was built for (profile, target,
 //!   lowest release version), written by image-builder, read by `boot`.
 //! - [`labels`]: the partition and filesystem labels our programs look for.
+//! - [`farmer`]: the farmer's file on the stick (`nullos-node`: farm, notary), read by stage 0.
+//! - [`data_disk`]: which disk is the node's data disk (classify a disk's ends, choose among
+//!   disks, the pin), for stage 0 and the node's `init`.
 //! - [`node`]: [`NodeConfig`], `/etc/nullos/node.toml` (written by image-builder, read by
 //!   `init`).
 //! - [`guest`]: [`GuestConfig`], `/etc/nullos/guest.toml` (written by the node's `init` from a
@@ -29,7 +32,9 @@
 #![cfg_attr(not(test), deny(missing_docs, clippy::unwrap_used))]
 
 pub mod boot_image;
+pub mod data_disk;
 pub mod egress;
+pub mod farmer;
 pub mod guest;
 pub mod labels;
 pub mod net;

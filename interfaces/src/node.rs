@@ -65,8 +65,9 @@ pub struct GridSettings {
     pub notary: String,
     /// The notary's checkpoint key.
     pub notary_key: trust::PublicKey,
-    /// The farmer's key.
-    pub farm: trust::PublicKey,
+    /// The farmer's key: `None` in an image every farmer gets (the metal profile), where it
+    /// comes from the farmer at boot (`nullos.farm=`).
+    pub farm: Option<trust::PublicKey>,
 }
 
 impl NodeConfig {
@@ -121,7 +122,10 @@ impl NodeConfig {
         Ok(Some(GridSettings {
             notary: format!("http://{authority}"),
             notary_key: key("notary_key", &self.notary_key)?,
-            farm: key("farm", &self.farm)?,
+            farm: match &self.farm {
+                Some(_) => Some(key("farm", &self.farm)?),
+                None => None,
+            },
         }))
     }
 
@@ -277,6 +281,13 @@ mod tests {
         let grid = n.grid().unwrap().unwrap();
         assert_eq!(grid.notary, "http://10.0.2.2:7878");
         assert_eq!(grid.notary_key.to_text(), key);
+        assert_eq!(grid.farm.map(|f| f.to_text()), Some(farm.clone()));
+        // Without a farm (an image every farmer gets): the farmer gives it at boot.
+        let without = NodeConfig {
+            farm: None,
+            ..n.clone()
+        };
+        assert_eq!(without.grid().unwrap().unwrap().farm, None);
         assert_eq!(n.notary_rule().unwrap().to_string(), "10.0.2.2/32:7878");
         assert_eq!(NodeConfig::parse(&n.to_toml().unwrap()).unwrap(), n);
         assert_eq!(config(None).grid().unwrap(), None);

@@ -65,6 +65,12 @@ pub fn prepare(node: Option<&NodeConfig>) -> Option<Joined> {
             return None;
         }
     };
+    let Some(farm) = grid.farm else {
+        crate::log::interface_line(
+            "nullos: no farm given (nullos.farm= on the kernel command line, or the stick's nullos-node file); not joining the grid",
+        );
+        return None;
+    };
     // Room for contract volumes and cached artifacts when there is no data disk: the tmpfs
     // is capped at half the RAM.
     let ram_mib = nix::sys::sysinfo::sysinfo()
@@ -76,7 +82,7 @@ pub fn prepare(node: Option<&NodeConfig>) -> Option<Joined> {
             "nullos: node identity is ephemeral (no data disk): a new node id every boot",
         );
     }
-    let mut settings = Settings::new(&grid.notary, grid.notary_key, grid.farm);
+    let mut settings = Settings::new(&grid.notary, grid.notary_key, farm);
     settings.release_version = config.version;
     let probe_data = data.clone();
     let probe = move || match capacity::probe(Path::new("/"), volume_disk(&probe_data)) {

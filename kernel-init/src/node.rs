@@ -31,7 +31,8 @@ pub fn run(cmdline: &Cmdline, signals: &Signals) -> Result<Infallible, InitError
     let node = match NodeConfig::load() {
         Ok(node) => {
             crate::info!("node: version {} profile {}", node.version, node.profile);
-            Some(node)
+            // The farmer's settings (`nullos.farm=`, `nullos.notary=`) from the command line.
+            Some(node_config::with_farmer_settings(node, cmdline))
         }
         Err(e) => {
             crate::error!("node config: {}", crate::error_chain(&e));

@@ -7,6 +7,25 @@ use pid1::cmdline::Cmdline;
 pub use interfaces::node::{NodeConfig, NodeConfigError as ConfigError};
 pub use interfaces::paths::NODE_CONFIG as NODE_CONFIG_PATH;
 
+/// node.toml with the farmer's grid settings from the command line, in an image that pins a
+/// notary key: `nullos.farm=<64 hex>` (the farm, the farmer's public key) and
+/// `nullos.notary=<url>` (their notary) override node.toml's (the farmer's `boot.ipxe` sets
+/// them over PXE; stage 0 passes them from the stick's farmer file). The notary's key is never
+/// taken from the command line: an image without one ignores both. The values are checked
+/// where node.toml's are ([`NodeConfig::grid`]).
+pub fn with_farmer_settings(mut node: NodeConfig, cmdline: &Cmdline) -> NodeConfig {
+    if node.notary_key.is_none() {
+        return node;
+    }
+    if let Some(farm) = &cmdline.farm {
+        node.farm = Some(format!("nullos-ed25519 {farm}"));
+    }
+    if let Some(notary) = &cmdline.notary {
+        node.notary = Some(notary.clone());
+    }
+    node
+}
+
 /// The control endpoint to check: the command line wins over node.toml.
 pub fn control_endpoint<'a>(cmdline: &'a Cmdline, node: Option<&'a NodeConfig>) -> Option<&'a str> {
     cmdline
@@ -36,6 +55,37 @@ mod tests {
         assert!(NodeConfig::parse("version = \"seven\"\nprofile = \"dev\"").is_err());
         assert!(NodeConfig::parse("profile = \"dev\"").is_err());
         assert!(NodeConfig::parse("\u{0}\u{1}not toml [[[").is_err());
+    }
+
+    #[test]
+    fn the_farmers_settings_come_from_the_command_line_but_never_the_notary_key() {
+        let key = trust::SecretKey::from_seed([1; 32]).public();
+        let farm = trust::SecretKey::from_seed([2; 32]).public();
+        let farm_hex = farm.to_text().split_once(' ').unwrap().1.to_owned();
+        let metal = NodeConfig::parse(&format!(
+            "version = 1\nprofile = \"metal\"\nnotary = \"http://n.example:7878\"\nnotary_key = \"{}\"\n",
+            key.to_text()
+        ))
+        .unwrap();
+        // Without the farmer's settings: the grid has no farm.
+        let alone = with_farmer_settings(metal.clone(), &Cmdline::parse("quiet"));
+        assert_eq!(alone.grid().unwrap().unwrap().farm, None);
+        let cmdline = Cmdline::parse(format!(
+            "quiet nullos.farm={farm_hex} nullos.notary=http://10.0.2.2:7878"
+        ));
+        let grid = with_farmer_settings(metal.clone(), &cmdline)
+            .grid()
+            .unwrap()
+            .unwrap();
+        assert_eq!(grid.farm, Some(farm));
+        assert_eq!(grid.notary, "http://10.0.2.2:7878");
+        assert_eq!(grid.notary_key, key, "the pinned key is the image's");
+        // A bad farm is an error of the grid settings, not a silent default.
+        let bad = with_farmer_settings(metal, &Cmdline::parse("nullos.farm=abc"));
+        assert!(bad.grid().is_err());
+        // An image without a notary key takes no grid from the command line.
+        let dev = NodeConfig::parse("version = 1\nprofile = \"dev\"\n").unwrap();
+        assert_eq!(with_farmer_settings(dev, &cmdline).grid().unwrap(), None);
     }
 
     #[test]

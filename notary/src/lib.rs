@@ -24,6 +24,8 @@ pub mod grid;
 pub mod http;
 pub mod keyfile;
 pub mod store;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
 pub use crate::admission::{Checked, DocumentRules, LeaseUpdate, LogView, OpenRules, Refusal};
 pub use crate::core::{

@@ -109,6 +109,14 @@ pub struct Cmdline {
     pub loglevel: LogLevel,
     /// `nullos.control=host:port`, overriding node.toml.
     pub control: Option<String>,
+    /// `nullos.data=<ext4 UUID>`: the pinned data disk (stage 0 passes the one its stick
+    /// records); no other disk is taken as the data disk.
+    pub data: Option<String>,
+    /// `nullos.farm=<64 hex>`: the farm the node joins (the farmer's public key), from the
+    /// farmer's `boot.ipxe` or the stick's farmer file.
+    pub farm: Option<String>,
+    /// `nullos.notary=http://host[:port]`: the farmer's notary, overriding node.toml's.
+    pub notary: Option<String>,
     /// Problems found while parsing, to be logged once logging is up.
     pub warnings: Vec<String>,
 }
@@ -152,6 +160,9 @@ impl Cmdline {
                         .push(format!("{word} is not node|guest; using node")),
                 },
                 ("nullos.control", Some(v)) if !v.is_empty() => out.control = Some(v.to_owned()),
+                ("nullos.data", Some(v)) if !v.is_empty() => out.data = Some(v.to_owned()),
+                ("nullos.farm", Some(v)) if !v.is_empty() => out.farm = Some(v.to_owned()),
+                ("nullos.notary", Some(v)) if !v.is_empty() => out.notary = Some(v.to_owned()),
                 (k, _) if k.starts_with("nullos.") => {
                     out.warnings
                         .push(format!("unknown or empty parameter {word}"));
@@ -197,6 +208,25 @@ mod tests {
         assert_eq!(c.control.as_deref(), Some("10.0.2.2:7878"));
         assert_eq!(c.role, Role::Guest);
         assert!(c.warnings.is_empty());
+    }
+
+    #[test]
+    fn cmdline_reads_the_farmers_settings_and_the_pinned_data_disk() {
+        let farm = "ab".repeat(32);
+        let c = Cmdline::parse(format!(
+            "quiet nullos.farm={farm} nullos.notary=http://10.0.2.2:7878 \
+             nullos.data=0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"
+        ));
+        assert_eq!(c.farm.as_deref(), Some(farm.as_str()));
+        assert_eq!(c.notary.as_deref(), Some("http://10.0.2.2:7878"));
+        assert_eq!(
+            c.data.as_deref(),
+            Some("0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9")
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = Cmdline::parse("nullos.data= nullos.farm");
+        assert_eq!((c.data, c.farm), (None, None));
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
     }
 
     #[test]

@@ -85,14 +85,6 @@ fn release_binary(name: &str, sources: &[&str], build: &str) -> PathBuf {
     path
 }
 
-fn notary_binary() -> PathBuf {
-    release_binary(
-        "nullos-notary",
-        &["notary/src", "trust/src", "tlog/src"],
-        "cargo build --release -p notary",
-    )
-}
-
 fn nullos_binary() -> PathBuf {
     release_binary(
         "nullos",
@@ -310,56 +302,8 @@ fn explorer_row(url: &str, node: &PublicKey) -> Option<String> {
         .map(|row| row.split("</tr>").next().unwrap_or("").to_owned())
 }
 
-/// A real notary, killed on drop.
-struct Notary {
-    child: Child,
-    url: String,
-    key: PublicKey,
-}
-
-impl Notary {
-    fn start(data: &Path, listen: &str) -> Notary {
-        Notary::start_with(data, listen, &[])
-    }
-
-    /// `nullos-notary serve` with `extra` arguments (e.g. `--rules unchecked`).
-    fn start_with(data: &Path, listen: &str, extra: &[&str]) -> Notary {
-        let binary = notary_binary();
-        let mut child = Command::new(&binary)
-            .args(["serve", "--listen", listen, "--data"])
-            .arg(data)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let rest = line
-            .trim()
-            .strip_prefix("nullos-notary listening on ")
-            .unwrap_or_else(|| panic!("unexpected notary line {line:?}"));
-        let (url, key) = rest.split_once(" key ").unwrap();
-        Notary {
-            child,
-            url: url.to_owned(),
-            key: PublicKey::from_text(key).unwrap(),
-        }
-    }
-
-    fn port(&self) -> u16 {
-        self.url.rsplit(':').next().unwrap().parse().unwrap()
-    }
-}
-
-impl Drop for Notary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// A real notary, killed on drop (the one starter of every test suite).
+use notary::test_support::TestNotary as Notary;
 
 fn hello_binary() -> PathBuf {
     let path = repo_root().join("target/x86_64-unknown-linux-gnu/release/hello");
@@ -433,15 +377,52 @@ fn node_profile(root: &Path, notary: &Notary, farmer: &PublicKey) -> PathBuf {
 
 /// Boots the node image with 2 CPUs, 2 GiB and the data disk.
 fn boot_node(image: &Path, disk: &Path) -> Vm {
+    boot_node_with(image, &[disk], "")
+}
+
+/// Boots the node image with 2 CPUs, 2 GiB, `disks` (virtio, in order: vda, vdb…) and `words`
+/// added to its command line (as stage 0 adds the stick's).
+fn boot_node_with(image: &Path, disks: &[&Path], words: &str) -> Vm {
     let accel = Accel::detect().unwrap_or_else(|e| panic!("{e}"));
-    let boot: Boot = qemu::image::direct_boot(image).unwrap_or_else(|e| panic!("{e}"));
+    let mut boot: Boot = qemu::image::direct_boot(image).unwrap_or_else(|e| panic!("{e}"));
+    if let Boot::Direct { cmdline, .. } = &mut boot {
+        if !words.is_empty() {
+            cmdline.push(' ');
+            cmdline.push_str(words);
+        }
+    }
     let mut cfg = VmConfig::new(boot, accel);
     cfg.memory_mib = 2048;
     cfg.cpus = 2;
-    cfg.extra_args.push("-drive".into());
-    cfg.extra_args
-        .push(format!("file={},if=virtio,format=raw", disk.display()).into());
+    for disk in disks {
+        cfg.extra_args.push("-drive".into());
+        cfg.extra_args
+            .push(format!("file={},if=virtio,format=raw", disk.display()).into());
+    }
     Vm::start(cfg).unwrap_or_else(|e| panic!("starting QEMU: {e}"))
+}
+
+/// The ext4 UUID of the data filesystem on `disk` (an image file), by the node's own rule.
+fn data_disk_uuid(disk: &Path) -> interfaces::data_disk::FsUuid {
+    let mut first = vec![0u8; 2048];
+    std::io::Read::read_exact(&mut std::fs::File::open(disk).unwrap(), &mut first).unwrap();
+    interfaces::data_disk::data_filesystem(&first)
+        .unwrap_or_else(|| panic!("{} holds no NULLOS-DATA filesystem", disk.display()))
+}
+
+/// A disk labelled like the node's (ext4 `NULLOS-DATA`, by mke2fs) that is not its data disk.
+fn lookalike_disk(root: &Path, name: &str) -> PathBuf {
+    let disk = root.join(name);
+    std::fs::File::create(&disk)
+        .and_then(|f| f.set_len(64 << 20))
+        .unwrap();
+    let out = Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-L", "NULLOS-DATA"])
+        .arg(&disk)
+        .output()
+        .unwrap_or_else(|e| panic!("mke2fs (e2fsprogs, make deps) is needed: {e}"));
+    assert!(out.status.success(), "mke2fs: {out:?}");
+    disk
 }
 
 /// Waits for a console line containing `needle`; fails with the whole console.
@@ -939,13 +920,26 @@ fn a_node_registers_pulls_verifies_runs_refuses_and_stops_contracts() {
     );
 
     // 3b. The node reboots with its data disk: the same id, and what is still placed here runs
-    // again without being re-told (its volume's counter goes on).
+    // again without being re-told (its volume's counter goes on). The disk is pinned by its UUID
+    // (`nullos.data=`, as stage 0 passes the one its stick records), and a second disk labelled
+    // like ours is there first: refused with one line, not claimed.
     vm.powerdown().unwrap();
     vm.wait_exit(TIMEOUT).unwrap();
     drop(vm);
-    let vm = boot_node(&image, &disk);
+    let pinned = data_disk_uuid(&disk);
+    let lookalike = lookalike_disk(root.path(), "lookalike.img");
+    let other = data_disk_uuid(&lookalike);
+    let vm = boot_node_with(
+        &image,
+        &[&lookalike, &disk],
+        &format!("nullos.data={pinned}"),
+    );
     let wait = |needle: &str| wait_line(&vm, needle);
     let again = wait_ready(&vm);
+    wait(&format!(
+        "init: warn: disks labelled NULLOS-DATA refused: /dev/vda ({other}): not the pinned data disk {pinned}"
+    ));
+    wait("init: info: data disk /dev/vdb mounted at /var/lib/nullos");
     assert_eq!(
         again.get("node"),
         Some(&node_hex),

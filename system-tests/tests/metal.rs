@@ -17,6 +17,11 @@
 //!   to added (and a faster zstd level). Everything else, stage 0, key, kernel, modules, vmm,
 //!   tools, is the profile's, so the workload runs on exactly what a farmer gets. The PXE boot
 //!   uses the real `build/metal` bundle unchanged.
+//! - joining the grid: the image pins the grid's notary key (`build/keys/notary.pub`) and names
+//!   no farm; the USB boot's stick carries the farmer's `nullos-node` file (written as
+//!   `image-builder farm-stick` writes it: the farm `build/keys/farmer.pub`, the notary on the
+//!   host), stage 0 passes it to the node as `nullos.farm=`/`nullos.notary=`, and the node
+//!   registers with a real `nullos-notary` on the host that signs with the pinned key.
 //! - the direct boot of `build/metal` on the older e1000 (the `e1000` driver of the same group).
 //!
 //! TCG boots are slow, so each boot checks everything it can show, and the VMs run one at a time.
@@ -27,6 +32,8 @@ use std::time::Duration;
 
 use image_builder::compress::Compression;
 use image_builder::config::BuildConfig;
+use interfaces::farmer::FarmerSettings;
+use notary::test_support::TestNotary;
 use qemu::{Accel, Boot, Firmware, Machine, NicModel, Vm, VmConfig};
 use system_tests::*;
 
@@ -161,6 +168,34 @@ fn metal_usb_stick_on_ovmf_verifies_claims_nvme_runs_a_workload_and_keeps_its_le
     let image = scratch.path().join("metal+hello");
     metal_with_a_workload(&image);
     let mut dhcp = dhcp::TapDhcp::start("nullos-metal0");
+    // The grid's notary on the host's side of the tap, signing with the key the image pins.
+    let notary_data = scratch.path().join("notary");
+    std::fs::create_dir_all(&notary_data).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(
+        build_dir().join("keys/notary.key"),
+        notary_data.join("notary.key"),
+    )
+    .unwrap_or_else(|e| panic!("build/keys/notary.key (make keys): {e}"));
+    let notary = TestNotary::start(&notary_data, &format!("{}:0", dhcp::HOST));
+    let pinned = std::fs::read_to_string(build_dir().join("keys/notary.pub"))
+        .unwrap_or_else(|e| panic!("build/keys/notary.pub: {e}"));
+    assert_eq!(
+        notary.key.to_text(),
+        pinned.trim(),
+        "the notary signs with the pinned key"
+    );
+    // The farmer's settings on the stick, as `image-builder farm-stick` writes them.
+    let farmer = std::fs::read_to_string(build_dir().join("keys/farmer.pub"))
+        .unwrap_or_else(|e| panic!("build/keys/farmer.pub (make keys): {e}"));
+    let farmer = trust::PublicKey::from_text(farmer.trim()).unwrap_or_else(|e| panic!("{e}"));
+    let farm_hex = farmer.to_text().split_off("nullos-ed25519 ".len());
+    let notary_url = format!("http://{}:{}", dhcp::HOST, notary.port());
+    let settings = FarmerSettings::parse(
+        format!("farm = {}\nnotary = {notary_url}\n", farmer.to_text()).as_bytes(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    image_builder::usb::farmer::write(&image.join("usb.img"), &settings)
+        .unwrap_or_else(|e| panic!("writing the farmer's file: {e}"));
     let boot = qemu::image::usb_boot(&image).unwrap_or_else(|e| panic!("{e}"));
     let config = farmer_machine(boot, &scratch.path().join("nvme.img"), Some(&dhcp));
     let vm = Vm::start(config).unwrap_or_else(|e| panic!("starting QEMU: {e}"));
@@ -170,8 +205,27 @@ fn metal_usb_stick_on_ovmf_verifies_claims_nvme_runs_a_workload_and_keeps_its_le
         started.contains("USB"),
         "firmware booted something else: {started}"
     );
+    let booting = wait(&vm, "nullos: booting release version=1");
+    assert!(
+        booting.contains(&format!(
+            "nullos.farm={farm_hex} nullos.notary={notary_url}"
+        )),
+        "stage 0 did not pass the stick's farmer settings: {booting}"
+    );
     let address = assert_metal_node(&vm, dhcp::LEASED_PREFIX);
     let host = dhcp::HOST;
+    // The node joins the farmer's farm at the farmer's notary.
+    let registered = fields(&wait(&vm, "nullos: registered node="));
+    assert_eq!(
+        registered.get("farm").map(String::as_str),
+        Some(farm_hex.as_str()),
+        "{registered:?}"
+    );
+    assert_eq!(
+        registered.get("notary").map(String::as_str),
+        Some(notary_url.as_str()),
+        "{registered:?}"
+    );
     wait(
         &vm,
         &format!("init: info: dhcp: eth0 leased {address}/24 via {host}"),

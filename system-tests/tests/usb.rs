@@ -436,7 +436,8 @@ fn a_data_disk_floor_above_the_release_refuses_it_even_from_a_fresh_stick() {
     );
 }
 
-/// Stage 0 writes the floor to the data disk before it boots the release.
+/// Stage 0 writes the floor to the data disk before it boots the release, and pins that disk on
+/// the stick.
 #[test]
 fn stage0_raises_the_floor_on_the_data_disk() {
     let dir = tempfile::tempdir().unwrap();
@@ -452,6 +453,25 @@ fn stage0_raises_the_floor_on_the_data_disk() {
     assert!(
         console.contains("highest accepted version is now 1 on the data disk /dev/vda"),
         "{console}"
+    );
+    // The stick saw one data disk and no pin: it pins this one, in the same write as its floor,
+    // and tells the node (`nullos.data=`).
+    let mut first = vec![0u8; 2048];
+    std::io::Read::read_exact(&mut std::fs::File::open(&disk).unwrap(), &mut first).unwrap();
+    let uuid = interfaces::data_disk::data_filesystem(&first).expect("the disk mke2fs made");
+    assert!(
+        console.contains(&format!(
+            "nullos: data disk pinned uuid={uuid} on the stick /dev/sda2"
+        )),
+        "{console}"
+    );
+    let booting = console
+        .lines()
+        .find(|l| l.contains("nullos: booting release version=1"))
+        .unwrap_or_default();
+    assert!(
+        booting.contains(&format!(" nullos.data={uuid}\"")),
+        "{booting}"
     );
     drop(vm);
     let out = std::process::Command::new("debugfs")

@@ -7,108 +7,31 @@
 
 pub mod node;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 use trust::{PublicKey, SecretKey, WorkloadManifest};
 
-/// The `nullos-notary` built beside this test (`cargo build --release -p notary`), refused if
-/// missing or older than the notary's sources (it would test stale code).
-pub fn notary_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    // <target>/<profile>/deps/<test>
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = profile_dir.join("nullos-notary");
-    let build = "cargo build --release -p notary";
-    let built = std::fs::metadata(&path)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|e| panic!("{}: {e}; build it first: {build}", path.display()));
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for dir in ["notary/src", "trust/src", "tlog/src"] {
-        if let Some(newer) = newest(&root.join(dir)).filter(|(t, _)| *t > built) {
-            panic!(
-                "{} is older than {}: rebuild it: {build}",
-                path.display(),
-                newer.1.display()
-            );
-        }
-    }
-    path
-}
+/// A running notary, killed on drop: the one starter of every test suite, listening on
+/// 127.0.0.1 (a free port) with grid rules.
+pub struct Notary(pub notary::test_support::TestNotary);
 
-fn newest(dir: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
-    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let candidate = if path.is_dir() {
-            newest(&path)
-        } else {
-            entry.metadata().ok()?.modified().ok().map(|t| (t, path))
-        };
-        if let Some(c) = candidate {
-            if best.as_ref().is_none_or(|b| c.0 > b.0) {
-                best = Some(c);
-            }
-        }
+impl std::ops::Deref for Notary {
+    type Target = notary::test_support::TestNotary;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
-    best
-}
-
-/// A running notary, killed on drop.
-pub struct Notary {
-    child: Child,
-    pub url: String,
-    pub key: PublicKey,
-    pub data: PathBuf,
 }
 
 impl Notary {
     /// `nullos-notary serve --data DATA --listen 127.0.0.1:0` (grid rules).
     pub fn start(data: &Path) -> Notary {
-        std::fs::create_dir_all(data).unwrap();
-        let mut child = Command::new(notary_binary())
-            .args(["serve", "--data"])
-            .arg(data)
-            .args(["--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start nullos-notary");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let rest = line
-            .trim()
-            .strip_prefix("nullos-notary listening on ")
-            .unwrap_or_else(|| panic!("unexpected notary line {line:?}"));
-        let (url, key) = rest.split_once(" key ").unwrap();
-        Notary {
-            child,
-            url: url.to_owned(),
-            key: PublicKey::from_text(key).unwrap(),
-            data: data.to_owned(),
-        }
+        Notary(notary::test_support::TestNotary::start(data, "127.0.0.1:0"))
     }
 
-    pub fn client(&self) -> notary_client::Client {
-        notary_client::Client::new(&self.url, &self.key).unwrap()
-    }
-
-    pub fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Notary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    pub fn stop(self) {}
 }
 
 /// What one run of `nullos` did.

@@ -151,3 +151,50 @@ fn the_summary_names_every_place() {
         )]
     );
 }
+
+/// Issue 13: the stick pins the machine's data disk in the same write as its floor, keeps it on
+/// later raises, and never replaces it with another.
+#[test]
+fn the_stick_pins_the_data_disk_with_its_floor_and_keeps_it() {
+    use interfaces::data_disk::FsUuid;
+    let dir = tempfile::tempdir().unwrap();
+    let path = stick(dir.path(), "stick.img", 1);
+    let uuid = FsUuid([0x5a; 16]);
+    let other = FsUuid([0x6b; 16]);
+    let state = |path: &Path| Stick::state(&mut crate::read_medium(path).unwrap()).unwrap();
+    assert_eq!(state(&path).data_disk, None, "a fresh stick pins nothing");
+
+    let mut fresh = Stick::read(&path, &mut crate::read_medium(&path).unwrap()).unwrap();
+    fresh.pin(uuid);
+    assert_eq!(fresh.raise(1), Ok(Some(1)));
+    assert_eq!(
+        state(&path),
+        state::StickState {
+            highest: 1,
+            data_disk: Some(uuid)
+        }
+    );
+
+    // Same version again, nothing new to pin: nothing is written. A higher version keeps the
+    // pin, and a stick that pins a disk does not take another.
+    let mut again = Stick::read(&path, &mut crate::read_medium(&path).unwrap()).unwrap();
+    again.pin(other);
+    assert_eq!(again.raise(1), Ok(None));
+    assert_eq!(again.raise(3), Ok(Some(3)));
+    assert_eq!(
+        state(&path),
+        state::StickState {
+            highest: 3,
+            data_disk: Some(uuid)
+        }
+    );
+
+    // A pin alone (the floor already at the version) is written too.
+    let path = stick(dir.path(), "second.img", 1);
+    let mut first = Stick::read(&path, &mut crate::read_medium(&path).unwrap()).unwrap();
+    assert_eq!(first.raise(1), Ok(Some(1)));
+    let mut later = Stick::read(&path, &mut crate::read_medium(&path).unwrap()).unwrap();
+    later.pin(other);
+    assert_eq!(later.raise(1), Ok(None), "the floor did not rise");
+    assert_eq!(state(&path).data_disk, Some(other));
+}

@@ -17,6 +17,7 @@
 //! [`disk`] (GPT).
 
 pub mod disk;
+pub mod farmer;
 pub mod fat;
 pub mod sign;
 pub mod uki;

@@ -3,6 +3,10 @@
 //! The node claims a whole disk only when it is empty (its first and last MiB are all zero: no
 //! partition table, no filesystem signature at either end) or already NullOS's (an ext4
 //! superblock labelled [`DATA_LABEL`]). Anything else holds someone's data and is never written.
+//! Which one, among several, is the rule stage 0 uses too ([`interfaces::data_disk::choose`]):
+//! with `nullos.data=<uuid>` (the disk pinned on the farmer's stick) only that disk, and an
+//! empty disk is never formatted in its place; without, the one disk of ours, none when there
+//! are two or more (one line names them), and an empty disk only when none is ours.
 //! The claimed disk is mounted at [`DATA_ROOT`]; without one, volumes live on a tmpfs there and
 //! the log says they are lost at power-off. A volume is an ext4 image file made once with
 //! `mke2fs`, which the guest mounts from its virtio disk.
@@ -21,6 +25,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use interfaces::data_disk::{choose, Candidate, Take};
 use nix::mount::MsFlags;
 use nix::sys::wait::WaitStatus;
 
@@ -31,13 +36,9 @@ pub use interfaces::labels::DATA_FILESYSTEM as DATA_LABEL;
 /// The host tool that makes ext4 filesystems (travels in the image with its libraries).
 pub const MKE2FS: &str = "/sbin/mke2fs";
 /// How much of each end of a disk is read to decide whether it is empty.
-pub const PROBE_BYTES: usize = 1 << 20;
-/// Offset of the ext4 superblock magic (superblock at 1024, `s_magic` at 0x38).
-const EXT4_MAGIC_OFFSET: usize = 1024 + 0x38;
-/// The ext4 superblock magic.
-const EXT4_MAGIC: u16 = 0xEF53;
-/// Offset of the ext4 volume label (`s_volume_name`, 16 bytes).
-const EXT4_LABEL_OFFSET: usize = 1024 + 0x78;
+pub use interfaces::data_disk::PROBE_BYTES;
+/// The data-disk rule, shared with stage 0.
+pub use interfaces::data_disk::{classify, is_disk_name, DiskState, FsUuid};
 /// Disks smaller than this are not data disks.
 const MIN_DISK_BYTES: u64 = 4 * PROBE_BYTES as u64;
 
@@ -111,54 +112,6 @@ pub enum DiskError {
     },
 }
 
-/// What a disk holds, judged from its first and last MiB.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DiskState {
-    /// All zero at both ends: nothing anyone could miss.
-    Empty,
-    /// An ext4 filesystem labelled [`DATA_LABEL`]: the node's own.
-    Ours,
-    /// Anything else: never written.
-    Foreign,
-}
-
-/// Classifies a disk from the bytes at its start and its end.
-pub fn classify(first: &[u8], last: &[u8]) -> DiskState {
-    let magic = first
-        .get(EXT4_MAGIC_OFFSET..EXT4_MAGIC_OFFSET + 2)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]));
-    let label = first.get(EXT4_LABEL_OFFSET..EXT4_LABEL_OFFSET + 16);
-    if magic == Some(EXT4_MAGIC) && label.is_some_and(is_data_label) {
-        return DiskState::Ours;
-    }
-    if first.iter().chain(last).all(|b| *b == 0) {
-        return DiskState::Empty;
-    }
-    DiskState::Foreign
-}
-
-fn is_data_label(field: &[u8]) -> bool {
-    let len = field.iter().position(|b| *b == 0).unwrap_or(field.len());
-    field.get(..len) == Some(DATA_LABEL.as_bytes())
-}
-
-/// Whether a `/sys/block` name is a whole disk the node may use: `vd*`, `sd*` or `nvme<N>n<M>`
-/// (not loop, ram, optical, or partitions).
-pub fn is_disk_name(name: &str) -> bool {
-    let letters = |rest: &str| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_lowercase());
-    if let Some(rest) = name.strip_prefix("vd").or_else(|| name.strip_prefix("sd")) {
-        return letters(rest);
-    }
-    if let Some(rest) = name.strip_prefix("nvme") {
-        let Some((controller, namespace)) = rest.split_once('n') else {
-            return false;
-        };
-        let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
-        return digits(controller) && digits(namespace);
-    }
-    false
-}
-
 /// Where volumes live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataRoot {
@@ -192,7 +145,8 @@ fn set_up_data_root(volumes_mib: u64, volume_count: u64) -> DataRoot {
     if let Err(e) = std::fs::create_dir_all(&path) {
         crate::error!("create {DATA_ROOT}: {e}");
     }
-    match claim_data_disk() {
+    let pin = pinned_data_disk(&pid1::cmdline::Cmdline::parse(pid1::cmdline::read()));
+    match claim_data_disk(pin) {
         Some(disk) => {
             crate::info!("data disk /dev/{disk} mounted at {DATA_ROOT}");
             return DataRoot {
@@ -228,14 +182,27 @@ fn set_up_data_root(volumes_mib: u64, volume_count: u64) -> DataRoot {
     DataRoot { path, disk: None }
 }
 
-/// The first disk that is empty (formatted now) or ours, mounted at [`DATA_ROOT`].
-fn claim_data_disk() -> Option<String> {
+/// The pinned data disk of `nullos.data=`, if any: a value that is not a UUID is a warning and
+/// pins no disk (then the rule without a pin applies).
+pub fn pinned_data_disk(cmdline: &pid1::cmdline::Cmdline) -> Option<FsUuid> {
+    let text = cmdline.data.as_deref()?;
+    let uuid = FsUuid::parse(text);
+    if uuid.is_none() {
+        crate::warn!("nullos.data={text} is not a filesystem UUID; no data disk is pinned");
+    }
+    uuid
+}
+
+/// The data disk by the shared rule (`pin`: the UUID of `nullos.data=`), formatted first when
+/// it is an empty disk, mounted at [`DATA_ROOT`].
+fn claim_data_disk(pin: Option<FsUuid>) -> Option<String> {
     let mut names: Vec<String> = std::fs::read_dir("/sys/block")
         .ok()?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|n| is_disk_name(n))
         .collect();
     names.sort();
+    let mut candidates = Vec::new();
     for disk in names {
         let sys = Path::new("/sys/block").join(&disk);
         let flag =
@@ -260,45 +227,55 @@ fn claim_data_disk() -> Option<String> {
                 continue;
             }
         };
-        let device = format!("/dev/{disk}");
-        match state {
-            DiskState::Foreign => {
-                crate::warn!("disk {device} holds foreign data; not claimed");
-                continue;
-            }
-            DiskState::Empty => {
-                crate::info!(
-                    "disk {device} is empty; making an ext4 filesystem labelled {DATA_LABEL}"
-                );
-                if let Err(e) = run_tool(
-                    MKE2FS,
-                    &["-t", "ext4", "-q", "-L", DATA_LABEL, device.as_str()],
-                ) {
-                    crate::error!("data disk {device}: {}", crate::error_chain(&e));
-                    continue;
-                }
-            }
-            DiskState::Ours => {}
+        if state == DiskState::Foreign {
+            crate::warn!("disk /dev/{disk} holds foreign data; not claimed");
         }
-        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        match nix::mount::mount(
-            Some(device.as_str()),
-            DATA_ROOT,
-            Some("ext4"),
-            flags,
-            None::<&str>,
-        ) {
-            Ok(()) => return Some(disk),
-            Err(source) => {
-                let e = DiskError::Mount {
-                    what: device,
-                    source,
-                };
-                crate::error!("{}", crate::error_chain(&e));
+        candidates.push(Candidate { name: disk, state });
+    }
+    let choice = choose(&candidates, pin);
+    if let Some(line) = &choice.refused {
+        crate::warn!("{line}");
+    }
+    let (index, empty) = match choice.take {
+        Take::Ours(i) => (i, false),
+        Take::Format(i) => (i, true),
+        Take::Nothing => {
+            if let Some(pin) = pin {
+                crate::warn!("pinned data disk {pin} not found; no other disk is taken");
             }
+            return None;
+        }
+    };
+    let disk = candidates.get(index)?.name.clone();
+    let device = format!("/dev/{disk}");
+    if empty {
+        crate::info!("disk {device} is empty; making an ext4 filesystem labelled {DATA_LABEL}");
+        if let Err(e) = run_tool(
+            MKE2FS,
+            &["-t", "ext4", "-q", "-L", DATA_LABEL, device.as_str()],
+        ) {
+            crate::error!("data disk {device}: {}", crate::error_chain(&e));
+            return None;
         }
     }
-    None
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    match nix::mount::mount(
+        Some(device.as_str()),
+        DATA_ROOT,
+        Some("ext4"),
+        flags,
+        None::<&str>,
+    ) {
+        Ok(()) => Some(disk),
+        Err(source) => {
+            let e = DiskError::Mount {
+                what: device,
+                source,
+            };
+            crate::error!("{}", crate::error_chain(&e));
+            None
+        }
+    }
 }
 
 /// Reads the first and last [`PROBE_BYTES`] of a disk of `size` bytes and classifies it.
@@ -520,58 +497,20 @@ pub fn describe(status: WaitStatus) -> String {
 mod tests {
     use super::*;
 
-    fn ext4(label: &[u8]) -> Vec<u8> {
-        let mut first = vec![0u8; PROBE_BYTES];
-        first[EXT4_MAGIC_OFFSET..EXT4_MAGIC_OFFSET + 2].copy_from_slice(&EXT4_MAGIC.to_le_bytes());
-        first[EXT4_LABEL_OFFSET..EXT4_LABEL_OFFSET + label.len()].copy_from_slice(label);
-        first
-    }
-
     #[test]
-    fn empty_ours_and_foreign_disks() {
-        let zero = vec![0u8; PROBE_BYTES];
-        assert_eq!(classify(&zero, &zero), DiskState::Empty);
-        assert_eq!(classify(&ext4(b"NULLOS-DATA"), &zero), DiskState::Ours);
-        // Ours whatever the end holds (ext4 uses the whole disk).
-        assert_eq!(classify(&ext4(b"NULLOS-DATA"), &[1u8; 16]), DiskState::Ours);
-        // Another label, a longer label, no magic: someone else's.
-        assert_eq!(classify(&ext4(b"data"), &zero), DiskState::Foreign);
-        assert_eq!(classify(&ext4(b"NULLOS-DATA-2"), &zero), DiskState::Foreign);
-        let mut no_magic = ext4(b"NULLOS-DATA");
-        no_magic[EXT4_MAGIC_OFFSET] = 0;
-        assert_eq!(classify(&no_magic, &zero), DiskState::Foreign);
-        // A GPT at the start, or only its backup at the end: foreign.
-        let mut mbr = zero.clone();
-        mbr[510] = 0x55;
-        mbr[511] = 0xaa;
-        assert_eq!(classify(&mbr, &zero), DiskState::Foreign);
-        let mut backup = zero.clone();
-        backup[PROBE_BYTES - 512..PROBE_BYTES - 504].copy_from_slice(b"EFI PART");
-        assert_eq!(classify(&zero, &backup), DiskState::Foreign);
-        // Truncated reads never panic.
-        assert_eq!(classify(&[], &[]), DiskState::Empty);
-        assert_eq!(classify(&[1], &[]), DiskState::Foreign);
-    }
-
-    #[test]
-    fn whole_disk_names() {
-        for yes in ["vda", "vdb", "sda", "sdaa", "nvme0n1", "nvme12n3"] {
-            assert!(is_disk_name(yes), "{yes}");
-        }
-        for no in [
-            "vda1",
-            "sda2",
-            "nvme0n1p1",
-            "nvme0",
-            "loop0",
-            "ram0",
-            "sr0",
-            "vd",
-            "nvmen1",
-            "md0",
-        ] {
-            assert!(!is_disk_name(no), "{no}");
-        }
+    fn nullos_data_pins_a_disk_by_uuid() {
+        let uuid = "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9";
+        let cmdline = pid1::cmdline::Cmdline::parse(format!("quiet nullos.data={uuid}"));
+        assert_eq!(
+            pinned_data_disk(&cmdline).map(|u| u.to_string()).as_deref(),
+            Some(uuid)
+        );
+        let cmdline = pid1::cmdline::Cmdline::parse("nullos.data=/dev/vdb");
+        assert_eq!(pinned_data_disk(&cmdline), None, "not a UUID: no pin");
+        assert_eq!(
+            pinned_data_disk(&pid1::cmdline::Cmdline::parse("quiet")),
+            None
+        );
     }
 
     #[test]

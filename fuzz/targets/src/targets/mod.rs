@@ -13,6 +13,7 @@ pub mod kernel_cmdline;
 pub mod key_text;
 pub mod modinfo_elf;
 pub mod module_index_parse;
+pub mod farmer_file;
 pub mod nullos_state;
 pub mod proc_net_table;
 pub mod release_manifest_decode;
