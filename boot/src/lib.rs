@@ -1,16 +1,21 @@
 //! Stage 0 of NullOS: PID 1 of the boot image, the only code that runs before a release is
 //! verified.
 //!
-//! It looks for the release in its sources, in order: the partition named `NULLOS-RELEASE`
-//! on the boot medium (storage drivers loaded with the `pid1` library's module loading
-//! and coldplug), a cache on a data disk (not implemented yet), then the release URLs
+//! It looks for the release in its sources: the partition named `NULLOS-RELEASE` on the boot
+//! medium (storage drivers loaded with the `pid1` library's module loading and coldplug), the
+//! release cache on the machine's data disk ([`cache`]), and the release URLs
 //! (`nullos.release=` on its command line, the PXE case, or the list baked into the boot
-//! image; the network comes up with `pid1`'s DHCP). Whichever source, the release is
+//! image; the network comes up with `pid1`'s DHCP). Without a data disk, the stick first, then
+//! the URLs. With one (`counted.rs`), every source's manifest is checked first and boot counting
+//! chooses ([`choice`], [`interfaces::boot_state`]): the highest release not marked bad, a new
+//! one on trial with a bounded number of tries, the last good one when a trial never reached
+//! `nullos: ready` or when no other source answers. Whichever source, the release is
 //! read into memory and verified: signer policy baked into the boot image at [`POLICY_PATH`],
 //! profile and target those of the boot image and version at least its baked minimum
 //! ([`BOOT_IMAGE_PATH`]), version at least the highest accepted on this machine (the floor kept
 //! on the stick and on the data disk, [`floor`]), BLAKE3 of kernel, initramfs and command line.
-//! Then the floor is raised everywhere it is kept, and exactly the verified bytes are
+//! Then the floor is raised everywhere it is kept (to the booted version without a data disk; to
+//! the last good one with it, since a trial must be able to fall back), and exactly the verified bytes are
 //! `kexec_file_load`ed with the node's command line ([`node_params`]). Each source that fails
 //! is one `nullos: refused <artifact>: <reason>` console line; a floor or a medium that is
 //! present but unreadable refuses every source (fail closed); when none booted, a wait and
@@ -22,6 +27,7 @@
 //! - [`state`]: the persisted highest version; [`floor`]: where it is kept on this machine.
 //! - [`medium`]: finding and reading the release partition (sysfs, `fatfs`).
 //! - [`data_disk`]: finding and mounting the node's data disk.
+//! - [`cache`]: the release cache on it; [`choice`]: which release boots (boot counting, pure).
 //! - [`network`]: release URLs and the HTTP source (`ureq`, bounded reads, deadlines, retries).
 //! - [`drivers`]: module loading for the medium, the disks and the NICs.
 //! - [`kexec`]: sealed memfds, `kexec_file_load`, `reboot(RB_KEXEC)`.
@@ -34,6 +40,9 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod cache;
+pub mod choice;
+mod counted;
 pub mod data_disk;
 pub mod digest;
 pub mod drivers;
@@ -149,8 +158,8 @@ struct Stage0 {
 }
 
 impl Stage0 {
-    /// One try of every source in order: the boot medium, (a data-disk cache: not implemented
-    /// yet), the release URLs. Prints one refusal line per source that failed; returns only if
+    /// One try of every source: without a data disk the boot medium, then the release URLs;
+    /// with one, [`counted`]. Prints one refusal line per source that failed; returns only if
     /// nothing was booted.
     fn attempt(&mut self, policy: &SignerPolicy, image: &BootImageConfig) {
         // A medium, or a floor, that is present but unreadable: fail closed, no other source.
@@ -158,10 +167,14 @@ impl Stage0 {
             Ok(medium) => medium,
             Err(refusal) => return log::interface_line(&refusal.to_string()),
         };
-        let mut floors = match self.data_disk_floors(image) {
-            Ok(floors) => floors,
+        let (mut floors, cache_disk) = match self.data_disk_floors(image) {
+            Ok(found) => found,
             Err(refusal) => return log::interface_line(&refusal.to_string()),
         };
+        // With a data disk: every source's candidates, the release cache and boot counting.
+        if let Some(disk) = cache_disk {
+            return self.attempt_counted(&disk, medium, policy, image, &mut floors);
+        }
         if let Some((device, medium, read_ms)) = medium {
             let found = (device.as_path(), medium, read_ms);
             if let Err(refusal) = self.try_medium(found, policy, image, &mut floors) {
@@ -215,7 +228,6 @@ impl Stage0 {
                 log::interface_line(&Refusal::new("medium", missing).to_string());
             } else {
                 info!("{missing}; the release comes from the network");
-                info!("release cache on a data disk: not implemented yet; skipped");
             }
             return Ok(None);
         };
@@ -225,9 +237,13 @@ impl Stage0 {
         Ok(Some((device, medium, read_ms)))
     }
 
-    /// The floors kept on this machine's data disks (none without one). `Err` is a data disk
-    /// that is there but whose floor cannot be read.
-    fn data_disk_floors(&mut self, image: &BootImageConfig) -> Result<Floors, Refusal> {
+    /// The floors kept on this machine's data disks (none without one), and the first data disk
+    /// (the one that holds the release cache and the boot state). `Err` is a data disk that is
+    /// there but whose floor cannot be read.
+    fn data_disk_floors(
+        &mut self,
+        image: &BootImageConfig,
+    ) -> Result<(Floors, Option<PathBuf>), Refusal> {
         if !self.disks_settled {
             self.drivers.coldplug();
             settle_disks();
@@ -240,11 +256,12 @@ impl Stage0 {
                 self.drivers.load(module);
             }
         }
+        let first = disks.first().cloned();
         let stores = disks
             .into_iter()
             .map(|device| Box::new(floor::DataDisk { device }) as Box<dyn floor::FloorStore>)
             .collect();
-        Floors::read(image.min_version, stores)
+        Ok((Floors::read(image.min_version, stores)?, first))
     }
 
     /// The boot medium: boots its release if it verifies (never returns then). `Ok` after
@@ -298,6 +315,21 @@ impl Stage0 {
     /// Returns why it did not happen.
     /// `how` is the log line saying where it came from and how long it took.
     fn boot(&self, verified: verify::Verified, floors: &mut Floors, how: &str) -> Refusal {
+        let version = verified.manifest.version;
+        self.boot_counted(verified, floors, how, version, &mut |_| Ok(()))
+    }
+
+    /// [`Stage0::boot`], raising the floors to `raise_to` (the booted version without a data
+    /// disk, the good one with it: a trial does not raise them) and running `before_kexec` (the
+    /// release cache and the boot state, [`counted`]) after the verified line.
+    fn boot_counted(
+        &self,
+        verified: verify::Verified,
+        floors: &mut Floors,
+        how: &str,
+        raise_to: u64,
+        before_kexec: &mut dyn FnMut(&verify::Verified) -> Result<(), Refusal>,
+    ) -> Refusal {
         log::interface_line(&verified.line());
         info!("{how}");
         let cmdline = match node_params::node_cmdline(&verified.cmdline, &self.boot_cmdline) {
@@ -309,7 +341,10 @@ impl Stage0 {
             }
             Err(r) => return r,
         };
-        for message in floors.raise(verified.manifest.version) {
+        if let Err(r) = before_kexec(&verified) {
+            return r;
+        }
+        for message in floors.raise(raise_to) {
             match message {
                 Ok(done) => info!("{done}"),
                 Err(failed) => warn!("{failed}"),

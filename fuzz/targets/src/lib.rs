@@ -50,6 +50,7 @@ targets!(
     vmm_port_devices,
     stage0_medium,
     nullos_state,
+    boot_state,
     guest_config,
     ip_param,
     disk_probe,
