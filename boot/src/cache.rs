@@ -232,6 +232,13 @@ pub fn prune(root: &Path, keep: &[u64]) -> Result<Vec<u64>, CacheError> {
     Ok(removed)
 }
 
+/// Removes the cached release `version` (a copy that no longer verifies).
+pub fn discard(root: &Path, version: u64) -> Result<(), CacheError> {
+    let cache = root.join(CACHE_DIR);
+    remove(&cache.join(version.to_string()))?;
+    sync_dir(&cache)
+}
+
 /// Removes `path` (a folder, or anything planted in its place), never following a link.
 fn remove(path: &Path) -> Result<(), CacheError> {
     match path.symlink_metadata() {

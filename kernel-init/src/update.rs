@@ -199,24 +199,37 @@ impl Watcher {
             return Ok(Found::Nothing);
         }
         let cached = boot::cache::versions(&self.cache_root)
-            .iter()
-            .any(|(v, _)| *v == version);
-        if !cached {
-            self.say(&format!(
-                "nullos: update version={version} found at {}; fetching",
-                self.channel
-            ));
-            let verified = verify::verify_artifacts(&mut source, checked).map_err(at)?;
-            boot::cache::store(&self.cache_root, &verified).map_err(|e| {
-                verify::Refusal::new(boot::cache::CACHE_DIR, crate::error_chain(&e))
-            })?;
-            // The line stage 0 prints, with the digests, for the operator's record.
-            self.say(
-                &verified
-                    .line()
-                    .replacen("nullos: verified", "nullos: update verified", 1),
-            );
+            .into_iter()
+            .find(|(v, _)| *v == version);
+        if let Some((_, dir)) = cached {
+            // A copy stage 0 would refuse would bring the node back here after every reboot:
+            // it is checked as stage 0 will check it, and fetched again if it fails.
+            let source = &mut boot::cache::DirSource::new(&dir);
+            match verify::verify(source, &self.policy, &self.image, 0) {
+                Ok(copy) if copy.manifest == checked.manifest => return Ok(Found::Cached(version)),
+                _ => {
+                    crate::warn!(
+                        "release: the cached copy of version {version} does not verify; fetching it again"
+                    );
+                    boot::cache::discard(&self.cache_root, version).map_err(|e| {
+                        verify::Refusal::new(boot::cache::CACHE_DIR, crate::error_chain(&e))
+                    })?;
+                }
+            }
         }
+        self.say(&format!(
+            "nullos: update version={version} found at {}; fetching",
+            self.channel
+        ));
+        let verified = verify::verify_artifacts(&mut source, checked).map_err(at)?;
+        boot::cache::store(&self.cache_root, &verified)
+            .map_err(|e| verify::Refusal::new(boot::cache::CACHE_DIR, crate::error_chain(&e)))?;
+        // The line stage 0 prints, with the digests, for the operator's record.
+        self.say(
+            &verified
+                .line()
+                .replacen("nullos: verified", "nullos: update verified", 1),
+        );
         Ok(Found::Cached(version))
     }
 
@@ -232,14 +245,4 @@ pub fn good_line(version: u64, disk: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_good_line_names_the_version_and_the_disk() {
-        assert_eq!(
-            good_line(2, "vda"),
-            "nullos: release version=2 is good; version floor 2 on the data disk /dev/vda"
-        );
-    }
-}
+mod tests;
