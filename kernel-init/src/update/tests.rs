@@ -67,7 +67,7 @@ fn key() -> SecretKey {
 fn release(version: u64, profile: &str) -> BTreeMap<String, Vec<u8>> {
     let (kernel, initrd, cmdline) = (
         format!("MZ kernel {version}").into_bytes(),
-        vec![version as u8; 3000],
+        version.to_le_bytes().repeat(400),
         b"console=ttyS0\n".to_vec(),
     );
     let manifest = ReleaseManifest {
