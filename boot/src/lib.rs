@@ -1,16 +1,21 @@
 //! Stage 0 of NullOS: PID 1 of the boot image, the only code that runs before a release is
 //! verified.
 //!
-//! It looks for the release in its sources, in order: the partition named `NULLOS-RELEASE`
-//! on the boot medium (storage drivers loaded with the `pid1` library's module loading
-//! and coldplug), a cache on a data disk (not implemented yet), then the release URLs
+//! It looks for the release in its sources: the partition named `NULLOS-RELEASE` on the boot
+//! medium (storage drivers loaded with the `pid1` library's module loading and coldplug), the
+//! release cache on the machine's data disk ([`cache`]), and the release URLs
 //! (`nullos.release=` on its command line, the PXE case, or the list baked into the boot
-//! image; the network comes up with `pid1`'s DHCP). Whichever source, the release is
+//! image; the network comes up with `pid1`'s DHCP). Without a data disk, the stick first, then
+//! the URLs. With one (`counted.rs`), every source's manifest is checked first and boot counting
+//! chooses ([`choice`], [`interfaces::boot_state`]): the highest release not marked bad, a new
+//! one on trial with a bounded number of tries, the last good one when a trial never reached
+//! `nullos: ready` or when no other source answers. Whichever source, the release is
 //! read into memory and verified: signer policy baked into the boot image at [`POLICY_PATH`],
 //! profile and target those of the boot image and version at least its baked minimum
 //! ([`BOOT_IMAGE_PATH`]), version at least the highest accepted on this machine (the floor kept
 //! on the stick and on the data disk, [`floor`]), BLAKE3 of kernel, initramfs and command line.
-//! Then the floor is raised everywhere it is kept, and exactly the verified bytes are
+//! Then the floor is raised everywhere it is kept (to the booted version without a data disk; to
+//! the last good one with it, since a trial must be able to fall back), and exactly the verified bytes are
 //! `kexec_file_load`ed with the node's command line ([`node_params`]). Each source that fails
 //! is one `nullos: refused <artifact>: <reason>` console line; a floor or a medium that is
 //! present but unreadable refuses every source (fail closed); when none booted, a wait and
@@ -22,6 +27,7 @@
 //! - [`state`]: the persisted highest version; [`floor`]: where it is kept on this machine.
 //! - [`medium`]: finding and reading the release partition (sysfs, `fatfs`).
 //! - [`data_disk`]: finding and mounting the node's data disk.
+//! - [`cache`]: the release cache on it; [`choice`]: which release boots (boot counting, pure).
 //! - [`network`]: release URLs and the HTTP source (`ureq`, bounded reads, deadlines, retries).
 //! - [`drivers`]: module loading for the medium, the disks and the NICs.
 //! - [`kexec`]: sealed memfds, `kexec_file_load`, `reboot(RB_KEXEC)`.
@@ -34,6 +40,9 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod cache;
+pub mod choice;
+mod counted;
 pub mod data_disk;
 pub mod digest;
 pub mod drivers;
@@ -155,8 +164,8 @@ struct Stage0 {
 }
 
 impl Stage0 {
-    /// One try of every source in order: the boot medium, (a data-disk cache: not implemented
-    /// yet), the release URLs. Prints one refusal line per source that failed; returns only if
+    /// One try of every source: without a data disk the boot medium, then the release URLs;
+    /// with one, [`counted`]. Prints one refusal line per source that failed; returns only if
     /// nothing was booted.
     fn attempt(&mut self, policy: &SignerPolicy, image: &BootImageConfig) {
         // A medium, or a floor, that is present but unreadable: fail closed, no other source.
@@ -176,9 +185,16 @@ impl Stage0 {
         };
         // A stick pins the data disk it sees alone, and then passes it to the node.
         self.node_words = stick.map(|s| s.farmer_words).unwrap_or_default();
-        let to_pin = data_disk.filter(|_| pin.is_none() && medium.is_some());
+        let to_pin = data_disk
+            .as_ref()
+            .map(|(_, uuid)| *uuid)
+            .filter(|_| pin.is_none() && medium.is_some());
         if let Some(uuid) = pin.or(to_pin) {
             self.node_words.push(format!("nullos.data={uuid}"));
+        }
+        // With a data disk: every source's candidates, the release cache and boot counting.
+        if let Some((disk, _)) = data_disk {
+            return self.attempt_counted(&disk, medium, policy, image, &mut floors, to_pin);
         }
         if let Some((device, medium, read_ms)) = medium {
             let found = (device.as_path(), medium, read_ms);
@@ -233,7 +249,6 @@ impl Stage0 {
                 log::interface_line(&Refusal::new("medium", missing).to_string());
             } else {
                 info!("{missing}; the release comes from the network");
-                info!("release cache on a data disk: not implemented yet; skipped");
             }
             return Ok(None);
         };
@@ -243,16 +258,16 @@ impl Stage0 {
         Ok(Some((device, medium, read_ms)))
     }
 
-    /// The floors kept on this machine's data disk (none without one), with the data disk's
-    /// UUID when there is one by the node's rule ([`interfaces::data_disk::choose`]): with
-    /// `pin`, only the pinned disk's floor; without, every disk labelled like ours (two are
-    /// ambiguous for the node, but each may hold a floor). `Err` is a data disk that is there
-    /// but whose floor cannot be read.
+    /// The floors kept on this machine's data disk (none without one), with the data disk by
+    /// the node's rule ([`interfaces::data_disk::choose`]: its device and UUID; it holds the
+    /// release cache and the boot state): with `pin`, only the pinned disk's floor; without,
+    /// every disk labelled like ours (two are ambiguous for the node, but each may hold a
+    /// floor). `Err` is a data disk that is there but whose floor cannot be read.
     fn data_disk_floors(
         &mut self,
         image: &BootImageConfig,
         pin: Option<FsUuid>,
-    ) -> Result<(Floors, Option<FsUuid>), Refusal> {
+    ) -> Result<(Floors, Option<(PathBuf, FsUuid)>), Refusal> {
         if !self.disks_settled {
             self.drivers.coldplug();
             settle_disks();
@@ -284,11 +299,11 @@ impl Stage0 {
                 Box::new(floor::DataDisk { device }) as Box<dyn floor::FloorStore>
             })
             .collect();
-        let uuid = chosen.and_then(|disk| match disk.state {
-            DiskState::Ours(uuid) => Some(uuid),
+        let chosen = chosen.and_then(|disk| match disk.state {
+            DiskState::Ours(uuid) => Some((Path::new("/dev").join(&disk.name), uuid)),
             DiskState::Empty | DiskState::Foreign => None,
         });
-        Ok((Floors::read(image.min_version, stores)?, uuid))
+        Ok((Floors::read(image.min_version, stores)?, chosen))
     }
 
     /// The boot medium: boots its release if it verifies (never returns then). `Ok` after
@@ -347,6 +362,21 @@ impl Stage0 {
     /// Returns why it did not happen.
     /// `how` is the log line saying where it came from and how long it took.
     fn boot(&self, verified: verify::Verified, floors: &mut Floors, how: &str) -> Refusal {
+        let version = verified.manifest.version;
+        self.boot_counted(verified, floors, how, version, &mut |_| Ok(()))
+    }
+
+    /// [`Stage0::boot`], raising the floors to `raise_to` (the booted version without a data
+    /// disk, the good one with it: a trial does not raise them) and running `before_kexec` (the
+    /// release cache and the boot state, [`counted`]) after the verified line.
+    fn boot_counted(
+        &self,
+        verified: verify::Verified,
+        floors: &mut Floors,
+        how: &str,
+        raise_to: u64,
+        before_kexec: &mut dyn FnMut(&verify::Verified) -> Result<(), Refusal>,
+    ) -> Refusal {
         log::interface_line(&verified.line());
         info!("{how}");
         let mut boot_cmdline = self.boot_cmdline.clone();
@@ -363,7 +393,10 @@ impl Stage0 {
             }
             Err(r) => return r,
         };
-        for message in floors.raise(verified.manifest.version) {
+        if let Err(r) = before_kexec(&verified) {
+            return r;
+        }
+        for message in floors.raise(raise_to) {
             match message {
                 Ok(done) => info!("{done}"),
                 Err(failed) => warn!("{failed}"),

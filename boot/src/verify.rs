@@ -76,6 +76,8 @@ impl fmt::Display for Refusal {
 pub struct Verified {
     /// The signed manifest.
     pub manifest: ReleaseManifest,
+    /// The manifest file as read (signatures included), for the release cache.
+    pub manifest_file: Vec<u8>,
     /// Names of the policy members whose signatures verified, in policy order.
     pub signers: Vec<String>,
     /// The kernel image, as hashed.
@@ -111,6 +113,30 @@ pub fn verify(
     image: &BootImageConfig,
     highest_seen: u64,
 ) -> Result<Verified, Refusal> {
+    let checked = verify_manifest(source, policy, image, highest_seen)?;
+    verify_artifacts(source, checked)
+}
+
+/// A manifest whose signatures, profile, target and version passed ([`verify_manifest`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedManifest {
+    /// The signed manifest.
+    pub manifest: ReleaseManifest,
+    /// The file as read.
+    pub file: Vec<u8>,
+    /// Names of the policy members whose signatures verified.
+    pub signers: Vec<String>,
+}
+
+/// The first half of [`verify`]: the manifest of `source`, its signatures, profile, target
+/// and version checked; with the names of the signers that verified. Stage 0 reads this much of
+/// every source to choose which release to boot before it reads any artifact.
+pub fn verify_manifest(
+    source: &mut dyn Source,
+    policy: &SignerPolicy,
+    image: &BootImageConfig,
+    highest_seen: u64,
+) -> Result<CheckedManifest, Refusal> {
     let file = source
         .read(MANIFEST_FILE, MAX_RELEASE_MANIFEST_BYTES as u64)
         .map_err(|e| Refusal::new(MANIFEST_FILE, e))?;
@@ -147,7 +173,24 @@ pub fn verify(
     }
     check_rollback(manifest.version, highest_seen)
         .map_err(|e| Refusal::new(MANIFEST_FILE, e.to_string()))?;
-    let signers = opened.verified.signers;
+    Ok(CheckedManifest {
+        manifest,
+        file,
+        signers: opened.verified.signers,
+    })
+}
+
+/// The second half of [`verify`]: each artifact the checked manifest names, read from
+/// `source` within its signed size and hashed.
+pub fn verify_artifacts(
+    source: &mut dyn Source,
+    checked: CheckedManifest,
+) -> Result<Verified, Refusal> {
+    let CheckedManifest {
+        manifest,
+        file: manifest_file,
+        signers,
+    } = checked;
     let mut artifact = |name: &str, expected: &trust::ArtifactRef| -> Result<Vec<u8>, Refusal> {
         let found = source
             .len(name, expected.size)
@@ -194,6 +237,7 @@ pub fn verify(
     let initrd = artifact(INITRD_FILE, &manifest.initrd)?;
     Ok(Verified {
         manifest,
+        manifest_file,
         signers,
         kernel,
         initrd,

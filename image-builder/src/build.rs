@@ -160,6 +160,11 @@ pub fn build(
         Some(path) => Some(keys::load_trust(path)?),
         None => None,
     };
+    // Self-update: the node verifies the releases it downloads against this policy.
+    let release_policy = match &config.update {
+        Some(update) => Some(keys::load_trust(&update.policy)?),
+        None => None,
+    };
     let workloads = match &workload_policy {
         Some(policy) => read_workloads(&config.workloads, policy)?,
         None => Vec::new(),
@@ -214,6 +219,13 @@ pub fn build(
     }
     if let Some(policy) = &workload_policy {
         tree.add_file(WORKLOAD_POLICY_PATH, policy.to_text().into_bytes(), 0o644)?;
+    }
+    if let Some(policy) = &release_policy {
+        tree.add_file(
+            interfaces::paths::RELEASE_POLICY,
+            policy.to_text().into_bytes(),
+            0o644,
+        )?;
     }
     for workload in workloads {
         for (file, bytes) in WORKLOAD_FILES
@@ -428,6 +440,8 @@ fn node_config(config: &BuildConfig) -> Result<String, interfaces::node::NodeCon
         notary,
         notary_key,
         farm,
+        release_channel: config.update.as_ref().map(|u| u.channel.clone()),
+        release_poll_seconds: config.update.as_ref().map(|u| u.poll_seconds),
     }
     .to_toml()
 }

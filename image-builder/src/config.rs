@@ -86,6 +86,29 @@ pub struct BuildConfig {
     /// The tree the tools are taken from (`[tools] sysroot`): the pinned Debian packages
     /// unpacked by `make sysroot`, whose `packages.lock` names them for the release manifest.
     pub tools_sysroot: Option<PathBuf>,
+    /// Self-update (`[update]`): the release channel the node watches, how often, and the
+    /// release signer policy the node verifies what it downloads against.
+    pub update: Option<UpdateSection>,
+}
+
+/// `[update]`: where the node looks for newer releases (README, "Updates").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateSection {
+    /// A release folder URL, `http://host[:port]/path` (`release.manifest`, `kernel`, ...).
+    pub channel: String,
+    /// Seconds between two looks (default 300).
+    pub poll_seconds: u64,
+    /// The release signer policy (a public key file or a policy file), resolved; it becomes
+    /// `/etc/nullos/release-policy` in the node image.
+    pub policy: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpdate {
+    channel: String,
+    poll_seconds: Option<u64>,
+    policy: PathBuf,
 }
 
 /// `[stage0]`: the boot image that verifies the release before running it.
@@ -210,6 +233,7 @@ struct RawConfig {
     workload: Vec<RawWorkload>,
     #[serde(default)]
     tools: RawTools,
+    update: Option<RawUpdate>,
 }
 
 #[derive(Deserialize)]
@@ -499,6 +523,13 @@ impl BuildConfig {
                 .collect(),
             tools: raw.tools.binaries,
             tools_sysroot: raw.tools.sysroot.map(|r| base.join(r)),
+            update: raw.update.map(|u| UpdateSection {
+                channel: u.channel,
+                poll_seconds: u
+                    .poll_seconds
+                    .unwrap_or(interfaces::node::DEFAULT_RELEASE_POLL_SECONDS),
+                policy: base.join(u.policy),
+            }),
             usb: raw.usb.map(|u| UsbSection {
                 stub: base.join(
                     u.stub
@@ -604,6 +635,30 @@ control = "10.0.2.2:7878"
         assert_eq!(c.control.as_deref(), Some("10.0.2.2:7878"));
         assert_eq!(c.usb, None);
         assert_eq!(c.stage0, None);
+    }
+
+    #[test]
+    fn the_update_section_names_the_channel_the_poll_and_the_release_policy() {
+        let c = BuildConfig::parse(GOOD, Path::new("/p")).unwrap_or_else(|_| panic!("parse"));
+        assert_eq!(c.update, None, "no channel unless the profile names one");
+        let text = format!(
+            "{GOOD}\n[update]\nchannel = \"http://releases.example:8080/metal\"\npolicy = \"keys/metal.pub\"\n"
+        );
+        let c = BuildConfig::parse(&text, Path::new("/p")).unwrap_or_else(|_| panic!("parse"));
+        assert_eq!(
+            c.update,
+            Some(UpdateSection {
+                channel: "http://releases.example:8080/metal".into(),
+                poll_seconds: interfaces::node::DEFAULT_RELEASE_POLL_SECONDS,
+                policy: "/p/keys/metal.pub".into(),
+            })
+        );
+        let text = text.replace("[update]\n", "[update]\npoll_seconds = 30\n");
+        let c = BuildConfig::parse(&text, Path::new("/p")).unwrap_or_else(|_| panic!("parse"));
+        assert_eq!(c.update.map(|u| u.poll_seconds), Some(30));
+        let unknown =
+            format!("{GOOD}\n[update]\nchannel = \"http://a/b\"\npolicy = \"p\"\nurl = \"x\"\n");
+        assert!(BuildConfig::parse(&unknown, Path::new("/p")).is_err());
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //!   guest initramfs, and the file names of a release and of a workload folder.
 //! - [`boot_image`]: [`BootImageConfig`], what a boot image was built for (profile, target,
 //!   lowest release version), written by image-builder, read by `boot`.
+//! - [`floor_state`]: `nullos-state`, the highest release version this machine accepted (the
+//!   version floor), written by stage 0 and by the node's `init`.
+//! - [`boot_state`]: `nullos-boot` on the data disk: the last good release, the one on trial
+//!   and its tries left, the ones marked bad (stage 0 and the node's `init`).
 //! - [`labels`]: the partition and filesystem labels our programs look for.
 //! - [`farmer`]: the farmer's file on the stick (`nullos-node`: farm, notary), read by stage 0.
 //! - [`data_disk`]: which disk is the node's data disk (classify a disk's ends, choose among
@@ -25,16 +29,18 @@
 //! - [`net`]: the micro-VMs' fixed network (10.200.0.0/24; guest .2, gateway and DNS .1).
 //!
 //! The crate is linked by PID 1 and by stage 0, so it stays light: no I/O beyond reading one
-//! bounded file, no panics on what it parses. The TOML text of the two config files is behind
+//! bounded file and replacing a state file on the data disk atomically, no panics on what it parses. The TOML text of the two config files is behind
 //! the `toml` feature (stage 0 reads neither).
 
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(missing_docs, clippy::unwrap_used))]
 
 pub mod boot_image;
+pub mod boot_state;
 pub mod data_disk;
 pub mod egress;
 pub mod farmer;
+pub mod floor_state;
 pub mod guest;
 pub mod labels;
 pub mod net;

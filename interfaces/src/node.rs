@@ -56,7 +56,17 @@ pub struct NodeConfig {
     /// The farm the node belongs to: its farmer's key, `nullos-ed25519 <64 hex>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub farm: Option<String>,
+    /// The release channel the node watches for a newer signed release (self-update): a release
+    /// folder URL, `http://host[:port]/path` (verified against the node image's release policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_channel: Option<String>,
+    /// How often the channel is asked, in seconds (default [`DEFAULT_RELEASE_POLL_SECONDS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_poll_seconds: Option<u64>,
 }
+
+/// How often the node asks its release channel when node.toml does not say.
+pub const DEFAULT_RELEASE_POLL_SECONDS: u64 = 300;
 
 /// The grid settings of a node, checked: where the notary is, its pinned key, the farm.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,12 +94,23 @@ impl NodeConfig {
             ("notary", self.notary.as_ref()),
             ("notary_key", self.notary_key.as_ref()),
             ("farm", self.farm.as_ref()),
+            ("release_channel", self.release_channel.as_ref()),
         ] {
             if value.is_some_and(|v| v.contains('\0')) {
                 return invalid(format!("{what} contains a NUL byte"));
             }
         }
         self.grid()?;
+        if let Some(channel) = &self.release_channel {
+            let fine = channel.starts_with("http://")
+                && !channel.chars().any(|c| c.is_whitespace() || c.is_control());
+            if !fine {
+                return invalid(format!("release_channel '{channel}' is not an http:// URL"));
+            }
+        }
+        if self.release_poll_seconds == Some(0) {
+            return invalid("release_poll_seconds is 0".into());
+        }
         self.egress_allow_rules().map(|_| ())
     }
 
@@ -204,6 +225,8 @@ mod tests {
             notary: None,
             notary_key: None,
             farm: None,
+            release_channel: None,
+            release_poll_seconds: None,
         }
     }
 
@@ -234,6 +257,8 @@ mod tests {
                 notary: None,
                 notary_key: None,
                 farm: None,
+                release_channel: None,
+                release_poll_seconds: None,
             },
         ];
         for c in odd {

@@ -28,7 +28,8 @@ pub const WORKLOAD_ROOT_FILE: &str = "root.img";
 
 // The boot image (stage 0).
 
-/// The release signer policy in the boot image (policy text or one public key, read by `boot`).
+/// The release signer policy in the boot image (policy text or one public key, read by `boot`),
+/// and in a node image with a release channel (the profile's `[update]`, read by `init`).
 pub const RELEASE_POLICY: &str = "/etc/nullos/release-policy";
 /// What the boot image was built for (profile, target, lowest release version), written by
 /// image-builder, read by `boot` ([`crate::BootImageConfig`]).

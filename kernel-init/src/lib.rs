@@ -13,6 +13,7 @@
 //! - [`node`]: the node role's boot sequence and main loop.
 //! - [`grid`]: the node's part of the grid (the `grid-node` library at PID 1's edge).
 //! - [`guest`]: the guest role: mount the workload's root, run its entrypoint, report its exit.
+//! - [`update`]: marking the release good on the data disk once ready (boot counting).
 //! - [`workloads`]: verified micro-VM workloads: data disk, volumes, guest initramfs, `vmm`
 //!   supervision.
 //!
@@ -30,6 +31,7 @@ pub mod node;
 pub mod node_config;
 pub mod ready;
 pub mod sockets;
+pub mod update;
 pub mod workloads;
 
 // The `pid1` modules and macros, named at the root so the roles' modules reach them as

@@ -1,4 +1,4 @@
-//! Clean power-off and the fatal-error reboot. Neither returns: PID 1 must never exit (the
+//! Clean power-off, the clean reboot of a self-update, and the fatal-error reboot. None returns: PID 1 must never exit (the
 //! kernel would panic).
 //!
 //! Sequence: log why, SIGTERM to every other process, a bounded wait while reaping, SIGKILL,
@@ -28,6 +28,14 @@ pub fn power_off(reason: &str) -> ! {
 pub fn power_off_then(reason: &str, last: &dyn Fn()) -> ! {
     crate::info!("powering off ({reason})");
     shutdown(RebootMode::RB_POWER_OFF, "nullos: poweroff", last)
+}
+
+/// Reboots the machine cleanly (the same sequence as [`power_off`], then reboot(2) with
+/// `RB_AUTOBOOT`): the node's self-update, into stage 0, which boots the new release.
+/// `reason` goes into the `rebooting (<reason>)` line.
+pub fn reboot_cleanly(reason: &str) -> ! {
+    crate::info!("rebooting ({reason})");
+    shutdown(RebootMode::RB_AUTOBOOT, "nullos: reboot", &|| {})
 }
 
 /// Logs a fatal error, waits [`FATAL_REBOOT_DELAY`], and reboots.

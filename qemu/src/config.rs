@@ -192,6 +192,10 @@ pub struct VmConfig {
     /// The firmware: SeaBIOS (QEMU's default) or [`VmConfig::uefi`]. A USB-stick boot runs UEFI
     /// whatever this says.
     pub firmware: Firmware,
+    /// Let the guest reboot (no `-no-reboot`): a reboot or a panic with `panic=N` restarts the
+    /// machine on the same disks instead of ending QEMU (self-update, boot counting). Off by
+    /// default: every other test wants QEMU to end with the guest.
+    pub allow_reboot: bool,
 }
 
 /// The machine's firmware.
@@ -239,6 +243,7 @@ impl VmConfig {
             extra_args: Vec::new(),
             uefi: Uefi::default(),
             firmware: Firmware::default(),
+            allow_reboot: false,
         }
     }
 
@@ -253,8 +258,8 @@ impl VmConfig {
     /// `uefi_vars` is this VM's own writable copy of the UEFI variable store
     /// ([`Uefi::copy_vars`]); boots that run UEFI need it.
     /// The machine has no default devices (`-nodefaults`), no display, and exits instead of
-    /// rebooting (`-no-reboot`), so a guest poweroff, reboot or panic (with `panic=-1`) all end
-    /// the QEMU process.
+    /// rebooting (`-no-reboot`, unless [`VmConfig::allow_reboot`]), so a guest poweroff, reboot
+    /// or panic (with `panic=-1`) all end the QEMU process.
     pub fn args(
         &self,
         console: &Console,
@@ -268,7 +273,10 @@ impl VmConfig {
             });
         }
         let mut a = Args::default();
-        a.push_all(["-nodefaults", "-no-user-config", "-no-reboot"]);
+        a.push_all(["-nodefaults", "-no-user-config"]);
+        if !self.allow_reboot {
+            a.push_all(["-no-reboot"]);
+        }
         let secure_boot = self.uefi.secure_boot && self.boot.needs_uefi_vars();
         if secure_boot {
             if self.machine != Machine::Q35 {
@@ -402,6 +410,15 @@ mod tests {
             initrd: "/img/initrd".into(),
             cmdline: "console=ttyS0 quiet panic=-1".into(),
         }
+    }
+
+    #[test]
+    fn a_vm_allowed_to_reboot_has_no_no_reboot() {
+        let mut config = VmConfig::new(direct(), Accel::Tcg);
+        let console = Console::File("/tmp/vm/serial.log".into());
+        assert!(argv(&config, &console, None).contains(&"-no-reboot".to_owned()));
+        config.allow_reboot = true;
+        assert!(!argv(&config, &console, None).contains(&"-no-reboot".to_owned()));
     }
 
     #[test]

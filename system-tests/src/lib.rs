@@ -127,8 +127,13 @@ pub struct ReleaseServer {
 impl ReleaseServer {
     /// Serves `dir` under `/release/` on 127.0.0.1:[`RELEASE_PORT`] until the process ends.
     pub fn start(dir: &Path) -> ReleaseServer {
-        let listener = TcpListener::bind(("127.0.0.1", RELEASE_PORT)).unwrap_or_else(|e| {
-            panic!("cannot listen on 127.0.0.1:{RELEASE_PORT} for the release test server: {e}")
+        ReleaseServer::start_on(dir, RELEASE_PORT)
+    }
+
+    /// The same on another port (a test whose node watches a release channel of its own).
+    pub fn start_on(dir: &Path, port: u16) -> ReleaseServer {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap_or_else(|e| {
+            panic!("cannot listen on 127.0.0.1:{port} for the release test server: {e}")
         });
         let server = ReleaseServer {
             replaced: Arc::default(),

@@ -8,7 +8,8 @@
 //! version floor; a manifest signed by a key outside the policy; a boot image whose policy
 //! wants two signers) are each refused with a line naming what failed, and nothing boots.
 //! The version floor on the machine: a data disk (the node's ext4 `NULLOS-DATA`) whose floor is
-//! above the release refuses it from a fresh stick, and stage 0 raises the floor on an empty one.
+//! above the release refuses it from a fresh stick; on an empty one the release boots as a
+//! trial, is cached, and the node raises the floor once ready.
 //! Every case is a VM of its own; cargo's test threads run two at a time.
 
 use std::io::{Cursor, Read, Seek, SeekFrom, Write};
@@ -436,23 +437,38 @@ fn a_data_disk_floor_above_the_release_refuses_it_even_from_a_fresh_stick() {
     );
 }
 
-/// Stage 0 writes the floor to the data disk before it boots the release, and pins that disk on
-/// the stick.
+/// Issue 14 (boot counting): on a data disk without a boot state stage 0 boots the stick's
+/// release as a trial and caches it, without raising the floor (a trial must be able to fall
+/// back); the node, once ready, marks its release good and raises the data disk's floor to it.
+/// Issue 13: the stick pins that data disk, in the same write as its floor.
 #[test]
-fn stage0_raises_the_floor_on_the_data_disk() {
+fn the_node_raises_the_floor_on_the_data_disk_once_ready() {
     let dir = tempfile::tempdir().unwrap();
     let disk = data_disk(dir.path(), &[]);
     let (_stick, vm) = fresh_stick_with_disk(&disk);
     firmware_boots_the_stick(&vm);
-    vm.wait_for_line("nullos: booting release version=1", VERDICT_TIMEOUT)
-        .unwrap_or_else(|e| {
-            let console = vm.serial_text().unwrap_or_default();
-            panic!("{e}\n{console}")
-        });
+    let good = "nullos: release version=1 is good; version floor 1 on the data disk /dev/vda";
+    vm.wait_for_line(good, READY_TIMEOUT).unwrap_or_else(|e| {
+        let console = vm.serial_text().unwrap_or_default();
+        panic!("{e}\n{console}")
+    });
     let console = vm.serial_text().unwrap_or_default();
+    let order = [
+        "nullos: verified release version=1",
+        "nullos: release version=1 cached on the data disk",
+        "nullos: release version=1 on trial (good version=0, tries left after this boot: 1)",
+        "nullos: booting release version=1",
+        "nullos: ready version=1",
+        good,
+    ]
+    .map(|needle| console.find(needle).unwrap_or(usize::MAX));
     assert!(
-        console.contains("highest accepted version is now 1 on the data disk /dev/vda"),
-        "{console}"
+        order.windows(2).all(|w| w[0] < w[1]),
+        "{order:?}\n{console}"
+    );
+    assert!(
+        !console.contains("highest accepted version is now 1 on the data disk"),
+        "stage 0 raised the floor for a trial:\n{console}"
     );
     // The stick saw one data disk and no pin: it pins this one, in the same write as its floor,
     // and tells the node (`nullos.data=`).
@@ -474,11 +490,34 @@ fn stage0_raises_the_floor_on_the_data_disk() {
         "{booting}"
     );
     drop(vm);
-    let out = std::process::Command::new("debugfs")
-        .args(["-R", "cat /nullos-state"])
-        .arg(&disk)
+    // The node's mount was never unmounted: its last writes may be in the ext4 journal only,
+    // which debugfs does not replay; e2fsck on a copy does.
+    let checked = dir.path().join("checked.img");
+    std::fs::copy(&disk, &checked).unwrap();
+    let fsck = std::process::Command::new("e2fsck")
+        .args(["-f", "-y"])
+        .arg(&checked)
         .output()
-        .unwrap_or_else(|e| panic!("debugfs (e2fsprogs) is needed: {e}"));
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("highest_version = 1\n"), "{text}");
+        .unwrap_or_else(|e| panic!("e2fsck (e2fsprogs) is needed: {e}"));
+    assert!(
+        matches!(fsck.status.code(), Some(0 | 1)),
+        "e2fsck: {fsck:?}"
+    );
+    let debugfs = |command: &str| {
+        let out = std::process::Command::new("debugfs")
+            .args(["-R", command])
+            .arg(&checked)
+            .output()
+            .unwrap_or_else(|e| panic!("debugfs (e2fsprogs) is needed: {e}"));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let floor = debugfs("cat /nullos-state");
+    assert!(floor.contains("highest_version = 1\n"), "{floor}");
+    let state = debugfs("cat /nullos-boot");
+    assert!(state.contains("good_version = 1\n"), "{state}");
+    assert!(!state.contains("trial_version"), "{state}");
+    let cached = debugfs("ls -l /releases/1");
+    for name in ["release.manifest", "kernel", "initrd", "cmdline"] {
+        assert!(cached.contains(name), "{name} not cached: {cached}");
+    }
 }

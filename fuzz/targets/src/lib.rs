@@ -51,6 +51,7 @@ targets!(
     stage0_medium,
     nullos_state,
     farmer_file,
+    boot_state,
     guest_config,
     ip_param,
     disk_probe,

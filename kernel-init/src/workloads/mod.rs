@@ -65,12 +65,13 @@ fn run() {
         // node is idle) so the work that arrives later as contracts finds it ready. Through the
         // one shared claim: the grid may have claimed it already, and a second mount would fail
         // and put a tmpfs over it.
-        disk::data_root(0, 0);
+        crate::update::after_ready(&disk::data_root(0, 0));
         return;
     }
     let policy = verify::load_policy(Path::new(POLICY_PATH));
     let verified = verify_all(&dirs, policy.as_ref());
     if verified.is_empty() {
+        crate::update::after_ready(&disk::data_root(0, 0));
         return;
     }
     let egress = node_egress();
@@ -80,6 +81,7 @@ fn run() {
         volumes_mib,
         u64::try_from(volumes.count()).unwrap_or(u64::MAX),
     );
+    crate::update::after_ready(&data);
     let base = match guest_base() {
         Ok(base) => base,
         Err(e) => {

@@ -1,5 +1,6 @@
 //! One module per fuzz target; each exposes `fuzz_one(data: &[u8])`.
 
+pub mod boot_state;
 pub mod checkpoint_note;
 pub mod contract_file;
 pub mod contract_template;
