@@ -20,11 +20,12 @@ use crate::verify::{Refusal, CMDLINE_FILE};
 
 /// The parameters stage 0 passes from its own command line (and from the stick: the farmer's
 /// file, the pinned data disk) to the node kernel.
-pub const NODE_PARAMETERS: [&str; 5] = [
+pub const NODE_PARAMETERS: [&str; 6] = [
     "nullos.control",
     "nullos.loglevel",
     "nullos.farm",
     "nullos.notary",
+    "nullos.channel",
     "nullos.data",
 ];
 /// Longest value passed.

@@ -81,6 +81,10 @@ enum Command {
         /// The notary, `http://host[:port]` (default: the one the image names).
         #[arg(long)]
         notary: Option<String>,
+        /// The release channel the node watches for updates, `http://host[:port]/path`
+        /// (default: the image's `[update]` channel).
+        #[arg(long)]
+        channel: Option<String>,
     },
     /// Show what a release folder, release.manifest, initramfs or usb.img contains (does not verify).
     Inspect {
@@ -194,6 +198,7 @@ fn run(cli: Cli) -> Result<()> {
             stick,
             farm,
             notary,
+            channel,
         } => {
             let text = std::fs::read_to_string(&farm)
                 .with_context(|| format!("reading {}", farm.display()))?;
@@ -211,14 +216,26 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(notary) = &notary {
                 file_text.push_str(&format!("notary = {notary}\n"));
             }
+            if let Some(channel) = &channel {
+                if !interfaces::farmer::is_channel_url(channel) {
+                    bail!(
+                        "--channel {channel:?} is not http://host[:port]/path (letters, digits, ._-/; at most {} bytes)",
+                        interfaces::farmer::MAX_CHANNEL_BYTES
+                    );
+                }
+                file_text.push_str(&format!("channel = {channel}\n"));
+            }
             let settings = interfaces::farmer::FarmerSettings::parse(file_text.as_bytes())?;
             image_builder::usb::farmer::write(&stick, &settings)?;
             println!(
-                "wrote {} on {}: farm {}{}",
+                "wrote {} on {}: farm {}{}{}",
                 interfaces::farmer::FARMER_FILE,
                 stick.display(),
                 key_line,
-                notary.map(|n| format!(", notary {n}")).unwrap_or_default()
+                notary.map(|n| format!(", notary {n}")).unwrap_or_default(),
+                channel
+                    .map(|c| format!(", channel {c}"))
+                    .unwrap_or_default()
             );
         }
         Command::Inspect { path } => print!("{}", inspect::describe(&path)?),

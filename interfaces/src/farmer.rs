@@ -8,12 +8,16 @@
 //! # NullOS: this machine's farm (the farmer's public key) and, optionally, its notary.
 //! farm = nullos-ed25519 0123…cdef
 //! notary = http://10.0.2.2:7878
+//! channel = http://releases.example/metal/release
 //! ```
 //!
 //! Stage 0 reads it ([`FarmerSettings::parse`]: bounded, strict, one error naming the line) and
-//! passes it to the node as the same `nullos.farm=<64 hex>` and `nullos.notary=<url>` words a
-//! PXE farmer writes ([`FarmerSettings::cmdline_words`]), through its allow-list. The grid's
-//! notary key is never taken from here: the node pins the one baked into the signed image.
+//! passes it to the node as the same `nullos.farm=<64 hex>`, `nullos.notary=<url>` and
+//! `nullos.channel=<url>` words a PXE farmer writes ([`FarmerSettings::cmdline_words`]), through
+//! its allow-list. The channel is the release folder the node watches for self-updates (see
+//! `kernel-init`'s `update`). Neither key is ever taken from here: the node pins the notary key
+//! and the release policy baked into the signed image, so a URL from the farmer can only choose
+//! where signed documents are fetched from.
 
 /// The file's name on the release partition.
 pub const FARMER_FILE: &str = "nullos-node";
@@ -21,6 +25,8 @@ pub const FARMER_FILE: &str = "nullos-node";
 pub const MAX_FARMER_FILE_BYTES: u64 = 4096;
 /// Longest notary URL (the node's command-line values are at most 255 bytes).
 pub const MAX_NOTARY_BYTES: usize = 200;
+/// Longest release channel URL.
+pub const MAX_CHANNEL_BYTES: usize = 200;
 /// The prefix of a public key line (`trust`'s key text format).
 const KEY_PREFIX: &str = "nullos-ed25519 ";
 
@@ -50,6 +56,8 @@ pub struct FarmerSettings {
     pub farm: Option<String>,
     /// The notary's URL, `http://host[:port]`, overriding the image's.
     pub notary: Option<String>,
+    /// The release channel, `http://host[:port]/path`, overriding the image's `[update]`.
+    pub channel: Option<String>,
 }
 
 /// Whether `text` is an `http://host[:port]` URL whose every byte may be on the node's command
@@ -66,6 +74,21 @@ pub fn is_notary_url(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
 }
 
+/// Whether `text` is an `http://host[:port]/path` release folder URL whose every byte may be on
+/// the node's command line: the authority as [`is_notary_url`] has it, a path of ASCII letters,
+/// digits and `._-/`.
+pub fn is_channel_url(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix("http://") else {
+        return false;
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    text.len() <= MAX_CHANNEL_BYTES
+        && is_notary_url(&format!("http://{authority}"))
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
+}
+
 /// Whether `text` is a farm key as the command line carries it: 64 hex digits.
 pub fn is_farm_hex(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
@@ -73,7 +96,8 @@ pub fn is_farm_hex(text: &str) -> bool {
 
 impl FarmerSettings {
     /// Reads the file's bytes (at most [`MAX_FARMER_FILE_BYTES`]): `#` comments and blank
-    /// lines, `farm = <public key line or 64 hex>`, `notary = http://host[:port]`, each once.
+    /// lines, `farm = <public key line or 64 hex>`, `notary = http://host[:port]`,
+    /// `channel = http://host[:port]/path`, each once.
     pub fn parse(bytes: &[u8]) -> Result<FarmerSettings, FarmerFileError> {
         if bytes.len() as u64 > MAX_FARMER_FILE_BYTES {
             return Err(FarmerFileError::TooLong);
@@ -111,7 +135,15 @@ impl FarmerSettings {
                     }
                     (&mut out.notary, value.trim_end_matches('/').to_owned())
                 }
-                _ => return Err(bad("unknown key (farm, notary)".into())),
+                "channel" => {
+                    if !is_channel_url(value) {
+                        return Err(bad(format!(
+                            "channel is not http://host[:port]/path (letters, digits, ._-/; at most {MAX_CHANNEL_BYTES} bytes)"
+                        )));
+                    }
+                    (&mut out.channel, value.trim_end_matches('/').to_owned())
+                }
+                _ => return Err(bad("unknown key (farm, notary, channel)".into())),
             };
             if slot.0.is_some() {
                 return Err(bad(format!("{key} appears twice")));
@@ -132,10 +164,14 @@ impl FarmerSettings {
         if let Some(notary) = &self.notary {
             text.push_str(&format!("notary = {notary}\n"));
         }
+        if let Some(channel) = &self.channel {
+            text.push_str(&format!("channel = {channel}\n"));
+        }
         text
     }
 
-    /// The node's command-line words: `nullos.farm=<hex>`, `nullos.notary=<url>`.
+    /// The node's command-line words: `nullos.farm=<hex>`, `nullos.notary=<url>`,
+    /// `nullos.channel=<url>`.
     pub fn cmdline_words(&self) -> Vec<String> {
         let mut words = Vec::new();
         if let Some(farm) = &self.farm {
@@ -143,6 +179,9 @@ impl FarmerSettings {
         }
         if let Some(notary) = &self.notary {
             words.push(format!("nullos.notary={notary}"));
+        }
+        if let Some(channel) = &self.channel {
+            words.push(format!("nullos.channel={channel}"));
         }
         words
     }
@@ -159,6 +198,7 @@ mod tests {
         let settings = FarmerSettings {
             farm: Some(HEX.into()),
             notary: Some("http://10.0.2.2:7878".into()),
+            channel: Some("http://10.0.2.2:8080/metal/release".into()),
         };
         assert_eq!(
             FarmerSettings::parse(settings.to_text().as_bytes()),
@@ -168,7 +208,8 @@ mod tests {
             settings.cmdline_words(),
             [
                 format!("nullos.farm={HEX}"),
-                "nullos.notary=http://10.0.2.2:7878".into()
+                "nullos.notary=http://10.0.2.2:7878".into(),
+                "nullos.channel=http://10.0.2.2:8080/metal/release".into(),
             ]
         );
         // The key as the farmer's .pub file has it, or bare; upper case hex; a trailing slash.
@@ -184,7 +225,7 @@ mod tests {
 
     #[test]
     fn every_mistake_is_one_error_naming_its_line() {
-        let cases: [(&[u8], &str); 8] = [
+        let cases: [(&[u8], &str); 11] = [
             (
                 b"farm = abc",
                 "nullos-node line 1: farm is not a public key (nullos-ed25519 and 64 hex digits)",
@@ -203,7 +244,19 @@ mod tests {
             ),
             (
                 b"notary_key = x",
-                "nullos-node line 1: unknown key (farm, notary)",
+                "nullos-node line 1: unknown key (farm, notary, channel)",
+            ),
+            (
+                b"channel = http://r.example/a b",
+                "nullos-node line 1: channel is not http://host[:port]/path (letters, digits, ._-/; at most 200 bytes)",
+            ),
+            (
+                b"channel = http://r.example/a?x=1",
+                "nullos-node line 1: channel is not http://host[:port]/path (letters, digits, ._-/; at most 200 bytes)",
+            ),
+            (
+                b"channel = http://r.example/a\nchannel = http://r.example/b",
+                "nullos-node line 2: channel appears twice",
             ),
             (b"farm", "nullos-node line 1: not key = value"),
             (
@@ -223,5 +276,12 @@ mod tests {
         assert_eq!(FarmerSettings::parse(&long), Err(FarmerFileError::TooLong));
         let url = format!("http://{}", "a".repeat(MAX_NOTARY_BYTES));
         assert!(!is_notary_url(&url));
+        assert!(!is_channel_url(&format!(
+            "http://r/{}",
+            "a".repeat(MAX_CHANNEL_BYTES)
+        )));
+        assert!(is_channel_url("http://[fd00::1]:8080/release"));
+        assert!(is_channel_url("http://r.example"));
+        assert!(!is_channel_url("https://r.example/release"));
     }
 }

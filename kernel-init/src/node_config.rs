@@ -2,6 +2,7 @@
 //!
 //! The parser is pure (text in, values out); [`NodeConfig::load`] reads the file.
 
+use interfaces::farmer;
 use pid1::cmdline::Cmdline;
 // `node.toml`: written by the image builder, one type for both sides (`interfaces::node`).
 pub use interfaces::node::{NodeConfig, NodeConfigError as ConfigError};
@@ -13,7 +14,21 @@ pub use interfaces::paths::NODE_CONFIG as NODE_CONFIG_PATH;
 /// them over PXE; stage 0 passes them from the stick's farmer file). The notary's key is never
 /// taken from the command line: an image without one ignores both. The values are checked
 /// where node.toml's are ([`NodeConfig::grid`]).
+///
+/// `nullos.channel=<url>` (the release channel to watch for self-updates) overrides node.toml's
+/// `release_channel` in an image with an `[update]` section, whatever the grid: the release
+/// policy is the image's, so the URL only says where signed releases are fetched from. It is
+/// taken only when it is an `http://host[:port]/path` URL ([`farmer::is_channel_url`]).
 pub fn with_farmer_settings(mut node: NodeConfig, cmdline: &Cmdline) -> NodeConfig {
+    if let Some(channel) = cmdline
+        .channel
+        .as_ref()
+        .filter(|c| farmer::is_channel_url(c))
+    {
+        if node.release_channel.is_some() {
+            node.release_channel = Some(channel.clone());
+        }
+    }
     if node.notary_key.is_none() {
         return node;
     }
@@ -86,6 +101,32 @@ mod tests {
         // An image without a notary key takes no grid from the command line.
         let dev = NodeConfig::parse("version = 1\nprofile = \"dev\"\n").unwrap();
         assert_eq!(with_farmer_settings(dev, &cmdline).grid().unwrap(), None);
+    }
+
+    #[test]
+    fn the_farmers_release_channel_replaces_the_images_only_in_an_image_that_updates() {
+        let updating = NodeConfig::parse(
+            "version = 1\nprofile = \"metal\"\nrelease_channel = \"http://r.example/metal/release\"\n",
+        )
+        .unwrap();
+        let theirs = Cmdline::parse("nullos.channel=http://10.0.2.2:8091/release");
+        assert_eq!(
+            with_farmer_settings(updating.clone(), &theirs)
+                .release_channel
+                .as_deref(),
+            Some("http://10.0.2.2:8091/release")
+        );
+        // Not a channel URL: the image's stays.
+        let bad = Cmdline::parse("nullos.channel=http://10.0.2.2/a?b");
+        assert_eq!(
+            with_farmer_settings(updating.clone(), &bad)
+                .release_channel
+                .as_deref(),
+            Some("http://r.example/metal/release")
+        );
+        // An image without [update] (no release policy to verify with) does not start updating.
+        let fixed = NodeConfig::parse("version = 1\nprofile = \"dev\"\n").unwrap();
+        assert_eq!(with_farmer_settings(fixed, &theirs).release_channel, None);
     }
 
     #[test]

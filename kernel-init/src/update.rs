@@ -76,6 +76,17 @@ pub fn watch(data: &DataRoot) {
     let Ok(node) = crate::node_config::NodeConfig::load() else {
         return;
     };
+    // The farmer's channel (`nullos.channel=`, from their boot.ipxe or the stick) replaces the
+    // image's; the release policy stays the image's.
+    let cmdline = pid1::cmdline::Cmdline::parse(pid1::cmdline::read());
+    if let Some(bad) = cmdline
+        .channel
+        .as_ref()
+        .filter(|c| !interfaces::farmer::is_channel_url(c))
+    {
+        crate::warn!("release: nullos.channel={bad} is not http://host[:port]/path; ignored");
+    }
+    let node = crate::node_config::with_farmer_settings(node, &cmdline);
     let Some(channel) = node.release_channel.clone() else {
         crate::debug!("release: no release channel in node.toml; not watching for updates");
         return;

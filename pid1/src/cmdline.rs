@@ -117,6 +117,9 @@ pub struct Cmdline {
     pub farm: Option<String>,
     /// `nullos.notary=http://host[:port]`: the farmer's notary, overriding node.toml's.
     pub notary: Option<String>,
+    /// `nullos.channel=http://host[:port]/path`: the release channel the node watches for
+    /// self-updates, overriding node.toml's (the farmer's, from `boot.ipxe` or the stick).
+    pub channel: Option<String>,
     /// Problems found while parsing, to be logged once logging is up.
     pub warnings: Vec<String>,
 }
@@ -163,6 +166,7 @@ impl Cmdline {
                 ("nullos.data", Some(v)) if !v.is_empty() => out.data = Some(v.to_owned()),
                 ("nullos.farm", Some(v)) if !v.is_empty() => out.farm = Some(v.to_owned()),
                 ("nullos.notary", Some(v)) if !v.is_empty() => out.notary = Some(v.to_owned()),
+                ("nullos.channel", Some(v)) if !v.is_empty() => out.channel = Some(v.to_owned()),
                 (k, _) if k.starts_with("nullos.") => {
                     out.warnings
                         .push(format!("unknown or empty parameter {word}"));
@@ -215,10 +219,12 @@ mod tests {
         let farm = "ab".repeat(32);
         let c = Cmdline::parse(format!(
             "quiet nullos.farm={farm} nullos.notary=http://10.0.2.2:7878 \
-             nullos.data=0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"
+             nullos.data=0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9 \
+             nullos.channel=http://10.0.2.2:8080/release"
         ));
         assert_eq!(c.farm.as_deref(), Some(farm.as_str()));
         assert_eq!(c.notary.as_deref(), Some("http://10.0.2.2:7878"));
+        assert_eq!(c.channel.as_deref(), Some("http://10.0.2.2:8080/release"));
         assert_eq!(
             c.data.as_deref(),
             Some("0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9")

@@ -190,8 +190,15 @@ fn metal_usb_stick_on_ovmf_verifies_claims_nvme_runs_a_workload_and_keeps_its_le
     let farmer = trust::PublicKey::from_text(farmer.trim()).unwrap_or_else(|e| panic!("{e}"));
     let farm_hex = farmer.to_text().split_off("nullos-ed25519 ".len());
     let notary_url = format!("http://{}:{}", dhcp::HOST, notary.port());
+    // The farmer's release channel replaces the image's `[update]` one (this boot only shows the
+    // node watching it; tests/update.rs follows a whole update).
+    let channel = format!("http://{}:8099/metal/release", dhcp::HOST);
     let settings = FarmerSettings::parse(
-        format!("farm = {}\nnotary = {notary_url}\n", farmer.to_text()).as_bytes(),
+        format!(
+            "farm = {}\nnotary = {notary_url}\nchannel = {channel}\n",
+            farmer.to_text()
+        )
+        .as_bytes(),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     image_builder::usb::farmer::write(&image.join("usb.img"), &settings)
@@ -208,7 +215,7 @@ fn metal_usb_stick_on_ovmf_verifies_claims_nvme_runs_a_workload_and_keeps_its_le
     let booting = wait(&vm, "nullos: booting release version=1");
     assert!(
         booting.contains(&format!(
-            "nullos.farm={farm_hex} nullos.notary={notary_url}"
+            "nullos.farm={farm_hex} nullos.notary={notary_url} nullos.channel={channel}"
         )),
         "stage 0 did not pass the stick's farmer settings: {booting}"
     );
@@ -229,6 +236,11 @@ fn metal_usb_stick_on_ovmf_verifies_claims_nvme_runs_a_workload_and_keeps_its_le
     wait(
         &vm,
         &format!("init: info: dhcp: eth0 leased {address}/24 via {host}"),
+    );
+    // Self-update watches the farmer's channel, with the metal image's own release policy.
+    wait(
+        &vm,
+        &format!("init: info: release: watching {channel} every 1800 s for a version above 1"),
     );
     // The workload: verified against its policy, jailed vmm, the metal kernel as the guest's,
     // its volume on the NVMe data disk.

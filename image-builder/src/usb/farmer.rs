@@ -1,5 +1,5 @@
 //! `image-builder farm-stick`: writes the farmer's settings ([`interfaces::farmer`], the file
-//! `nullos-node`: the farm and optionally the notary) onto the release partition of a NullOS
+//! `nullos-node`: the farm and optionally the notary and the release channel) onto the release partition of a NullOS
 //! stick, or of the `usb.img` before it is flashed. Everything else on the stick (the signed
 //! release, the UKI) is untouched: stage 0 reads this file and passes it on to the node.
 
@@ -200,11 +200,13 @@ mod tests {
         let first = FarmerSettings {
             farm: Some("ab".repeat(32)),
             notary: Some("http://10.9.0.1:7878".into()),
+            channel: Some("http://10.9.0.1:8080/release".into()),
         };
         write(&path, &first).unwrap();
         let second = FarmerSettings {
             farm: Some("cd".repeat(32)),
             notary: None,
+            channel: None,
         };
         write(&path, &second).unwrap();
         let files = release_files(&std::fs::read(&path).unwrap());
