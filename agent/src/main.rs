@@ -142,9 +142,16 @@ fn run(cli: Cli) -> Result<()> {
             cli::grid::farm_register(&mut online()?, &key, &name)?;
         }
         Command::Farm(FarmCommand::Approve {
+            key,
+            pending: true,
+            watch,
+            ..
+        }) => cli::grid::farm_approve_pending(&mut online()?, &key, watch)?,
+        Command::Farm(FarmCommand::Approve {
             nodes,
             key,
             withdraw,
+            ..
         }) => cli::grid::farm_approve(&mut online()?, &key, &nodes, withdraw)?,
         Command::Nodes {
             farm,
@@ -155,12 +162,19 @@ fn run(cli: Cli) -> Result<()> {
         Command::Deploy {
             contract,
             key,
+            sets,
             node,
             wait,
             timeout,
             json,
         } => {
-            let file = read_contract(&contract)?;
+            let key = match key {
+                Some(key) => key,
+                None => cli::deploy::default_owner_key(state.as_deref(), json)?,
+            };
+            let mut online = online()?;
+            let file =
+                cli::deploy::contract_or_template(&mut online, &contract, &sets, &key, json)?;
             let args = cli::deploy::DeployArgs {
                 key: &key,
                 node: node.as_deref(),
@@ -168,7 +182,7 @@ fn run(cli: Cli) -> Result<()> {
                 timeout_secs: timeout,
                 json,
             };
-            cli::deploy::deploy(&mut online()?, &file, &args)?;
+            cli::deploy::deploy(&mut online, &file, &args)?;
         }
         Command::Status { id, watch, json } => {
             let id = cli::deploy::resolve_id(&id)?;

@@ -284,6 +284,102 @@ fn the_walk_through_push_deploy_wait_status_and_cancel() {
     drop(small);
 }
 
+/// The `make run` story in one command: a node that names the farm is enrolled by `farm approve
+/// --pending`, and `deploy TEMPLATE --wait` without `--key` makes the owner's key, pushes the
+/// workload, instantiates and approves the contract, places and follows it.
+#[test]
+fn deploy_of_a_template_pushes_signs_places_and_waits_in_one_command() {
+    let g = Grid::new();
+    let node = SimNode::start(
+        &g.notary.url,
+        &g.notary.key,
+        31,
+        g.farm,
+        SMALL,
+        Behaviour::Run,
+    );
+    // Not enrolled yet: --pending enrolls it (and only nodes of this farm), once.
+    assert_eq!(g.node_json(&node.key)["approved"], false);
+    let other_farm = g.user.key("other-farmer.key").1;
+    let stranger = SimNode::start(
+        &g.notary.url,
+        &g.notary.key,
+        32,
+        other_farm,
+        SMALL,
+        Behaviour::Run,
+    );
+    let out = g
+        .user
+        .run(&["farm", "approve", "--pending", "--key", s(&g.farmer)])
+        .ok();
+    assert!(out.stdout.contains("enrolled by farm"), "{out:#?}");
+    assert_eq!(g.node_json(&node.key)["approved"], true);
+    assert_eq!(g.node_json(&stranger.key)["approved"], false);
+    let again = g
+        .user
+        .run(&["farm", "approve", "--pending", "--key", s(&g.farmer)])
+        .ok();
+    assert!(!again.stdout.contains("enrolled by farm"), "{again:#?}");
+    // Without --pending, nodes must be named (a usage error).
+    let usage = g.user.run(&["farm", "approve", "--key", s(&g.farmer)]);
+    assert_eq!(usage.code, 2, "{usage:#?}");
+
+    let workload = g.user.path("build/hello");
+    workload_folder(&workload, b"the root image");
+    let template = g.hello_template(&workload, "128MiB");
+    let run = g
+        .user
+        .run(&["deploy", s(&template), "--set", "memory=96MiB", "--wait"])
+        .ok();
+    let key = g.user.path("state").join("owner.key");
+    assert!(key.exists(), "{run:#?}");
+    assert!(run.stdout.contains("made your owner key"), "{run:#?}");
+    assert!(
+        run.stdout.contains("workload hello (") && run.stdout.contains("2 of 2 files uploaded"),
+        "{run:#?}"
+    );
+    assert!(run.stdout.contains("approved by its owner"), "{run:#?}");
+    assert!(run.stdout.contains("hello running"), "{run:#?}");
+    // The same template and settings are the same contract: deploying again changes nothing,
+    // and uploads nothing.
+    let again = g
+        .user
+        .run(&["deploy", s(&template), "--set", "memory=96MiB", "--json"])
+        .ok();
+    let placed = again.json();
+    assert_eq!(placed["placement"], 1, "{again:#?}");
+    assert_eq!(placed["node"], hex_of(&node.key).as_str());
+    assert!(!again.stdout.contains("made your owner key"), "{again:#?}");
+    let status = g.user.status(placed["contract"].as_str().unwrap());
+    assert_eq!(status["state"], "done", "{status}");
+    // --set is for templates; a file that is neither is refused as a contract file.
+    let contract = g.user.path("hello.contract");
+    g.user
+        .run(&[
+            "contract",
+            "new",
+            s(&template),
+            "--owner-key",
+            s(&key),
+            "--out",
+            s(&contract),
+        ])
+        .ok();
+    let line = g
+        .user
+        .run(&["deploy", s(&contract), "--set", "memory=96MiB"])
+        .fails(2);
+    assert!(line.contains("--set is for templates"), "{line}");
+    let junk = g.user.path("junk.toml");
+    std::fs::write(&junk, "not = [a contract").unwrap();
+    let line = g.user.run(&["deploy", s(&junk)]).fails(2);
+    assert!(
+        line.contains("is neither a contract file nor a contract template"),
+        "{line}"
+    );
+}
+
 #[test]
 fn deploy_wait_says_why_not() {
     let g = Grid::new();

@@ -64,13 +64,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Register a contract with its approvals and place it on a node.
+    /// Register a contract with its approvals and place it on a node. Given a template, first
+    /// instantiates it (`--set`), signs it as its owner and pushes the workloads it names.
     Deploy {
-        /// The contract file.
+        /// The contract file, or a contract template (TOML).
         contract: PathBuf,
-        /// The owner's secret key file.
+        /// The owner's secret key file (default: your key in the state directory, `owner.key`,
+        /// made on first use).
         #[arg(long, value_name = "FILE")]
-        key: PathBuf,
+        key: Option<PathBuf>,
+        /// With a template: a parameter's value (repeatable); NAME=@FILE reads it from FILE.
+        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
         /// The node to place it on (its key); by default the live node it fits best.
         #[arg(long, value_name = "ID")]
         node: Option<String>,
@@ -147,14 +152,21 @@ pub enum FarmCommand {
     /// Enroll nodes in the farm (the farmer vouches for them).
     Approve {
         /// Node keys (nullos-ed25519 <hex>, 64 hex, or .pub files).
-        #[arg(required = true, value_name = "NODE")]
+        #[arg(required_unless_present = "pending", value_name = "NODE")]
         nodes: Vec<String>,
         /// The farmer's secret key file.
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
         /// Withdraw the enrollment instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "pending")]
         withdraw: bool,
+        /// Enroll every node the directory lists as registered with this farm and not enrolled:
+        /// only for a farm whose boot network you control (any machine can name your farm).
+        #[arg(long, conflicts_with = "nodes")]
+        pending: bool,
+        /// With --pending: look again every SECS seconds, until interrupted.
+        #[arg(long, requires = "pending", value_name = "SECS")]
+        watch: Option<u64>,
     },
 }
 

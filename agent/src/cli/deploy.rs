@@ -26,6 +26,88 @@ pub struct DeployArgs<'a> {
     pub json: bool,
 }
 
+/// The owner key `deploy` uses without `--key`: `owner.key` in the state directory, made on
+/// first use (said on stderr, so `--json` output stays one document).
+pub fn default_owner_key(state: Option<&Path>, json: bool) -> Result<std::path::PathBuf> {
+    let path = agent::witness::state_dir(state)?.join(DEFAULT_OWNER_KEY);
+    if !path.exists() {
+        let (_, public) = keys::generate(&path, "nullos owner key")?;
+        let line = format!("made your owner key {} ({public})", path.display());
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+    Ok(path)
+}
+
+/// The file name of [`default_owner_key`].
+pub const DEFAULT_OWNER_KEY: &str = "owner.key";
+
+/// The contract file at `path`, or, when `path` is a contract template, version 1 of the
+/// contract it describes with `sets`, owned and approved by `key` (when the owner is one of its
+/// stakeholders), after pushing the workload folders it names. `sets` with a contract file is
+/// bad input.
+pub fn contract_or_template(
+    online: &mut Online,
+    path: &Path,
+    sets: &[(String, String)],
+    key: &Path,
+    json: bool,
+) -> Result<ContractFile> {
+    let bytes = super::offline::read_bounded(path, super::MAX_FILE_BYTES as u64 + 1)?;
+    let file_error = match ContractFile::decode(&bytes) {
+        Ok(file) if sets.is_empty() => return Ok(file),
+        Ok(_) => {
+            return Err(BadInput(format!(
+                "{} is a contract file: --set is for templates",
+                path.display()
+            ))
+            .into())
+        }
+        Err(e) => e,
+    };
+    let is_template = std::str::from_utf8(&bytes)
+        .ok()
+        .is_some_and(|text| agent::template::Template::parse(text).is_ok());
+    if !is_template {
+        return Err(anyhow::Error::new(file_error).context(format!(
+            "{} is neither a contract file nor a contract template; as a contract file it is refused",
+            path.display()
+        )));
+    }
+    let owner = keys::load_secret(key)?;
+    let (mut file, folders) = super::offline::instantiate(path, sets, &owner)?;
+    let say = |line: String| {
+        if !json {
+            println!("{line}");
+        }
+    };
+    for folder in folders {
+        let pushed = super::grid::push_workload(online, &folder)?;
+        let uploaded = pushed.files.iter().filter(|f| f.3).count();
+        say(format!(
+            "workload {} ({}): {uploaded} of {} files uploaded, the rest already there",
+            pushed.name,
+            folder.display(),
+            pushed.files.len()
+        ));
+    }
+    let id = file.contract().id();
+    match file.approve(&owner) {
+        Ok(name) => say(format!(
+            "contract {id} version 1 from {}, approved by its owner '{name}'",
+            path.display()
+        )),
+        Err(e) => say(format!(
+            "contract {id} version 1 from {}; not approved by its owner ({e})",
+            path.display()
+        )),
+    }
+    Ok(file)
+}
+
 /// Loads the owner's key and checks it is `owner`.
 fn owner_key(path: &Path, owner: &PublicKey) -> Result<SecretKey> {
     let key = keys::load_secret(path)?;

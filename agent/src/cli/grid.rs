@@ -139,6 +139,39 @@ pub fn farm_approve(
     Ok(())
 }
 
+/// `nullos farm approve --pending --key FILE [--watch SECS]`: enrolls the nodes the directory
+/// lists as registered with this farm and not enrolled; with `watch`, again every `watch`
+/// seconds until interrupted (a failed look is one line, and the next look comes). Any machine
+/// can name a farm in its registration, so this is for a farm whose boot network the farmer
+/// controls, such as `make run`'s.
+pub fn farm_approve_pending(
+    online: &mut Online,
+    key_file: &Path,
+    watch: Option<u64>,
+) -> Result<()> {
+    let farmer = keys::load_secret(key_file)?.public();
+    loop {
+        let look = online.nodes().and_then(|nodes| {
+            let pending: Vec<String> = nodes
+                .iter()
+                .filter(|n| n.farm == farmer && !n.approved)
+                .map(|n| n.key.to_text())
+                .collect();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            farm_approve(online, key_file, &pending, false)
+        });
+        let Some(seconds) = watch else {
+            return look;
+        };
+        if let Err(e) = look {
+            eprintln!("nullos: error: {}", super::chain(&e));
+        }
+        std::thread::sleep(std::time::Duration::from_secs(seconds.max(1)));
+    }
+}
+
 /// `nullos nodes [--farm F] [--min-memory MIB] [--json]`.
 pub fn nodes(
     online: &mut Online,
@@ -226,6 +259,42 @@ const MAX_BLOB_BYTES: u64 = 1 << 30;
 
 /// `nullos push WORKLOAD_DIR`: each artifact the manifest names, then the manifest.
 pub fn push(online: &mut Online, dir: &Path, json: bool) -> Result<()> {
+    let pushed = push_workload(online, dir)?;
+    if json {
+        let files: Vec<_> = pushed
+            .files
+            .iter()
+            .map(|(n, d, s, sent)| json!({"file": n, "digest": d.to_hex(), "size": s, "uploaded": sent}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"workload": pushed.name, "manifest": pushed.manifest.to_hex(), "files": files})
+            )?
+        );
+    } else {
+        for (n, d, s, sent) in &pushed.files {
+            let what = if *sent { "uploaded" } else { "already there" };
+            println!("{n} {d} ({s} bytes): {what}");
+        }
+        println!("workload {} manifest {}", pushed.name, pushed.manifest);
+    }
+    Ok(())
+}
+
+/// What [`push_workload`] did.
+pub struct Pushed {
+    /// The workload's name in its manifest.
+    pub name: String,
+    /// The manifest's digest.
+    pub manifest: Digest,
+    /// Each file: name, digest, size, whether it was uploaded (false: the notary had it).
+    pub files: Vec<(String, Digest, u64, bool)>,
+}
+
+/// Uploads the workload folder `dir`'s files the notary does not hold yet, each checked against
+/// the signed manifest first.
+pub fn push_workload(online: &mut Online, dir: &Path) -> Result<Pushed> {
     let manifest_path = dir.join(interfaces::paths::WORKLOAD_MANIFEST_FILE);
     let manifest_bytes = std::fs::read(&manifest_path)
         .map_err(|e| BadInput(format!("cannot read {}: {e}", manifest_path.display())))?;
@@ -272,25 +341,11 @@ pub fn push(online: &mut Online, dir: &Path, json: bool) -> Result<()> {
         manifest_bytes.len() as u64,
         sent,
     ));
-    if json {
-        let files: Vec<_> = report
-            .iter()
-            .map(|(n, d, s, sent)| json!({"file": n, "digest": d.to_hex(), "size": s, "uploaded": sent}))
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({"workload": manifest.name, "manifest": digest.to_hex(), "files": files})
-            )?
-        );
-    } else {
-        for (n, d, s, sent) in &report {
-            let what = if *sent { "uploaded" } else { "already there" };
-            println!("{n} {d} ({s} bytes): {what}");
-        }
-        println!("workload {} manifest {}", manifest.name, digest);
-    }
-    Ok(())
+    Ok(Pushed {
+        name: manifest.name,
+        manifest: digest,
+        files: report,
+    })
 }
 
 /// The file's length and BLAKE3 are the manifest's.

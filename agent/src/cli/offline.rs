@@ -1,6 +1,7 @@
 //! The offline commands' file handling: instantiating a template, reading and writing
 //! contract files.
 
+use std::cell::RefCell;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -37,29 +38,7 @@ pub fn contract_new(
         return Err(InputError::Exists(out.to_owned()).into());
     }
     let owner = keys::load_secret(owner_key)?;
-    let sets = sets
-        .iter()
-        .map(|(name, value)| match value.strip_prefix('@') {
-            Some(file) => {
-                let bytes = read_bounded(Path::new(file), MAX_SET_FILE_BYTES)?;
-                let text = String::from_utf8_lossy(&bytes).trim().to_owned();
-                Ok((name.clone(), text))
-            }
-            None => Ok((name.clone(), value.clone())),
-        })
-        .collect::<Result<Vec<_>, InputError>>()?;
-    let template = load_template(template_path)?;
-    let base_dir = template_path.parent().unwrap_or(Path::new("."));
-    let read_file = |path: &Path| read_limited(path, trust::limits::MAX_DOCUMENT_BYTES as u64 + 1);
-    let contract = template
-        .instantiate(&Inputs {
-            sets: &sets,
-            owner: owner.public(),
-            base_dir,
-            read_file: &read_file,
-        })
-        .with_context(|| template_path.display().to_string())?;
-    let file = ContractFile::new(contract, &owner)?;
+    let (file, _) = instantiate(template_path, sets, &owner)?;
     write_new(out, file.encode().as_bytes())?;
     let c = file.contract();
     println!(
@@ -81,6 +60,50 @@ pub fn contract_new(
         out.display()
     );
     Ok(())
+}
+
+/// Version 1 of the contract `template_path` describes with `sets`, signed by `owner` (no
+/// approval yet), and the workload folders it read (each folder whose `workload.manifest` the
+/// template names).
+pub fn instantiate(
+    template_path: &Path,
+    sets: &[(String, String)],
+    owner: &trust::SecretKey,
+) -> Result<(ContractFile, Vec<PathBuf>)> {
+    let sets = sets
+        .iter()
+        .map(|(name, value)| match value.strip_prefix('@') {
+            Some(file) => {
+                let bytes = read_bounded(Path::new(file), MAX_SET_FILE_BYTES)?;
+                let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+                Ok((name.clone(), text))
+            }
+            None => Ok((name.clone(), value.clone())),
+        })
+        .collect::<Result<Vec<_>, InputError>>()?;
+    let template = load_template(template_path)?;
+    let base_dir = template_path.parent().unwrap_or(Path::new("."));
+    let folders = RefCell::new(Vec::new());
+    let read_file = |path: &Path| {
+        if path.file_name() == Some(interfaces::paths::WORKLOAD_MANIFEST_FILE.as_ref()) {
+            if let Some(folder) = path.parent() {
+                folders.borrow_mut().push(folder.to_owned());
+            }
+        }
+        read_limited(path, trust::limits::MAX_DOCUMENT_BYTES as u64 + 1)
+    };
+    let contract = template
+        .instantiate(&Inputs {
+            sets: &sets,
+            owner: owner.public(),
+            base_dir,
+            read_file: &read_file,
+        })
+        .with_context(|| template_path.display().to_string())?;
+    let file = ContractFile::new(contract, owner)?;
+    let mut folders = folders.into_inner();
+    folders.dedup();
+    Ok((file, folders))
 }
 
 pub fn load_template(path: &Path) -> Result<Template> {
