@@ -246,10 +246,34 @@ async fn checkpoint(State(app): State<App>) -> Response {
         .into_response()
 }
 
+/// How much of a body over its limit is still read (and dropped) so the refusal reaches the
+/// client: a connection closed with unread bytes is reset, and a client still sending would see
+/// a broken pipe instead of the 413. Past this the connection is dropped.
+const DRAIN_MAX_BYTES: usize = 4 << 20;
+
+/// The request body if it is at most `max` bytes; `None` if it is longer (read on and dropped up
+/// to [`DRAIN_MAX_BYTES`]) or breaks off.
+async fn body_within(body: Body, max: usize) -> Option<Vec<u8>> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.ok()?;
+        total = total.saturating_add(chunk.len());
+        if total <= max {
+            bytes.extend_from_slice(&chunk);
+        } else if total > DRAIN_MAX_BYTES {
+            return None;
+        }
+    }
+    (total <= max).then_some(bytes)
+}
+
 async fn submit(State(app): State<App>, body: Body) -> Response {
-    let bytes = match axum::body::to_bytes(body, MAX_DOCUMENT_BYTES).await {
-        Ok(b) => b,
-        Err(_) => {
+    let bytes = match body_within(body, MAX_DOCUMENT_BYTES).await {
+        Some(b) => b,
+        None => {
             return line(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("document is over the {MAX_DOCUMENT_BYTES}-byte limit"),
@@ -257,7 +281,7 @@ async fn submit(State(app): State<App>, body: Body) -> Response {
         }
     };
     let notary = Arc::clone(&app.notary);
-    match blocking(move || notary.accept(bytes.to_vec())).await {
+    match blocking(move || notary.accept(bytes)).await {
         Err(r) => r,
         Ok(Ok(Accepted::Lease(lease))) => json_ok(
             StatusCode::OK,
