@@ -15,8 +15,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::mount::{MntFlags, MsFlags};
-
+pub use crate::data_disk::Mounted;
 use crate::verify::{Source, Verified, CMDLINE_FILE, INITRD_FILE, KERNEL_FILE, MANIFEST_FILE};
 
 /// The cache's folder at the data disk's root.
@@ -38,18 +37,6 @@ pub enum CacheError {
         #[source]
         source: std::io::Error,
     },
-    /// mount(2) of the data disk.
-    #[error("mount {} (ext4) at {MOUNT_POINT}", device.display())]
-    Mount {
-        /// The disk.
-        device: PathBuf,
-        /// errno.
-        #[source]
-        source: nix::errno::Errno,
-    },
-    /// umount(2).
-    #[error("unmount {MOUNT_POINT}")]
-    Unmount(#[source] nix::errno::Errno),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError {
@@ -57,38 +44,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError {
     move |source| CacheError::Io { path, source }
 }
 
-/// The data disk mounted at [`MOUNT_POINT`] (no devices, no set-uid, no execution).
-#[derive(Debug)]
-pub struct Mounted {
-    /// The disk.
-    pub device: PathBuf,
-}
-
-impl Mounted {
-    /// Mounts `device`.
-    pub fn mount(device: &Path) -> Result<Mounted, CacheError> {
-        std::fs::create_dir_all(MOUNT_POINT).map_err(io(Path::new(MOUNT_POINT)))?;
-        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        nix::mount::mount(Some(device), MOUNT_POINT, Some("ext4"), flags, None::<&str>).map_err(
-            |source| CacheError::Mount {
-                device: device.to_owned(),
-                source,
-            },
-        )?;
-        Ok(Mounted {
-            device: device.to_owned(),
-        })
-    }
-
-    /// The mounted root.
-    pub fn root(&self) -> &Path {
-        Path::new(MOUNT_POINT)
-    }
-
-    /// Unmounts it (everything written is on the disk before a kexec).
-    pub fn unmount(self) -> Result<(), CacheError> {
-        nix::mount::umount2(MOUNT_POINT, MntFlags::empty()).map_err(CacheError::Unmount)
-    }
+/// The data disk mounted at [`MOUNT_POINT`] while stage 0 reads and writes the cache and the
+/// boot state.
+pub fn mount(device: &Path) -> Result<Mounted, crate::data_disk::DataDiskError> {
+    Mounted::mount_at(device, Path::new(MOUNT_POINT))
 }
 
 /// The cached releases under `root` (the data disk's root): `(version, folder)`, highest first.

@@ -94,7 +94,7 @@ impl Stage0 {
                 Err(refusal) => return log::interface_line(&refusal.to_string()),
             }
         }
-        let mounted = match Mounted::mount(disk) {
+        let mounted = match cache::mount(disk) {
             Ok(mounted) => mounted,
             Err(e) => {
                 let refusal = Refusal::new(floor::DATA_DISK_ARTIFACT, pid1::error_chain(&e));

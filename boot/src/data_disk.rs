@@ -38,20 +38,34 @@ pub enum DataDiskError {
         source: std::io::Error,
     },
     /// Making the mount point.
-    #[error("create {MOUNT_POINT}")]
-    MountPoint(#[source] std::io::Error),
+    #[error("create {}", point.display())]
+    MountPoint {
+        /// The mount point.
+        point: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// mount(2).
-    #[error("mount {} (ext4) at {MOUNT_POINT}", device.display())]
+    #[error("mount {} (ext4) at {}", device.display(), point.display())]
     Mount {
         /// The disk.
         device: PathBuf,
+        /// Where.
+        point: PathBuf,
         /// errno.
         #[source]
         source: nix::errno::Errno,
     },
     /// umount(2).
-    #[error("unmount {MOUNT_POINT}")]
-    Unmount(#[source] nix::errno::Errno),
+    #[error("unmount {}", point.display())]
+    Unmount {
+        /// Where it was mounted.
+        point: PathBuf,
+        /// errno.
+        #[source]
+        source: nix::errno::Errno,
+    },
 }
 
 /// The disks under `sys_block` labelled like a data disk, in name order, with their filesystem
@@ -91,19 +105,57 @@ pub fn find(sys_block: &Path) -> Result<Vec<Candidate>, DataDiskError> {
     Ok(found)
 }
 
-/// Mounts `device` at [`MOUNT_POINT`] (no devices, no set-uid, no execution), runs `work` on
-/// the mounted root, and unmounts it (so everything written is on the disk before a kexec).
-pub fn with_mounted<T>(device: &Path, work: impl FnOnce(&Path) -> T) -> Result<T, DataDiskError> {
-    std::fs::create_dir_all(MOUNT_POINT).map_err(DataDiskError::MountPoint)?;
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    nix::mount::mount(Some(device), MOUNT_POINT, Some("ext4"), flags, None::<&str>).map_err(
-        |source| DataDiskError::Mount {
-            device: device.to_owned(),
+/// A data disk mounted (ext4; no devices, no set-uid, no execution) until
+/// [`Mounted::unmount`].
+#[derive(Debug)]
+pub struct Mounted {
+    /// The disk.
+    pub device: PathBuf,
+    point: PathBuf,
+}
+
+impl Mounted {
+    /// Mounts `device` at `point` (made if missing).
+    pub fn mount_at(device: &Path, point: &Path) -> Result<Mounted, DataDiskError> {
+        std::fs::create_dir_all(point).map_err(|source| DataDiskError::MountPoint {
+            point: point.to_owned(),
             source,
-        },
-    )?;
-    let out = work(Path::new(MOUNT_POINT));
-    nix::mount::umount2(MOUNT_POINT, MntFlags::empty()).map_err(DataDiskError::Unmount)?;
+        })?;
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        nix::mount::mount(Some(device), point, Some("ext4"), flags, None::<&str>).map_err(
+            |source| DataDiskError::Mount {
+                device: device.to_owned(),
+                point: point.to_owned(),
+                source,
+            },
+        )?;
+        Ok(Mounted {
+            device: device.to_owned(),
+            point: point.to_owned(),
+        })
+    }
+
+    /// The mounted root.
+    pub fn root(&self) -> &Path {
+        &self.point
+    }
+
+    /// Unmounts it (so everything written is on the disk before a kexec).
+    pub fn unmount(self) -> Result<(), DataDiskError> {
+        nix::mount::umount2(&self.point, MntFlags::empty()).map_err(|source| {
+            DataDiskError::Unmount {
+                point: self.point.clone(),
+                source,
+            }
+        })
+    }
+}
+
+/// Mounts `device` at [`MOUNT_POINT`], runs `work` on the mounted root, and unmounts it.
+pub fn with_mounted<T>(device: &Path, work: impl FnOnce(&Path) -> T) -> Result<T, DataDiskError> {
+    let mounted = Mounted::mount_at(device, Path::new(MOUNT_POINT))?;
+    let out = work(mounted.root());
+    mounted.unmount()?;
     Ok(out)
 }
 

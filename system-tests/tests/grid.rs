@@ -46,25 +46,6 @@ use trust::{Digest, PolicyMember, PublicKey, SecretKey, SignedBody, SignerPolicy
 /// Nested boots are slow under TCG.
 const TIMEOUT: Duration = Duration::from_secs(480);
 
-/// The newest modification time under `dir` (with the file), recursively.
-fn newest(dir: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
-    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let candidate = if path.is_dir() {
-            newest(&path)
-        } else {
-            entry.metadata().ok()?.modified().ok().map(|t| (t, path))
-        };
-        if let Some(c) = candidate {
-            if best.as_ref().is_none_or(|b| c.0 > b.0) {
-                best = Some(c);
-            }
-        }
-    }
-    best
-}
-
 /// `target/release/<name>`, refused if missing or older than the sources it is built from
 /// (the test would exercise stale code).
 fn release_binary(name: &str, sources: &[&str], build: &str) -> PathBuf {
@@ -303,7 +284,7 @@ fn explorer_row(url: &str, node: &PublicKey) -> Option<String> {
 }
 
 /// A real notary, killed on drop (the one starter of every test suite).
-use notary::test_support::TestNotary as Notary;
+use notary::test_support::{newest, TestNotary as Notary};
 
 fn hello_binary() -> PathBuf {
     let path = repo_root().join("target/x86_64-unknown-linux-gnu/release/hello");
