@@ -562,6 +562,7 @@ fn statuses(names: &[String], state: WorkloadState, reason: &str) -> Vec<Workloa
             exit_code: None,
             restarts: 0,
             reason: reason.clone(),
+            tail: None,
         })
         .collect()
 }

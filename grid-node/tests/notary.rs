@@ -94,6 +94,7 @@ impl Runner for FakeRunner {
                         exit_code,
                         restarts: 0,
                         reason: String::new(),
+                        tail: None,
                     },
                 });
             }

@@ -74,6 +74,7 @@ fn report(
             } else {
                 String::new()
             },
+            tail: None,
         }],
     }
 }

@@ -373,6 +373,7 @@ impl Node {
                     exit_code,
                     restarts,
                     reason: reason.chars().take(200).collect(),
+                    tail: None,
                 })
                 .collect(),
         };

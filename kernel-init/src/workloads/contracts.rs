@@ -159,6 +159,7 @@ impl ContractRunner {
                     exit_code,
                     restarts,
                     reason: String::new(),
+                    tail: None,
                 },
             });
         }));
