@@ -427,6 +427,7 @@ impl PullLoop {
         let deployment = Deployment {
             contract: id,
             version,
+            owner: contract.owner,
             workloads: prepared,
         };
         match self.runner.start(deployment, self.reports.clone()) {
