@@ -8,10 +8,12 @@
 //! document of another contract into this one's view.
 
 use trust::grid::rules::{approvals_satisfy, ApprovalTally, RuleError};
+use trust::grid::sealed::{self, SealError};
 use trust::grid::{
     Approval, Cancellation, Contract, ContractId, Placement, StatusReport, WorkloadState,
+    WorkloadStatus,
 };
-use trust::{verify_named, DocumentKind, SignedDocument};
+use trust::{verify_named, DocumentKind, SecretKey, SignedDocument};
 
 /// A contract as its log entries describe it.
 #[derive(Debug, Clone, Default)]
@@ -49,6 +51,17 @@ pub fn contract_of(document: &[u8]) -> Option<ContractId> {
             .map(|s| s.body.contract),
         _ => None,
     }
+}
+
+/// A workload's console tail in a node's newest report, opened with a key.
+#[derive(Debug)]
+pub struct OpenedTail<'a> {
+    /// The report that carries it.
+    pub report: &'a StatusReport,
+    /// The workload whose console it is.
+    pub workload: &'a WorkloadStatus,
+    /// Its lines, or why the key does not open it.
+    pub text: Result<String, SealError>,
 }
 
 /// Where a deployed contract stands, for people and for `deploy --wait`'s exit status.
@@ -130,6 +143,24 @@ impl ContractLog {
     /// Whether the approvals in the log satisfy the latest version's policy.
     pub fn policy(&self) -> Option<Result<ApprovalTally, RuleError>> {
         self.latest().map(|c| approvals_satisfy(c, &self.approvals))
+    }
+
+    /// The console tails in each node's newest report, opened with `key`: only the key of the
+    /// contract's owner, to which the node sealed them, opens them.
+    pub fn tails(&self, key: &SecretKey) -> Vec<OpenedTail<'_>> {
+        self.reports
+            .iter()
+            .flat_map(|report| {
+                report.workloads.iter().filter_map(move |workload| {
+                    let tail = workload.tail.as_deref()?;
+                    Some(OpenedTail {
+                        report,
+                        workload,
+                        text: sealed::open(key, &report.tail_context(&workload.name), tail),
+                    })
+                })
+            })
+            .collect()
     }
 
     /// The placed node's latest report on the placed version.

@@ -188,6 +188,10 @@ fn run(cli: Cli) -> Result<()> {
             let id = cli::deploy::resolve_id(&id)?;
             cli::deploy::status(&mut online()?, &id, watch, json)?;
         }
+        Command::Logs { id, key } => {
+            let id = cli::deploy::resolve_id(&id)?;
+            cli::deploy::logs(&mut online()?, &id, &key)?;
+        }
         Command::Cancel { id, key, reason } => {
             let id = cli::deploy::resolve_id(&id)?;
             cli::deploy::cancel(&mut online()?, &id, &key, &reason)?;

@@ -476,6 +476,87 @@ fn deploy_wait_says_why_not() {
 }
 
 #[test]
+fn logs_open_the_console_tail_for_the_owner_only() {
+    let g = Grid::new();
+    let crashing = g.node(25, SMALL, Behaviour::Crash);
+    let workload = g.user.path("build/hello");
+    workload_folder(&workload, b"root");
+    g.user.run(&["push", s(&workload)]).ok();
+    let (owner, _) = g.user.key("me.key");
+    let template = g.hello_template(&workload, "96MiB");
+
+    // Running, nothing ended yet: no tail, one line saying so.
+    let runner = g.node(26, SMALL, Behaviour::Run);
+    let (calm, calm_id) = g.owned_contract(&template, &owner, "calm.contract", &["memory=64MiB"]);
+    g.user
+        .run(&[
+            "deploy",
+            s(&calm),
+            "--key",
+            s(&owner),
+            "--node",
+            &hex_of(&runner.key),
+            "--wait",
+        ])
+        .ok();
+    let line = g.user.run(&["logs", &calm_id, "--key", s(&owner)]).fails(1);
+    assert!(line.contains("no console lines for contract"), "{line}");
+
+    // A crash loop: the node's report carries the sealed tail; the public status shows its size
+    // only, and `nullos logs` with the owner's key prints the lines.
+    let (crash, id) = g.owned_contract(&template, &owner, "crash.contract", &[]);
+    g.user
+        .run(&[
+            "deploy",
+            s(&crash),
+            "--key",
+            s(&owner),
+            "--node",
+            &hex_of(&crashing.key),
+            "--wait",
+        ])
+        .fails(1);
+    let expected = "hello: console of version 1\nhello: exited with code 1";
+    let status = g.user.status(&id);
+    assert_eq!(
+        status["reports"][0]["workloads"][0]["tail_bytes"],
+        expected.len() + 48,
+        "{status}"
+    );
+    assert!(
+        !status.to_string().contains("console of version"),
+        "{status}"
+    );
+    let out = g.user.run(&["logs", s(&crash), "--key", s(&owner)]).ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{out:#?}");
+    assert!(
+        lines[0].starts_with("== workload hello on node nullos-ed25519 ")
+            && lines[0].ends_with(": restarting =="),
+        "{out:#?}"
+    );
+    assert_eq!(lines[1..].join("\n"), expected);
+
+    // Any other key, a stakeholder's or the farmer's, is refused with one line.
+    let (other, _) = g.user.key("other.key");
+    for key in [&other, &g.farmer] {
+        let line = g.user.run(&["logs", &id, "--key", s(key)]).fails(2);
+        assert!(line.contains("is not the contract's owner key"), "{line}");
+    }
+
+    // Cancelled: the stopped report carries the last lines too.
+    g.user.run(&["cancel", &id, "--key", s(&owner)]).ok();
+    let out = eventually("the stopped report", 30, || {
+        let out = g.user.run(&["logs", &id, "--key", s(&owner)]).ok();
+        out.stdout.contains(": stopped ==").then_some(out)
+    });
+    assert!(
+        out.stdout.ends_with("hello: cancelled by its owner\n"),
+        "{out:#?}"
+    );
+}
+
+#[test]
 fn an_altered_contract_file_is_refused() {
     let g = Grid::new();
     let workload = g.user.path("build/hello");

@@ -45,7 +45,7 @@ use trust::grid::{Capacity, ContractId, ContractWorkload};
 use trust::{Digest, PublicKey, WorkloadManifest};
 
 pub use identity::{Identity, Persistence};
-pub use outbox::{Outgoing, Reports};
+pub use outbox::{ConsoleTail, Outgoing, Reports};
 
 /// The node's grid settings (from `node.toml`'s `[node]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +108,8 @@ pub struct Deployment {
     pub contract: ContractId,
     /// Its version.
     pub version: u64,
+    /// The contract's owner: the only key its workloads' console tails are sealed to.
+    pub owner: PublicKey,
     /// Its workloads.
     pub workloads: Vec<PreparedWorkload>,
 }

@@ -3,6 +3,11 @@
 //! per contract on every change of a workload's state. A notary that is down or slow delays
 //! these and nothing else: sends are retried with backoff and jitter, and the console gets one
 //! line when the notary is lost and one when it is back.
+//!
+//! A workload's console tail ([`ConsoleTail`]) arrives in clear from its supervisor and is kept
+//! here, on the node, until the contract's version changes; every report that carries it seals
+//! it anew to the contract's owner for that report's sequence (`trust::grid::sealed`), with a
+//! fresh ephemeral key. Only the sealed bytes leave the node.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -10,8 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use notary_client::{Client, ClientError};
-use trust::grid::{Capacity, ContractId, Lease, NodeRegistration, StatusReport, WorkloadStatus};
-use trust::{SignedBody, SignedDocument};
+use trust::grid::{
+    sealed, Capacity, ContractId, Lease, NodeRegistration, StatusReport, WorkloadStatus,
+};
+use trust::{PublicKey, SignedBody, SignedDocument};
 
 use crate::backoff::{random_u64, Backoff, Change};
 use crate::identity::Identity;
@@ -40,7 +47,56 @@ pub enum Outgoing {
         version: u64,
         /// Its status.
         status: WorkloadStatus,
+        /// The last lines of its console, when its VM just ended: replaces the one kept.
+        console: Option<ConsoleTail>,
     },
+}
+
+/// The last lines of a contract workload's console, in clear, on their way to be sealed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConsoleTail {
+    /// The contract's owner, the one key the tail is sealed to.
+    pub owner: PublicKey,
+    /// The lines, already bounded (`trust::grid::sealed::bounded_tail`).
+    pub text: String,
+}
+
+impl std::fmt::Debug for ConsoleTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the lines themselves: only the owner reads them.
+        f.debug_struct("ConsoleTail")
+            .field("owner", &self.owner)
+            .field("bytes", &self.text.len())
+            .finish()
+    }
+}
+
+/// Seals each kept tail of `report`'s workloads into it, each with a fresh ephemeral secret
+/// from `random`; a tail that cannot be sealed (no randomness, over the bounds) is left out.
+pub fn seal_tails(
+    report: &mut StatusReport,
+    tails: &BTreeMap<String, ConsoleTail>,
+    mut random: impl FnMut() -> Option<[u8; 32]>,
+) {
+    let context = report.clone();
+    for status in &mut report.workloads {
+        status.tail = tails.get(&status.name).and_then(|tail| {
+            let ephemeral = random()?;
+            sealed::seal(
+                &tail.owner,
+                ephemeral,
+                &context.tail_context(&status.name),
+                &tail.text,
+            )
+            .ok()
+        });
+    }
+}
+
+/// 32 bytes from the operating system's RNG, if it gives them.
+fn random_secret() -> Option<[u8; 32]> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).ok().map(|()| bytes)
 }
 
 /// A handle to send status changes to the outbox; cheap to clone, for supervisor threads.
@@ -65,6 +121,8 @@ impl Reports {
 struct ContractReport {
     version: u64,
     workloads: BTreeMap<String, WorkloadStatus>,
+    /// The last console tail of each workload of this version, in clear (sealed per report).
+    tails: BTreeMap<String, ConsoleTail>,
     dirty: bool,
 }
 
@@ -130,11 +188,19 @@ impl Outbox {
                 version,
                 workloads,
             } => {
+                // The tails of the same version stay (a stopped report keeps the last lines).
+                let tails = self
+                    .reports
+                    .remove(&contract)
+                    .filter(|r| r.version == version)
+                    .map(|r| r.tails)
+                    .unwrap_or_default();
                 self.reports.insert(
                     contract,
                     ContractReport {
                         version,
                         workloads: workloads.into_iter().map(|w| (w.name.clone(), w)).collect(),
+                        tails,
                         dirty: true,
                     },
                 );
@@ -143,10 +209,12 @@ impl Outbox {
                 contract,
                 version,
                 status,
+                console,
             } => {
                 let report = self.reports.entry(contract).or_insert(ContractReport {
                     version,
                     workloads: BTreeMap::new(),
+                    tails: BTreeMap::new(),
                     dirty: true,
                 });
                 if report.version != version {
@@ -156,6 +224,10 @@ impl Outbox {
                     }
                     report.version = version;
                     report.workloads.clear();
+                    report.tails.clear();
+                }
+                if let Some(tail) = console {
+                    report.tails.insert(status.name.clone(), tail);
                 }
                 report.workloads.insert(status.name.clone(), status);
                 report.dirty = true;
@@ -263,20 +335,23 @@ impl Outbox {
             .map(|(id, _)| *id)
             .collect();
         for contract in dirty {
-            let Some((version, workloads)) = self
-                .reports
-                .get(&contract)
-                .map(|r| (r.version, r.workloads.values().cloned().collect()))
-            else {
+            let Some((version, workloads, tails)) = self.reports.get(&contract).map(|r| {
+                (
+                    r.version,
+                    r.workloads.values().cloned().collect(),
+                    r.tails.clone(),
+                )
+            }) else {
                 continue;
             };
-            let body = StatusReport {
+            let mut body = StatusReport {
                 sequence: self.sequence(),
                 node: self.identity.public,
                 contract,
                 version,
                 workloads,
             };
+            seal_tails(&mut body, &tails, random_secret);
             if let Some(bytes) = self.sign(&body) {
                 match self.client.submit(&bytes) {
                     Ok(_) => {}
@@ -345,4 +420,74 @@ pub fn error_line(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     line.replace(['\n', '\r'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use trust::grid::{sealed, WorkloadState};
+    use trust::{Digest, SecretKey};
+
+    use super::*;
+
+    fn status(name: &str) -> WorkloadStatus {
+        WorkloadStatus {
+            name: name.into(),
+            state: WorkloadState::Exited,
+            exit_code: Some(1),
+            restarts: 0,
+            reason: String::new(),
+            tail: None,
+        }
+    }
+
+    #[test]
+    fn kept_tails_are_sealed_to_the_owner_for_this_report() {
+        let owner = SecretKey::from_seed([3; 32]);
+        let mut report = StatusReport {
+            sequence: 9,
+            node: SecretKey::from_seed([1; 32]).public(),
+            contract: ContractId(Digest::of(b"c")),
+            version: 2,
+            workloads: vec![status("a"), status("b")],
+        };
+        let tails = BTreeMap::from([(
+            "b".to_owned(),
+            ConsoleTail {
+                owner: owner.public(),
+                text: "b: bye".into(),
+            },
+        )]);
+        let mut draws = 0u8;
+        seal_tails(&mut report, &tails, || {
+            draws += 1;
+            Some([draws; 32])
+        });
+        assert_eq!(draws, 1, "one ephemeral key per tail");
+        assert_eq!(report.workloads[0].tail, None);
+        let sealed_b = report.workloads[1].tail.clone().expect("b has a tail");
+        assert_eq!(
+            sealed::open(&owner, &report.tail_context("b"), &sealed_b).as_deref(),
+            Ok("b: bye")
+        );
+        // The next report seals it anew, for its own sequence.
+        let mut next = report.clone();
+        next.sequence = 10;
+        seal_tails(&mut next, &tails, || Some([7; 32]));
+        let sealed_next = next.workloads[1].tail.clone().expect("tail");
+        assert_ne!(sealed_next, sealed_b);
+        assert!(sealed::open(&owner, &report.tail_context("b"), &sealed_next).is_err());
+        assert!(sealed::open(&owner, &next.tail_context("b"), &sealed_next).is_ok());
+        // Without randomness there is no tail rather than a reused key.
+        seal_tails(&mut next, &tails, || None);
+        assert_eq!(next.workloads[1].tail, None);
+    }
+
+    #[test]
+    fn a_tail_never_shows_in_debug_output() {
+        let tail = ConsoleTail {
+            owner: SecretKey::from_seed([3; 32]).public(),
+            text: "secret line".into(),
+        };
+        assert!(!format!("{tail:?}").contains("secret"));
+    }
 }

@@ -427,6 +427,7 @@ impl PullLoop {
         let deployment = Deployment {
             contract: id,
             version,
+            owner: contract.owner,
             workloads: prepared,
         };
         match self.runner.start(deployment, self.reports.clone()) {
@@ -562,6 +563,7 @@ fn statuses(names: &[String], state: WorkloadState, reason: &str) -> Vec<Workloa
             exit_code: None,
             restarts: 0,
             reason: reason.clone(),
+            tail: None,
         })
         .collect()
 }

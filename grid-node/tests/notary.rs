@@ -9,14 +9,16 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use grid_node::{Console, Deployment, Outgoing, Reports, Runner, Settings};
+use grid_node::{Console, ConsoleTail, Deployment, Outgoing, Reports, Runner, Settings};
 use notary_client::Client;
 use serde_json::Value;
+use trust::grid::sealed;
 use trust::grid::{
     Approval, Cancellation, Capacity, Constraints, Contract, ContractId, ContractWorkload, Disk,
-    Egress, Enrollment, Farm, Placement, Previous, VolumeClaim, WorkloadState, WorkloadStatus,
+    Egress, Enrollment, Farm, Placement, Previous, StatusReport, VolumeClaim, WorkloadState,
+    WorkloadStatus,
 };
-use trust::{ArtifactRef, Digest, NamedSigner, PublicKey, SecretKey, SignerPolicy};
+use trust::{verify_named, ArtifactRef, Digest, NamedSigner, PublicKey, SecretKey, SignerPolicy};
 
 const FARMER: u8 = 1;
 const OWNER: u8 = 2;
@@ -94,7 +96,16 @@ impl Runner for FakeRunner {
                         exit_code,
                         restarts: 0,
                         reason: String::new(),
+                        tail: None,
                     },
+                    // The supervisor hands over the console's last lines when the VM ends.
+                    console: exit_code.map(|_| ConsoleTail {
+                        owner: deployment.owner,
+                        text: format!(
+                            "{}: version {}\n{}: bye",
+                            w.spec.name, deployment.version, w.spec.name
+                        ),
+                    }),
                 });
             }
         }
@@ -235,6 +246,19 @@ fn report_state(client: &Client, id: &ContractId) -> Option<(u64, String, Option
     ))
 }
 
+/// The newest status report on contract `id` in the log.
+fn latest_report(client: &Client, id: &ContractId) -> StatusReport {
+    let key = format!("contract/{}", id.0.to_hex());
+    client
+        .wait(&key, None, Duration::ZERO)
+        .unwrap()
+        .into_iter()
+        .filter_map(|(_, bytes)| verify_named::<StatusReport>(&bytes).ok())
+        .map(|opened| opened.body)
+        .max_by_key(|r| r.sequence)
+        .expect("a status report in the log")
+}
+
 fn join(
     notary: &Notary,
     state: &Path,
@@ -321,6 +345,21 @@ fn a_node_registers_runs_replaces_resumes_refuses_and_stops_against_a_real_notar
     eventually("the report says exited 0", || {
         report_state(&client, &id) == Some((1, "exited".into(), Some(0)))
     });
+    // Its console tail is in the logged report sealed to the owner: the directory shows only its
+    // size, the owner's key opens it, another key does not.
+    let v: Value = client.contract(&id).unwrap();
+    let tail_bytes = v["reports"][0]["workloads"][0]["tail_bytes"].as_u64();
+    assert_eq!(
+        tail_bytes,
+        Some(("hello: version 1\nhello: bye".len() + 48) as u64)
+    );
+    let report = latest_report(&client, &id);
+    let sealed_tail = report.workloads[0].tail.as_deref().expect("a sealed tail");
+    assert_eq!(
+        sealed::open(&sk(OWNER), &report.tail_context("hello"), sealed_tail).as_deref(),
+        Ok("hello: version 1\nhello: bye")
+    );
+    assert!(sealed::open(&sk(FARMER), &report.tail_context("hello"), sealed_tail).is_err());
 
     // A new version replaces the running one, its volumes kept.
     let mut c2 = c1.clone();

@@ -200,6 +200,8 @@ impl ContractInfo {
                     "exit_code": w.exit_code,
                     "restarts": w.restarts,
                     "reason": w.reason,
+                    // Sealed to the contract's owner: only that a tail is there, and its size.
+                    "tail_bytes": w.tail.as_ref().map(Vec::len),
                 })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         })

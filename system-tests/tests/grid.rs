@@ -3,7 +3,7 @@
 //! (`http://10.0.2.2:<port>`, QEMU's user network), its pinned key and a farm. The test plays
 //! the farmer and the contract's owner with the real `nullos` on the host (`key new`, `farm
 //! register`/`approve`, `nodes --json`, `push`, `contract new`/`sign`, `deploy --wait`, `status
-//! --json`, `cancel`, `agent`); it writes a document by hand only where `nullos` has no command
+//! --json`, `logs`, `cancel`, `agent`); it writes a document by hand only where `nullos` has no command
 //! for it (a contract's next version).
 //!
 //! Two boots (the second a reboot), shared by the assertions in order (TCG boots are slow):
@@ -11,7 +11,8 @@
 //!    was given (`-smp 2`, `-m 2048`, a 256 MiB data disk), is live in `nullos nodes --json`
 //!    and on the notary's explorer page;
 //! 2. `nullos deploy --wait` of hello: pulled, verified, run in a micro-VM; the report says
-//!    exited 0; a new version replaces it and its volume's counter goes on; the notary goes down
+//!    exited 0 and carries its console's last lines sealed to the owner (`nullos logs` with the
+//!    owner's key prints `hello: counter=1`, the farmer's key is refused); a new version replaces it and its volume's counter goes on; the notary goes down
 //!    and comes back (one console line each way) and the node re-syncs; it comes back with
 //!    `--rules unchecked` (a notary that does not enforce the grid's rules), and the node itself
 //!    refuses a contract one approval short of its threshold and a placement signed by someone
@@ -705,6 +706,17 @@ fn a_node_registers_pulls_verifies_runs_refuses_and_stops_contracts() {
         report(&user, &id).is_some_and(|(s, code, _)| s == "exited" && code == Some(0))
     });
     wait("[hello] hello: counter=1");
+    // Its last console lines are in the report sealed to the owner: `nullos logs` opens them with
+    // the owner's key, and refuses the farmer's.
+    let logs = user
+        .run(&["logs", &id_hex, "--key", s(&user.owner_key())])
+        .ok();
+    assert!(
+        logs.stdout.lines().any(|l| l == "hello: counter=1"),
+        "{logs:#?}"
+    );
+    let other = user.run(&["logs", &id_hex, "--key", s(&user.farmer_key())]);
+    assert_eq!(other.code, Some(2), "{other:#?}");
 
     // 2b. A new version replaces it and keeps its volume: the counter goes on.
     let (file2, c2) = user.next_version(&file, "hello-v2");

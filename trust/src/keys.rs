@@ -217,6 +217,17 @@ impl PublicKey {
         format!("{PUBLIC_KEY_PREFIX} {}…", &hex[..SHORT_HEX])
     }
 
+    /// The X25519 public key of the same point (the birational map to Montgomery form, as
+    /// libsodium's `crypto_sign_ed25519_pk_to_curve25519` and age's ssh-ed25519 recipients do):
+    /// what a tail is sealed to ([`crate::grid::sealed`]).
+    pub(crate) fn to_x25519(self) -> [u8; 32] {
+        // The bytes were checked to decompress when this key was built.
+        match VerifyingKey::from_bytes(&self.0) {
+            Ok(key) => key.to_montgomery().to_bytes(),
+            Err(_) => [0; 32],
+        }
+    }
+
     /// Verifies `signature` over `message` with the strict rules (no malleable or small-order
     /// components), the only verification this crate performs.
     pub(crate) fn verify_strict(&self, message: &[u8], signature: &[u8; 64]) -> bool {
@@ -259,6 +270,12 @@ impl SecretKey {
     /// from the operating system's RNG.
     pub fn from_seed(seed: [u8; 32]) -> SecretKey {
         SecretKey(SigningKey::from_bytes(&seed))
+    }
+
+    /// The X25519 secret scalar of this key (the clamped SHA-512 half of the seed ed25519 signs
+    /// with), which opens what was sealed to [`PublicKey::to_x25519`] of [`SecretKey::public`].
+    pub(crate) fn to_x25519(&self) -> [u8; 32] {
+        self.0.to_scalar_bytes()
     }
 
     /// The matching public key.

@@ -284,6 +284,11 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// Whether every byte has been read (for a trailing optional section).
+    pub(crate) fn is_at_end(&self) -> bool {
+        self.rest.is_empty()
+    }
+
     /// Succeeds only when every byte has been read.
     pub(crate) fn finish(self, what: &'static str) -> Result<(), DecodeError> {
         if self.rest.is_empty() {

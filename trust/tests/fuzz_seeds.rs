@@ -218,8 +218,16 @@ fn grid_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             exit_code: Some(1),
             restarts: 2,
             reason: "exit 1".into(),
+            tail: None,
         }],
     };
+    let mut status_tail = status.clone();
+    status_tail.sequence = 2;
+    let context = status_tail.tail_context("hello");
+    status_tail.workloads[0].tail = Some(
+        trust::grid::sealed::seal(&key(3).public(), [0x77; 32], &context, "hello: counter=1")
+            .expect("seal"),
+    );
     let lease = Lease {
         sequence: 1,
         node: key(2).public(),
@@ -262,6 +270,11 @@ fn grid_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             ["seed-cancellation", "seed-cancellation-body"],
         ),
         pair(&status, &key(2), ["seed-status", "seed-status-body"]),
+        pair(
+            &status_tail,
+            &key(2),
+            ["seed-status-tail", "seed-status-tail-body"],
+        ),
         pair(&lease, &key(2), ["seed-lease", "seed-lease-body"]),
         pair(
             &enrollment,

@@ -195,6 +195,7 @@ fn status() -> impl Strategy<Value = StatusReport> {
                             exit_code,
                             restarts,
                             reason,
+                            tail: None,
                         },
                     )
                     .collect(),

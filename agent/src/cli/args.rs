@@ -100,6 +100,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The last console lines of a contract's workloads, which the node sealed to the owner.
+    Logs {
+        /// The contract id (64 hex) or contract file.
+        id: String,
+        /// The owner's secret key file (only it opens the lines).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
     /// Cancel a contract: its node stops it.
     Cancel {
         /// The contract id (64 hex) or contract file.

@@ -408,6 +408,7 @@ fn status_json(online: &mut Online, id: &ContractId, log: &ContractLog) -> Resul
                 "workloads": r.workloads.iter().map(|w| json!({
                     "name": w.name, "state": w.state.name(), "exit_code": w.exit_code,
                     "restarts": w.restarts, "reason": w.reason,
+                    "tail_bytes": w.tail.as_ref().map(Vec::len),
                 })).collect::<Vec<_>>(),
             })
         })
@@ -502,6 +503,48 @@ pub fn status(online: &mut Online, id: &ContractId, watch: bool, json: bool) -> 
             log.apply(id, index, &data);
         }
     }
+}
+
+/// `nullos logs ID --key FILE`: each node's newest report's console tails, opened with the
+/// owner's key (reports verified and proven into the notary's checkpoint like everything else).
+pub fn logs(online: &mut Online, id: &ContractId, key_file: &Path) -> Result<()> {
+    let log = online.contract_log(id)?;
+    let Some(c) = log.latest() else {
+        return Err(Failed(format!("contract {id} is not in the notary's log")).into());
+    };
+    let key = owner_key(key_file, &c.owner)?;
+    let tails = log.tails(&key);
+    if tails.is_empty() {
+        return Err(Failed(format!(
+            "no console lines for contract {id} yet: a node attaches them to its report when a workload's VM ends"
+        ))
+        .into());
+    }
+    let mut out = String::new();
+    for tail in tails {
+        let text = tail.text.map_err(|e| {
+            Failed(format!(
+                "workload {} in node {}'s report {}: {e}",
+                tail.workload.name,
+                tail.report.node.short(),
+                tail.report.sequence
+            ))
+        })?;
+        out.push_str(&format!(
+            "== workload {} on node {} (version {}, report {}): {} ==\n",
+            tail.workload.name,
+            tail.report.node.short(),
+            tail.report.version,
+            tail.report.sequence,
+            tail.workload.state.name()
+        ));
+        for line in text.lines() {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    print!("{out}");
+    Ok(())
 }
 
 /// `nullos cancel ID --key FILE [--reason TEXT]`.

@@ -74,6 +74,7 @@ fn report(
             } else {
                 String::new()
             },
+            tail: None,
         }],
     }
 }
@@ -183,4 +184,38 @@ fn cancellation_ends_it() {
         signed(&cancel, 1),
     ]);
     assert!(matches!(log.progress(), Progress::Failed(l) if l.contains("cancelled")));
+}
+
+#[test]
+fn tails_open_with_the_owners_key_only() {
+    let c = contract();
+    let id = c.id();
+    let mut log = ContractLog::default();
+    log.apply(&id, 0, &signed(&c, 1));
+    let mut r = report(&c, 7, 3, WorkloadState::Restarting, Some(1));
+    let context = r.tail_context("app");
+    r.workloads[0].tail =
+        Some(trust::grid::sealed::seal(&c.owner, [5; 32], &context, "app: boom").unwrap());
+    log.apply(&id, 1, &signed(&r, 7));
+    // A report of another node without a tail adds nothing.
+    log.apply(
+        &id,
+        2,
+        &signed(&report(&c, 8, 1, WorkloadState::Running, None), 8),
+    );
+
+    let tails = log.tails(&sk(1));
+    assert_eq!(tails.len(), 1);
+    assert_eq!(tails[0].report.node, key(7));
+    assert_eq!(tails[0].workload.name, "app");
+    assert_eq!(tails[0].text.as_deref(), Ok("app: boom"));
+
+    let other = log.tails(&sk(2));
+    assert_eq!(other[0].text, Err(SealError::Open));
+
+    // A node that copies the tail into a later report of its own: it no longer opens.
+    let mut copied = report(&c, 7, 4, WorkloadState::Running, None);
+    copied.workloads[0].tail = r.workloads[0].tail.clone();
+    log.apply(&id, 3, &signed(&copied, 7));
+    assert_eq!(log.tails(&sk(1))[0].text, Err(SealError::Open));
 }

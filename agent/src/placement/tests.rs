@@ -258,6 +258,7 @@ fn status(
             exit_code: exit,
             restarts,
             reason: "manifest digest mismatch".into(),
+            tail: None,
         }],
     }
 }

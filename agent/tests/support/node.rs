@@ -13,7 +13,11 @@
 //!   manifests are in the blob store, hashing to their names) and reports (`StatusReport`,
 //!   its sequence growing per contract): accepted, then running, or refused with the reason,
 //!   or a workload that keeps failing (restarting with a growing count, exit code 1);
-//! - a `Cancellation` of a contract it runs makes it report the workloads stopped.
+//! - a `Cancellation` of a contract it runs makes it report the workloads stopped;
+//! - like the real node, a report of a workload whose VM ended (restarting, exited, stopped)
+//!   carries its console's last lines sealed to the contract's owner (`trust::grid::sealed`,
+//!   a fresh ephemeral key from the OS RNG per tail): `<name>: console of version <v>` then
+//!   `<name>: <reason>`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use notary_client::Client;
 use trust::grid::rules::{approvals_satisfy, placement_by_owner};
+use trust::grid::sealed;
 use trust::grid::{
     Approval, Cancellation, Capacity, Contract, ContractId, Disk, Lease, NodeRegistration,
     Placement, StatusReport, WorkloadState, WorkloadStatus,
@@ -359,7 +364,7 @@ impl Node {
         let id = contract.id();
         let sequence = self.report_sequence.entry(id).or_insert(0);
         *sequence += 1;
-        let report = StatusReport {
+        let mut report = StatusReport {
             sequence: *sequence,
             node: self.key,
             contract: id,
@@ -373,9 +378,38 @@ impl Node {
                     exit_code,
                     restarts,
                     reason: reason.chars().take(200).collect(),
+                    tail: None,
                 })
                 .collect(),
         };
+        let ended = matches!(
+            state,
+            WorkloadState::Restarting | WorkloadState::Exited | WorkloadState::Stopped
+        );
+        if ended {
+            let context = report.clone();
+            for w in &mut report.workloads {
+                let text = format!(
+                    "{0}: console of version {1}\n{0}: {2}",
+                    w.name,
+                    contract.version,
+                    if reason.is_empty() {
+                        state.name()
+                    } else {
+                        reason
+                    }
+                );
+                let mut ephemeral = [0u8; 32];
+                getrandom::getrandom(&mut ephemeral).expect("the OS RNG");
+                let tail = sealed::seal(
+                    &contract.owner,
+                    ephemeral,
+                    &context.tail_context(&w.name),
+                    &sealed::bounded_tail(&text.lines().collect::<Vec<_>>()),
+                );
+                w.tail = Some(tail.expect("a bounded tail seals"));
+            }
+        }
         // Refused when the contract was moved away meanwhile: the node then stops reporting.
         let _ = self.client.submit(&signed(&report, &self.secret));
     }

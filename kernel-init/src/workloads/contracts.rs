@@ -14,10 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use grid_node::{Deployment, Outgoing, PreparedWorkload, Reports, Runner};
+use grid_node::{ConsoleTail, Deployment, Outgoing, PreparedWorkload, Reports, Runner};
 use trust::grid::{ContractId, Egress, WorkloadState, WorkloadStatus};
-use trust::WorkloadManifest;
+use trust::{PublicKey, WorkloadManifest};
 
+use super::console_tail::SharedTail;
 use super::supervisor::{self, Control, Event};
 use super::{disk, guest_initrd, jail, vm, GUEST_RUN_DIR};
 
@@ -91,6 +92,7 @@ impl ContractRunner {
         &self,
         contract: &ContractId,
         version: u64,
+        owner: PublicKey,
         workload: &PreparedWorkload,
         reports: &Reports,
     ) -> Result<Supervised, String> {
@@ -138,7 +140,17 @@ impl ContractRunner {
         };
         let events = reports.clone();
         let (id, status_name) = (*contract, name.clone());
-        let control = Arc::new(Control::new(move |event| {
+        let tail = Arc::new(SharedTail::default());
+        let event_tail = tail.clone();
+        let control = Control::new(move |event| {
+            // When the VM has ended, its console's last lines go along, for the owner only.
+            let console = match event {
+                Event::Running { .. } => None,
+                Event::Exited { .. } | Event::Restarting { .. } => Some(ConsoleTail {
+                    owner,
+                    text: event_tail.text(),
+                }),
+            };
             let (state, exit_code, restarts) = match event {
                 Event::Running { attempt } => {
                     (WorkloadState::Running, None, attempt.saturating_sub(1))
@@ -159,9 +171,13 @@ impl ContractRunner {
                     exit_code,
                     restarts,
                     reason: String::new(),
+                    tail: None,
                 },
+                console,
             });
-        }));
+        })
+        .with_tail(tail);
+        let control = Arc::new(control);
         let restart = manifest.restart;
         let thread_control = control.clone();
         let thread = std::thread::Builder::new()
@@ -179,8 +195,13 @@ impl Runner for ContractRunner {
     fn start(&mut self, deployment: Deployment, reports: Reports) -> Result<(), String> {
         let mut started = Vec::new();
         for workload in &deployment.workloads {
-            match self.start_workload(&deployment.contract, deployment.version, workload, &reports)
-            {
+            match self.start_workload(
+                &deployment.contract,
+                deployment.version,
+                deployment.owner,
+                workload,
+                &reports,
+            ) {
                 Ok(s) => started.push(s),
                 Err(e) => {
                     for mut s in started {

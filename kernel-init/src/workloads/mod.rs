@@ -14,6 +14,7 @@
 //!    console relayed as `[<name>] <line>`, restarts with backoff.
 
 pub mod console_limit;
+pub mod console_tail;
 pub mod contracts;
 pub mod disk;
 pub mod guest_initrd;

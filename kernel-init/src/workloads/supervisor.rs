@@ -4,11 +4,12 @@
 //! The decisions are a pure state machine ([`Restarts`]); [`supervise`] is the thread around it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use trust::RestartPolicy;
 
+use super::console_tail::SharedTail;
 use super::vm::{RunningVm, VmPlan};
 
 /// The first restart delay; each further failure doubles it.
@@ -116,6 +117,7 @@ pub struct Control {
     stopped: AtomicBool,
     vmm: Mutex<Option<u32>>,
     on_event: Box<dyn Fn(Event) + Send + Sync>,
+    tail: Option<Arc<SharedTail>>,
 }
 
 impl std::fmt::Debug for Control {
@@ -133,7 +135,14 @@ impl Control {
             stopped: AtomicBool::new(false),
             vmm: Mutex::new(None),
             on_event: Box::new(on_event),
+            tail: None,
         }
+    }
+
+    /// Also keeps the console's last lines in `tail` (a contract workload's, for its owner).
+    pub fn with_tail(mut self, tail: Arc<SharedTail>) -> Control {
+        self.tail = Some(tail);
+        self
     }
 
     /// Stops the workload: no further attempt starts, and the running VM's jail is killed
@@ -193,7 +202,7 @@ pub fn supervise_controlled(plan: &VmPlan, policy: RestartPolicy, control: &Cont
         }
         let attempt = restarts.attempt();
         let started = Instant::now();
-        let exit = match RunningVm::start(plan) {
+        let exit = match RunningVm::start(plan, control.tail.clone()) {
             Ok(vm) => {
                 control.set_vmm(Some(vm.pid));
                 crate::log::interface_line(&format!(

@@ -6,10 +6,12 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use super::console_limit::{Admit, LineLimit, LINES_PER_SECOND};
+use super::console_tail::SharedTail;
 use interfaces::egress::Rule;
 use interfaces::vm::{Disk, Serial, VmSpec, VmmExit};
 use nix::sys::wait::WaitStatus;
@@ -220,8 +222,8 @@ pub struct RunningVm {
 
 impl RunningVm {
     /// Starts `vmm` for the plan in its jail (`super::jail`), its console and stderr relayed
-    /// to the log.
-    pub fn start(plan: &VmPlan) -> std::io::Result<RunningVm> {
+    /// to the log; the console's lines also go to `tail` (a contract workload's, for its owner).
+    pub fn start(plan: &VmPlan, tail: Option<Arc<SharedTail>>) -> std::io::Result<RunningVm> {
         let jailed = super::jail::launch::jailed_vm(plan)
             .map_err(|e| std::io::Error::other(crate::error_chain(&e)))?;
         let mut command = Command::new(VMM);
@@ -244,6 +246,9 @@ impl RunningVm {
             let mut limit = LineLimit::new(LINES_PER_SECOND);
             relay(&plan.name, "console", pipe, move |line| match line {
                 Some(line) => {
+                    if let Some(tail) = &tail {
+                        tail.push(&line);
+                    }
                     if let Admit::Print { notice } = limit.admit(Instant::now()) {
                         if let Some(notice) = notice {
                             crate::log::interface_line(&format!("[{name}] {notice}"));

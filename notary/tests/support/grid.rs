@@ -180,6 +180,7 @@ pub fn status(c: &Contract, node: u8, sequence: u64) -> StatusReport {
             exit_code: None,
             restarts: 1,
             reason: "serving".into(),
+            tail: None,
         }],
     }
 }

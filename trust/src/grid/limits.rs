@@ -17,8 +17,11 @@ pub const MAX_APPROVAL_BYTES: usize = 256;
 pub const MAX_PLACEMENT_BYTES: usize = 1024;
 /// Largest encoded cancellation body, in bytes.
 pub const MAX_CANCELLATION_BYTES: usize = 1024;
-/// Largest encoded status report body, in bytes.
-pub const MAX_STATUS_REPORT_BYTES: usize = 16 * 1024;
+/// Largest encoded status report body, in bytes: 16 KiB for the states (16 workloads with
+/// 64-byte names and 256-byte reasons take about 6 KiB) plus a sealed console tail per workload
+/// (its bytes, a 2-byte length and an option tag): 49,984 bytes, under the 64 KiB body cap.
+pub const MAX_STATUS_REPORT_BYTES: usize =
+    16 * 1024 + MAX_CONTRACT_WORKLOADS * (super::sealed::MAX_SEALED_TAIL_BYTES + 4);
 /// Largest encoded lease body, in bytes.
 pub const MAX_LEASE_BYTES: usize = 128;
 /// Largest encoded enrollment body, in bytes.

@@ -40,6 +40,7 @@ pub mod limits;
 pub mod node;
 pub mod placement;
 pub mod rules;
+pub mod sealed;
 pub mod status;
 pub mod supersession;
 
@@ -57,6 +58,7 @@ pub use rules::{
     approvals_satisfy, cancellation_by_owner, placement_by_owner, placement_fits, ApprovalTally,
     Resources, RuleError,
 };
+pub use sealed::{SealError, TailContext};
 pub use status::{StatusReport, WorkloadState, WorkloadStatus};
 pub use supersession::{
     check_successor, is_newer, Stream, SupersedeError, Supersedes, Supersession,

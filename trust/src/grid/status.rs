@@ -4,12 +4,17 @@
 //! (32 bytes: the contract id), version (varint u64, ≥ 1: the contract version the node runs),
 //! workloads (count ≤ 16, then per workload: name (as a workload name, unique), state (varint
 //! u32, see [`WorkloadState::code`]), exit_code (option: 0, or 1 then a zigzag varint i32),
-//! restarts (varint u32), reason (string ≤ 256 bytes, one line)). At most 16 KiB.
+//! restarts (varint u32), reason (string ≤ 256 bytes, one line)), then, only when at least one
+//! workload has a console tail: per workload, in the same order, its sealed tail (option: 0, or 1
+//! then bytes of 48 to 2,096 bytes, see [`super::sealed`]). A report without tails is encoded as
+//! before tails existed, so reports written then still decode; a tails section with no tail is
+//! refused (it would give one report two encodings). At most [`MAX_STATUS_REPORT_BYTES`].
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::limits::{MAX_CONTRACT_WORKLOADS, MAX_REASON_BYTES, MAX_STATUS_REPORT_BYTES};
+use super::sealed::{TailContext, MAX_SEALED_TAIL_BYTES, SEAL_OVERHEAD};
 use super::supersession::{Stream, Supersedes, Supersession};
 use super::{
     check_line, checked_text, invalid, put_key, read, read_counter, read_digest, read_key, writer,
@@ -98,6 +103,10 @@ pub struct WorkloadStatus {
     pub restarts: u32,
     /// One line for people (why refused, what exited), possibly empty.
     pub reason: String,
+    /// The last lines of its console, sealed to the contract's owner ([`super::sealed`]), if
+    /// the node attached them. Everyone sees that it is there and its size; only the owner's
+    /// key opens it.
+    pub tail: Option<Vec<u8>>,
 }
 
 /// A node's report on one contract, signed by the node.
@@ -136,6 +145,14 @@ impl SignedBody for StatusReport {
             w.put(&s.restarts);
             w.text(&s.reason);
         }
+        if self.workloads.iter().any(|s| s.tail.is_some()) {
+            for s in &self.workloads {
+                w.put(&s.tail.is_some());
+                if let Some(tail) = &s.tail {
+                    w.bytes(tail);
+                }
+            }
+        }
         w.finish()
     }
 
@@ -158,6 +175,30 @@ impl SignedBody for StatusReport {
                     ));
                 }
                 workloads.push(status);
+            }
+            if !r.is_at_end() {
+                let at = r.position();
+                for status in &mut workloads {
+                    if r.take::<bool>("console tail")? {
+                        let at = r.position();
+                        let tail = r.bytes("console tail", MAX_SEALED_TAIL_BYTES)?;
+                        if tail.len() < SEAL_OVERHEAD {
+                            return Err(invalid(
+                                "console tail",
+                                at,
+                                "shorter than a sealed tail's overhead",
+                            ));
+                        }
+                        status.tail = Some(tail.to_vec());
+                    }
+                }
+                if workloads.iter().all(|s| s.tail.is_none()) {
+                    return Err(invalid(
+                        "console tails",
+                        at,
+                        "present with no tail (a report without tails omits them)",
+                    ));
+                }
             }
             Ok(StatusReport {
                 sequence,
@@ -186,7 +227,21 @@ fn read_status(r: &mut Reader<'_>) -> Result<WorkloadStatus, DecodeError> {
         exit_code,
         restarts: r.take("restarts")?,
         reason: checked_text(r, "reason", MAX_REASON_BYTES, check_line)?,
+        tail: None,
     })
+}
+
+impl StatusReport {
+    /// What the console tail of `workload` in this report is sealed for.
+    pub fn tail_context<'a>(&self, workload: &'a str) -> TailContext<'a> {
+        TailContext {
+            node: self.node,
+            contract: self.contract,
+            version: self.version,
+            sequence: self.sequence,
+            workload,
+        }
+    }
 }
 
 impl NamedSigner for StatusReport {

@@ -26,10 +26,15 @@ fn round_trips<B: SignedBody + Debug + PartialEq + Clone>(body: &B) {
     }
     let mut trailing = bytes.clone();
     trailing.push(0);
-    assert!(matches!(
-        B::decode(&trailing),
-        Err(DecodeError::Trailing { count: 1, .. })
-    ));
+    if B::KIND == DocumentKind::StatusReport {
+        // A status report's optional console tails section follows its workloads.
+        assert!(B::decode(&trailing).is_err());
+    } else {
+        assert!(matches!(
+            B::decode(&trailing),
+            Err(DecodeError::Trailing { count: 1, .. })
+        ));
+    }
     let mut future = bytes.clone();
     future[0] = 2;
     assert_eq!(
@@ -285,6 +290,7 @@ fn status_report_kind() {
                 exit_code: None,
                 restarts: 0,
                 reason: String::new(),
+                tail: None,
             })
             .collect();
     });
@@ -310,6 +316,96 @@ fn status_report_kind() {
         StatusReport::decode(&bytes),
         Err(DecodeError::InvalidValue { field: "state", .. })
     ));
+}
+
+#[test]
+fn status_report_console_tails() {
+    use crate::grid::limits::{MAX_CONTRACT_WORKLOADS, MAX_REASON_BYTES, MAX_STATUS_REPORT_BYTES};
+    use crate::grid::sealed::{self, MAX_TAIL_BYTES, SEAL_OVERHEAD};
+    use crate::limits::MAX_WORKLOAD_NAME_BYTES;
+
+    let plain = status();
+    let without = plain.encode();
+    // A report with a tail round-trips, the tail opens for the owner only, and the part before the
+    // tails is the report as it was encoded before tails existed.
+    let owner = crate::SecretKey::from_seed([0x51; 32]);
+    let mut with = plain.clone();
+    let context = with.tail_context("worker");
+    with.workloads[1].tail =
+        Some(sealed::seal(&owner.public(), [3; 32], &context, "worker: bye").expect("seal"));
+    verifies(&with, NODE);
+    let bytes = with.encode();
+    assert_eq!(StatusReport::decode(&bytes).as_ref(), Ok(&with));
+    // The part before the tails is the report as encoded before tails existed: cut there it
+    // decodes as the report without tails (whose signature is another one), cut anywhere else
+    // it is refused.
+    assert_eq!(&bytes[..without.len()], &without[..]);
+    for cut in 0..bytes.len() {
+        let decoded = StatusReport::decode(&bytes[..cut]);
+        if cut == without.len() {
+            assert_eq!(decoded.as_ref(), Ok(&plain));
+        } else {
+            assert!(decoded.is_err(), "cut at {cut}");
+        }
+    }
+    let decoded = StatusReport::decode(&bytes).expect("decodes");
+    let tail = decoded.workloads[1].tail.as_deref().expect("tail");
+    assert_eq!(
+        sealed::open(&owner, &decoded.tail_context("worker"), tail).as_deref(),
+        Ok("worker: bye")
+    );
+    assert!(sealed::open(&owner, &decoded.tail_context("web"), tail).is_err());
+
+    // A tails section with no tail (two encodings of one report) is refused.
+    let mut empty_section = without.clone();
+    empty_section.extend_from_slice(&[0, 0]);
+    assert!(matches!(
+        StatusReport::decode(&empty_section),
+        Err(DecodeError::InvalidValue {
+            field: "console tails",
+            ..
+        })
+    ));
+    // A tail shorter than a sealed tail's overhead, and one over the bound, are refused.
+    refused(&with, "console tail", |s| {
+        s.workloads[1].tail = Some(vec![0; SEAL_OVERHEAD - 1])
+    });
+    let mut over = without.clone();
+    over.extend_from_slice(&[0, 1]);
+    let mut long = crate::limits::Writer::default();
+    long.bytes(&vec![0; MAX_TAIL_BYTES + SEAL_OVERHEAD + 1]);
+    over.extend_from_slice(&long.finish());
+    assert!(matches!(
+        StatusReport::decode(&over),
+        Err(DecodeError::OverLimit {
+            field: "console tail",
+            ..
+        })
+    ));
+
+    // The largest report (every field at its cap, a full tail per workload) fits the cap.
+    let largest = StatusReport {
+        workloads: (0..MAX_CONTRACT_WORKLOADS)
+            .map(|i| WorkloadStatus {
+                name: alloc::format!("{i:x}{}", "n".repeat(MAX_WORKLOAD_NAME_BYTES - 1)),
+                state: WorkloadState::Restarting,
+                exit_code: Some(i32::MIN),
+                restarts: u32::MAX,
+                reason: "r".repeat(MAX_REASON_BYTES),
+                tail: Some(vec![0xee; MAX_TAIL_BYTES + SEAL_OVERHEAD]),
+            })
+            .collect(),
+        sequence: u64::MAX,
+        version: u64::MAX,
+        ..plain
+    };
+    let encoded = largest.encode();
+    assert!(
+        encoded.len() <= MAX_STATUS_REPORT_BYTES,
+        "{}",
+        encoded.len()
+    );
+    assert_eq!(StatusReport::decode(&encoded), Ok(largest));
 }
 
 #[test]

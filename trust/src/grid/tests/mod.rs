@@ -179,6 +179,7 @@ pub(super) fn status() -> StatusReport {
                 exit_code: None,
                 restarts: 0,
                 reason: String::new(),
+                tail: None,
             },
             WorkloadStatus {
                 name: "worker".into(),
@@ -186,6 +187,7 @@ pub(super) fn status() -> StatusReport {
                 exit_code: Some(-11),
                 restarts: 3,
                 reason: "exited with signal 11".into(),
+                tail: None,
             },
         ],
     }
