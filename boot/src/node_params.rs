@@ -89,8 +89,12 @@ pub fn node_cmdline(release: &[u8], boot_cmdline: &[u8]) -> Result<NodeCmdline, 
     if text.trim_end_matches('\n').contains(['\0', '\n']) {
         return Err(Refusal::new(CMDLINE_FILE, "not a single line"));
     }
-    let release_line =
-        text.trim_matches(|c: char| u8::try_from(c).is_ok_and(pid1::cmdline::is_kernel_space));
+    // Only ASCII spaces are trimmed: the kernel reads bytes, and U+00A0 is the two bytes C2 A0,
+    // of which only A0 is a space to it (trimming the character would drop the C2 the kernel
+    // reads as part of the last parameter's value).
+    let release_line = text.trim_matches(|c: char| {
+        u8::try_from(c).is_ok_and(|b| b.is_ascii() && pid1::cmdline::is_kernel_space(b))
+    });
     if release_line.bytes().filter(|b| *b == b'"').count() % 2 == 1 {
         return Err(Refusal::new(
             CMDLINE_FILE,

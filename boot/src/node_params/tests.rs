@@ -25,6 +25,18 @@ fn the_release_line_then_the_nodes_parameters() {
     );
 }
 
+/// Found by the `kernel_cmdline` fuzz target: a release line ending in U+00A0 (bytes C2 A0)
+/// keeps its C2, which the kernel reads as part of the last value (A0 alone is its space).
+#[test]
+fn a_release_line_ending_in_a_no_break_space_keeps_its_bytes() {
+    let n = node("con/soo=\u{a0}", b"nullos.loglevel=debug");
+    assert_eq!(n.line, "con/soo=\u{a0} nullos.loglevel=debug");
+    let (release, _) = reference::parse_args("con/soo=\u{a0}".as_bytes());
+    let (node_params, _) = reference::parse_args(n.line.as_bytes());
+    assert!(node_params.starts_with(&release));
+    assert_eq!(release[0].1.as_deref(), Some(&b"\xc2"[..]));
+}
+
 #[test]
 fn the_release_url_stays_with_stage_0() {
     let n = node(
