@@ -251,32 +251,48 @@ async fn checkpoint(State(app): State<App>) -> Response {
 /// a broken pipe instead of the 413. Past this the connection is dropped.
 const DRAIN_MAX_BYTES: usize = 4 << 20;
 
-/// The request body if it is at most `max` bytes; `None` if it is longer (read on and dropped up
-/// to [`DRAIN_MAX_BYTES`]) or breaks off.
-async fn body_within(body: Body, max: usize) -> Option<Vec<u8>> {
+/// Why a request body was not taken.
+enum BodyRefused {
+    /// Longer than allowed (read on and dropped up to [`DRAIN_MAX_BYTES`]).
+    TooLarge,
+    /// The client's body broke off.
+    Broken(axum::Error),
+}
+
+/// The request body if it is at most `max` bytes.
+async fn body_within(body: Body, max: usize) -> Result<Vec<u8>, BodyRefused> {
     use futures_util::StreamExt;
     let mut stream = body.into_data_stream();
     let mut bytes = Vec::new();
     let mut total = 0usize;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.ok()?;
+        let chunk = chunk.map_err(BodyRefused::Broken)?;
         total = total.saturating_add(chunk.len());
         if total <= max {
             bytes.extend_from_slice(&chunk);
         } else if total > DRAIN_MAX_BYTES {
-            return None;
+            return Err(BodyRefused::TooLarge);
         }
     }
-    (total <= max).then_some(bytes)
+    if total > max {
+        return Err(BodyRefused::TooLarge);
+    }
+    Ok(bytes)
 }
 
 async fn submit(State(app): State<App>, body: Body) -> Response {
     let bytes = match body_within(body, MAX_DOCUMENT_BYTES).await {
-        Some(b) => b,
-        None => {
+        Ok(b) => b,
+        Err(BodyRefused::TooLarge) => {
             return line(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("document is over the {MAX_DOCUMENT_BYTES}-byte limit"),
+            )
+        }
+        Err(BodyRefused::Broken(e)) => {
+            return line(
+                StatusCode::BAD_REQUEST,
+                format!("document body broke off: {e}"),
             )
         }
     };
